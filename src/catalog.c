@@ -1,0 +1,206 @@
+/*
+ * catalog.c — access to icpml's own tables.
+ *
+ * icpml's tables (rule weights, models, bandit state, logs) are not granted
+ * to application roles.  Functions that application roles call run as the
+ * caller (so row-level security applies to user data) and switch to the
+ * extension's owner only around reads and writes of icpml's own tables,
+ * the way pg_cron does for its metadata.
+ *
+ * Backend caches of those tables are invalidated through the relcache: a
+ * statement trigger on each table calls icpml.invalidate_cache(), which
+ * queues a relcache invalidation for the table; it is delivered to every
+ * backend when (and only if) the writing transaction commits.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "icpml.h"
+
+#define ICPML_MAX_INVAL_HOOKS 8
+
+#define ICPML_MAX_WATCHED 32
+
+static CatalogInvalidateHook inval_hooks[ICPML_MAX_INVAL_HOOKS];
+static int	n_inval_hooks = 0;
+static Oid	watched[ICPML_MAX_WATCHED];
+static int	n_watched = 0;
+static bool relcache_callback_registered = false;
+static Oid	cached_owner = InvalidOid;
+static Oid	cached_namespace = InvalidOid;
+
+PG_FUNCTION_INFO_V1(invalidate_cache);
+
+/*
+ * Relcache callback: an invalidation of a watched icpml table (or a full
+ * reset) drops every cache.  Only compares oids: no catalog access here.
+ */
+static void
+CatalogRelcacheCallback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (OidIsValid(relid))
+	{
+		for (i = 0; i < n_watched; i++)
+			if (watched[i] == relid)
+				break;
+		if (i == n_watched)
+			return;
+	}
+
+	cached_owner = InvalidOid;
+	cached_namespace = InvalidOid;
+	n_watched = 0;
+	for (i = 0; i < n_inval_hooks; i++)
+		inval_hooks[i] ();
+}
+
+/* Watch one of icpml's tables: its invalidation resets the caches. */
+static void
+CatalogWatch(Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < n_watched; i++)
+		if (watched[i] == relid)
+			return;
+	if (n_watched < ICPML_MAX_WATCHED)
+		watched[n_watched++] = relid;
+}
+
+/* Register a function to call whenever one of icpml's tables changes. */
+void
+CatalogRegisterInvalidation(CatalogInvalidateHook hook)
+{
+	int			i;
+
+	for (i = 0; i < n_inval_hooks; i++)
+		if (inval_hooks[i] == hook)
+			return;
+	if (n_inval_hooks >= ICPML_MAX_INVAL_HOOKS)
+		elog(ERROR, "too many icpml invalidation hooks (please report a bug)");
+	inval_hooks[n_inval_hooks++] = hook;
+
+	if (!relcache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(CatalogRelcacheCallback, (Datum) 0);
+		relcache_callback_registered = true;
+	}
+}
+
+/* Namespace oid of schema icpml, with a clear error when absent. */
+static Oid
+CatalogNamespace(void)
+{
+	if (!OidIsValid(cached_namespace))
+	{
+		Oid			nsp = get_namespace_oid(ICPML_SCHEMA, true);
+
+		if (!OidIsValid(nsp))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("schema \"%s\" does not exist", ICPML_SCHEMA),
+					 errhint("Run CREATE EXTENSION icpml.")));
+		cached_namespace = nsp;
+	}
+	return cached_namespace;
+}
+
+/* Oid of one of icpml's own tables (now watched for changes); ERROR if missing. */
+Oid
+CatalogRelid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, CatalogNamespace());
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.%s\" does not exist", ICPML_SCHEMA, relname),
+				 errhint("The icpml extension is damaged or not fully installed; run ALTER EXTENSION icpml UPDATE or reinstall it.")));
+	CatalogWatch(relid);
+	return relid;
+}
+
+/* Role owning the icpml extension (the owner of its internal tables). */
+Oid
+CatalogExtensionOwner(void)
+{
+	if (!OidIsValid(cached_owner))
+	{
+		Relation	rel;
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		Oid			owner = InvalidOid;
+
+		rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+					F_NAMEEQ, CStringGetDatum("icpml"));
+		scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		if (!OidIsValid(owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension \"icpml\" is not installed in this database"),
+					 errhint("Run CREATE EXTENSION icpml.")));
+		cached_owner = owner;
+	}
+	return cached_owner;
+}
+
+/*
+ * Become the extension owner for access to icpml's own tables.  An ERROR
+ * before CatalogRestoreUser is fine: transaction abort restores the user.
+ */
+void
+CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext)
+{
+	Oid			owner = CatalogExtensionOwner();
+
+	GetUserIdAndSecContext(saveUserId, saveSecContext);
+	SetUserIdAndSecContext(owner, *saveSecContext | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Undo CatalogSwitchToOwner. */
+void
+CatalogRestoreUser(Oid saveUserId, int saveSecContext)
+{
+	SetUserIdAndSecContext(saveUserId, saveSecContext);
+}
+
+/*
+ * Statement trigger on icpml's tables: queue a relcache invalidation so
+ * every backend reloads its cache after this transaction commits.
+ */
+Datum
+invalidate_cache(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("icpml.invalidate_cache() must be called as a trigger")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	PG_RETURN_POINTER(NULL);
+}

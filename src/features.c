@@ -1,0 +1,157 @@
+/*
+ * features.c — resolve icpml.feature_relation and read feature rows.
+ *
+ * Reads always run as the calling user (no privilege switch), so the
+ * caller's grants and row-level security decide what can be scored.  The
+ * relation and key come from GUCs; identifiers are quoted with
+ * quote_identifier and values are passed as parameters, never pasted.
+ * Missing relations or columns, and columns of a type that cannot be read,
+ * get a clear error before any query runs.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_coerce.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+
+#include "icpml.h"
+#include "features.h"
+
+/* Resolve the configured relation; ERROR with a hint when it is unusable. */
+static Oid
+FeatureResolveRelation(const char *setting, char **display)
+{
+	List	   *names;
+	RangeVar   *rv;
+	Oid			relid;
+	char		relkind;
+
+	if (setting == NULL || setting[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("icpml.feature_relation is empty"),
+				 errhint("Set icpml.feature_relation to the table or view that holds one feature row per account, e.g. public.account_features.")));
+
+	names = stringToQualifiedNameList(setting);
+	rv = makeRangeVarFromNameList(names);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("feature relation \"%s\" does not exist", setting),
+				 errhint("Load the reference schema (icpml_reference_schema.sql) or set icpml.feature_relation to your own table or view.")));
+
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW &&
+		relkind != RELKIND_MATVIEW && relkind != RELKIND_PARTITIONED_TABLE &&
+		relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("feature relation \"%s\" is not a table or view", setting)));
+
+	*display = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										  get_rel_name(relid));
+	return relid;
+}
+
+/* Check that column `name` exists in relid and can be read as `type`. */
+static void
+FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+	Oid			atttype;
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" does not exist in feature relation %s", name, display),
+				 errhint("Expose the column under this name in a view over your tables and point icpml.feature_relation at the view.")));
+
+	atttype = get_atttype(relid, attnum);
+	if (atttype != type &&
+		!can_coerce_type(1, &atttype, &type, COERCION_ASSIGNMENT))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of feature relation %s has type %s, which cannot be read as %s",
+						name, display, format_type_be(atttype), format_type_be(type)),
+				 errhint("Cast the column in a view over your table.")));
+}
+
+/* Build (or rebuild) both plans of a reader for the current settings. */
+static void
+FeatureReaderBuild(FeatureReader *reader)
+{
+	char	   *display;
+	Oid			relid;
+	StringInfoData sql;
+	int			i;
+	Oid			argtype;
+	SPIPlanPtr	plan;
+	MemoryContext oldcxt;
+
+	relid = FeatureResolveRelation(icpml_feature_relation, &display);
+	FeatureCheckColumn(relid, display, icpml_feature_key, INT8OID);
+	for (i = 0; i < reader->ncols; i++)
+		FeatureCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT f.%s::pg_catalog.int8", quote_identifier(icpml_feature_key));
+	for (i = 0; i < reader->ncols; i++)
+		appendStringInfo(&sql, ", f.%s::%s", quote_identifier(reader->cols[i].name),
+						 format_type_be_qualified(reader->cols[i].type));
+	appendStringInfo(&sql, " FROM %s AS f WHERE f.%s ", display,
+					 quote_identifier(icpml_feature_key));
+
+	if (reader->plan_one)
+		SPI_freeplan(reader->plan_one);
+	if (reader->plan_many)
+		SPI_freeplan(reader->plan_many);
+	reader->plan_one = reader->plan_many = NULL;
+
+	argtype = INT8OID;
+	plan = SPI_prepare(psprintf("%s= $1", sql.data), 1, &argtype);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	reader->plan_one = plan;
+
+	argtype = INT8ARRAYOID;
+	plan = SPI_prepare(psprintf("%s= ANY ($1)", sql.data), 1, &argtype);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	reader->plan_many = plan;
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	if (reader->relation_setting)
+		pfree(reader->relation_setting);
+	if (reader->key_setting)
+		pfree(reader->key_setting);
+	if (reader->relation_display)
+		pfree(reader->relation_display);
+	reader->relation_setting = pstrdup(icpml_feature_relation);
+	reader->key_setting = pstrdup(icpml_feature_key);
+	reader->relation_display = pstrdup(display);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The prepared plan for one key ($1 int8) or many keys ($1 int8[]).  Must be
+ * called inside SPI_connect.  Saved plans are re-planned by the plan cache
+ * when the relation changes; a change of the GUCs rebuilds the reader.
+ */
+SPIPlanPtr
+FeatureReaderPlan(FeatureReader *reader, bool many)
+{
+	if (reader->plan_one == NULL ||
+		strcmp(reader->relation_setting, icpml_feature_relation) != 0 ||
+		strcmp(reader->key_setting, icpml_feature_key) != 0)
+		FeatureReaderBuild(reader);
+
+	return many ? reader->plan_many : reader->plan_one;
+}

@@ -1,0 +1,33 @@
+/*
+ * features.h — reading the feature relation as the caller.
+ */
+#ifndef ICPML_FEATURES_H
+#define ICPML_FEATURES_H
+
+#include "executor/spi.h"
+
+typedef struct FeatureColumn
+{
+	const char *name;			/* column name in the feature relation */
+	Oid			type;			/* type it is read as (explicit cast) */
+} FeatureColumn;
+
+/*
+ * A prepared reader over icpml.feature_relation for a fixed column list.
+ * Column 0 of every result is the key (int8); column i+1 is cols[i].
+ * Lives in TopMemoryContext; revalidated when the GUCs change.
+ */
+typedef struct FeatureReader
+{
+	const FeatureColumn *cols;
+	int			ncols;
+	char	   *relation_setting;	/* icpml.feature_relation it was built for */
+	char	   *key_setting;	/* icpml.feature_key it was built for */
+	char	   *relation_display;	/* qualified, quoted name for messages */
+	SPIPlanPtr	plan_one;		/* WHERE key = $1 */
+	SPIPlanPtr	plan_many;		/* WHERE key = ANY($1) */
+} FeatureReader;
+
+extern SPIPlanPtr FeatureReaderPlan(FeatureReader *reader, bool many);
+
+#endif							/* ICPML_FEATURES_H */

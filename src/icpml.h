@@ -1,0 +1,64 @@
+/*
+ * icpml.h — declarations shared across icpml's modules.
+ *
+ * Module map (one responsibility per file):
+ *   icpml.c      PG_MODULE_MAGIC, _PG_init, GUCs only
+ *   catalog.c    the extension's own tables: owner switching, relcache invalidation
+ *   features.c   resolving and reading the configured feature relation as the caller
+ *   rules.c      the rule-based baseline ICP score
+ *   score.c      icp_score / icp_score_batch (SQL entry points)
+ *   xgb.c        the only file that includes <xgboost/c_api.h>
+ */
+#ifndef ICPML_H
+#define ICPML_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+#define ICPML_SCHEMA "icpml"
+
+/* GUCs (icpml.c) */
+extern int	icpml_nthread;
+extern char *icpml_feature_relation;
+extern char *icpml_feature_key;
+extern int	icpml_top_factors;
+extern int	icpml_max_batch_size;
+
+/* catalog.c */
+extern Oid	CatalogExtensionOwner(void);
+extern Oid	CatalogRelid(const char *relname);
+extern void CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext);
+extern void CatalogRestoreUser(Oid saveUserId, int saveSecContext);
+typedef void (*CatalogInvalidateHook) (void);
+extern void CatalogRegisterInvalidation(CatalogInvalidateHook hook);
+
+/*
+ * One scored account.  Strings and the jsonb are palloc'd in the caller's
+ * memory context.
+ */
+typedef struct IcpScore
+{
+	int64		account_id;
+	bool		found;			/* false: unknown (or hidden by RLS) */
+	int			score;			/* 1..10 */
+	const char *priority;		/* "high" / "medium" / "low" */
+	double		probability;
+	const char *model;			/* "rules" or "xgboost" */
+	int32		model_version;	/* 0 when the rules produced it */
+	Jsonb	   *factors;
+	const char *factor_method;
+} IcpScore;
+
+/* Score 1..10 from a probability: 1 + floor(10p), clamped to 1..10. */
+static inline int
+IcpScoreFromProbability(double p)
+{
+	int			s = (int) (p * 10.0) + 1;
+
+	return s < 1 ? 1 : (s > 10 ? 10 : s);
+}
+
+#endif							/* ICPML_H */

@@ -1,0 +1,419 @@
+/*
+ * rules.c — the rule-based baseline ICP score.
+ *
+ * A logistic model with documented, configurable weights over the seed
+ * plan's signals.  Each factor maps its raw input to [0, 1]; the logit is
+ * the bias plus the weighted factors, the probability its sigmoid, and the
+ * score 1 + floor(10p).  Missing inputs (NULL, NaN, +-Infinity, negative
+ * counts) contribute 0: the rules neither reward nor punish what is unknown.
+ *
+ * Weights come from icpml.rule_weights and the rest from icpml.rule_settings,
+ * read as the extension owner and cached per backend until a write to either
+ * table commits (relcache invalidation, see catalog.c).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/formatting.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "icpml.h"
+#include "rules.h"
+
+const FeatureColumn RuleColumns[RULE_NCOLUMNS] = {
+	{"engineering_role_count", FLOAT8OID},
+	{"has_open_engineering_roles", BOOLOID},
+	{"total_open_roles", FLOAT8OID},
+	{"has_engineering_blog", BOOLOID},
+	{"company_size", FLOAT8OID},
+	{"funding_amount_usd", FLOAT8OID},
+	{"funding_date", DATEOID},
+	{"tech_stack", TEXTARRAYOID},
+};
+
+static const char *const RuleFactorNames[RULE_NFACTORS] = {
+	"engineering_roles",
+	"open_engineering_roles",
+	"total_open_roles",
+	"engineering_blog",
+	"company_size_fit",
+	"recent_funding",
+	"funding_amount",
+	"tech_stack_alignment",
+};
+
+/* Which RuleColumns entry feeds each factor (for the "value" in factors). */
+static const int RuleFactorColumn[RULE_NFACTORS] = {0, 1, 2, 3, 4, 6, 5, 7};
+
+typedef struct RulesConfig
+{
+	bool		valid;
+	double		bias;
+	double		weight[RULE_NFACTORS];
+	char	  **target_stack;	/* lower-cased */
+	int			n_target_stack;
+	double		size_min;
+	double		size_max;
+	double		funding_window_days;
+	double		roles_cap;
+	double		open_roles_cap;
+	int			high_min_score;
+	int			medium_min_score;
+} RulesConfig;
+
+static RulesConfig rules_config;
+static MemoryContext rules_cxt = NULL;
+static FeatureReader rules_reader = {RuleColumns, RULE_NCOLUMNS};
+
+/* Invalidation hook: reload the configuration on next use. */
+static void
+RulesInvalidate(void)
+{
+	rules_config.valid = false;
+}
+
+/* Load icpml.rule_weights and icpml.rule_settings (inside SPI_connect). */
+static void
+RulesLoadConfig(void)
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+	uint64		i;
+	RulesConfig cfg;
+	MemoryContext oldcxt;
+
+	CatalogRegisterInvalidation(RulesInvalidate);
+	(void) CatalogRelid("rule_weights");
+	(void) CatalogRelid("rule_settings");
+
+	if (rules_cxt == NULL)
+		rules_cxt = AllocSetContextCreate(TopMemoryContext, "icpml rules",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(rules_cxt);
+	memset(&cfg, 0, sizeof(cfg));
+
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+
+	ret = SPI_execute("SELECT factor, weight FROM icpml.rule_weights", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading icpml.rule_weights failed: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *factor = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		double		w = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+		int			f;
+
+		if (strcmp(factor, "bias") == 0)
+		{
+			cfg.bias = w;
+			continue;
+		}
+		for (f = 0; f < RULE_NFACTORS; f++)
+			if (strcmp(factor, RuleFactorNames[f]) == 0)
+				cfg.weight[f] = w;
+	}
+
+	ret = SPI_execute("SELECT target_stack, size_min, size_max, funding_window_days,"
+					  " engineering_roles_cap, open_roles_cap, high_min_score, medium_min_score"
+					  " FROM icpml.rule_settings", true, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("icpml.rule_settings must hold exactly one row"),
+				 errhint("Restore it with: INSERT INTO icpml.rule_settings DEFAULT VALUES.")));
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		stack = SPI_getbinval(tup, desc, 1, &isnull);
+
+		oldcxt = MemoryContextSwitchTo(rules_cxt);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n,
+						j;
+
+			deconstruct_array(DatumGetArrayTypeP(stack), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &n);
+			cfg.target_stack = palloc(sizeof(char *) * Max(n, 1));
+			for (j = 0; j < n; j++)
+				if (!enulls[j])
+					cfg.target_stack[cfg.n_target_stack++] =
+						str_tolower(TextDatumGetCString(elems[j]),
+									VARSIZE_ANY_EXHDR(elems[j]), DEFAULT_COLLATION_OID);
+		}
+		MemoryContextSwitchTo(oldcxt);
+		cfg.size_min = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		cfg.size_max = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		cfg.funding_window_days = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		cfg.roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		cfg.open_roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		cfg.high_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		cfg.medium_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	}
+
+	CatalogRestoreUser(saveUserId, saveSecContext);
+
+	cfg.valid = true;
+	rules_config = cfg;
+}
+
+/* The rules' reader; loads the configuration too (inside SPI_connect). */
+FeatureReader *
+RulesReader(void)
+{
+	if (!rules_config.valid)
+		RulesLoadConfig();
+	return &rules_reader;
+}
+
+/* A usable count: not NULL, finite, not negative. */
+static inline bool
+RulesCount(Datum d, bool isnull, double *out)
+{
+	double		v;
+
+	if (isnull)
+		return false;
+	v = DatumGetFloat8(d);
+	if (isnan(v) || isinf(v) || v < 0)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* log(1+x)/log(1+cap), capped at 1. */
+static inline double
+RulesLogScale(double x, double cap)
+{
+	double		f = log1p(x) / log1p(cap);
+
+	return f > 1.0 ? 1.0 : f;
+}
+
+/* Fraction of the target stack present in a text[] (case-insensitive). */
+static bool
+RulesStackAlignment(Datum d, double *out)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n,
+				i,
+				j,
+				hits = 0;
+
+	if (rules_config.n_target_stack == 0)
+		return false;
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	for (j = 0; j < rules_config.n_target_stack; j++)
+	{
+		const char *want = rules_config.target_stack[j];
+
+		for (i = 0; i < n; i++)
+		{
+			if (enulls[i])
+				continue;
+			if (VARSIZE_ANY_EXHDR(elems[i]) == strlen(want) &&
+				pg_strncasecmp(VARDATA_ANY(elems[i]), want, strlen(want)) == 0)
+			{
+				hits++;
+				break;
+			}
+		}
+	}
+	*out = (double) hits / rules_config.n_target_stack;
+	return true;
+}
+
+/*
+ * The rules' probability for one row (see rules.h).  Factor mappings:
+ *   engineering_roles      log(1+n)/log(1+engineering_roles_cap), capped at 1
+ *   open_engineering_roles 1 if true
+ *   total_open_roles       log(1+n)/log(1+open_roles_cap), capped at 1
+ *   engineering_blog       1 if true
+ *   company_size_fit       1 inside [size_min, size_max]; size/size_min below;
+ *                          1 - log10(size/size_max) above (0 at 10x)
+ *   recent_funding         1 - age/funding_window_days for a round inside the window
+ *   funding_amount         log10(1+usd)/8 (capped at 1), for a round inside the window
+ *   tech_stack_alignment   share of target_stack found in tech_stack
+ */
+double
+RulesProbability(Datum *values, bool *nulls, double *contrib)
+{
+	double		f[RULE_NFACTORS];
+	bool		have[RULE_NFACTORS];
+	double		v,
+				logit;
+	int			i;
+
+	memset(have, 0, sizeof(have));
+
+	if ((have[RULE_ENGINEERING_ROLES] = RulesCount(values[0], nulls[0], &v)))
+		f[RULE_ENGINEERING_ROLES] = RulesLogScale(v, rules_config.roles_cap);
+	if ((have[RULE_OPEN_ENGINEERING_ROLES] = !nulls[1]))
+		f[RULE_OPEN_ENGINEERING_ROLES] = DatumGetBool(values[1]) ? 1.0 : 0.0;
+	if ((have[RULE_TOTAL_OPEN_ROLES] = RulesCount(values[2], nulls[2], &v)))
+		f[RULE_TOTAL_OPEN_ROLES] = RulesLogScale(v, rules_config.open_roles_cap);
+	if ((have[RULE_ENGINEERING_BLOG] = !nulls[3]))
+		f[RULE_ENGINEERING_BLOG] = DatumGetBool(values[3]) ? 1.0 : 0.0;
+	if ((have[RULE_COMPANY_SIZE_FIT] = RulesCount(values[4], nulls[4], &v)))
+	{
+		if (v < rules_config.size_min)
+			f[RULE_COMPANY_SIZE_FIT] = v / rules_config.size_min;
+		else if (v <= rules_config.size_max)
+			f[RULE_COMPANY_SIZE_FIT] = 1.0;
+		else
+			f[RULE_COMPANY_SIZE_FIT] = Max(0.0, 1.0 - log10(v / rules_config.size_max));
+	}
+	if (!nulls[6] && !DATE_NOT_FINITE(DatumGetDateADT(values[6])))
+	{
+		DateADT		today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
+																TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
+		double		age = (double) (today - DatumGetDateADT(values[6]));
+		double		recency = (age >= 0 && age <= rules_config.funding_window_days)
+			? 1.0 - age / rules_config.funding_window_days : 0.0;
+
+		have[RULE_RECENT_FUNDING] = true;
+		f[RULE_RECENT_FUNDING] = recency;
+		if ((have[RULE_FUNDING_AMOUNT] = RulesCount(values[5], nulls[5], &v)))
+			f[RULE_FUNDING_AMOUNT] = recency > 0 ? Min(1.0, log10(1.0 + v) / 8.0) : 0.0;
+	}
+	if (!nulls[7])
+		have[RULE_TECH_STACK_ALIGNMENT] = RulesStackAlignment(values[7], &f[RULE_TECH_STACK_ALIGNMENT]);
+
+	logit = rules_config.bias;
+	for (i = 0; i < RULE_NFACTORS; i++)
+	{
+		double		c = have[i] ? rules_config.weight[i] * f[i] : 0.0;
+
+		logit += c;
+		if (contrib)
+			contrib[i] = c;
+	}
+	return 1.0 / (1.0 + exp(-logit));
+}
+
+/* Append the raw input of RuleColumns[col] as a JSON value. */
+static void
+RulesAppendValue(StringInfo buf, Datum value, bool isnull, int col)
+{
+	Oid			type = RuleColumns[col].type;
+
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else if (type == FLOAT8OID)
+	{
+		double		v = DatumGetFloat8(value);
+
+		if (isnan(v) || isinf(v))
+			appendStringInfoString(buf, "null");
+		else
+			appendStringInfo(buf, "%.15g", v);
+	}
+	else if (type == BOOLOID)
+		appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+	else if (type == DATEOID)
+	{
+		int			y,
+					m,
+					d;
+
+		j2date(DatumGetDateADT(value) + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+		appendStringInfo(buf, "\"%04d-%02d-%02d\"", y, m, d);
+	}
+	else
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n,
+					i;
+
+		deconstruct_array(DatumGetArrayTypeP(value), TEXTOID, -1, false,
+						  TYPALIGN_INT, &elems, &enulls, &n);
+		appendStringInfoChar(buf, '[');
+		for (i = 0; i < n; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(buf, ',');
+			if (enulls[i])
+				appendStringInfoString(buf, "null");
+			else
+				escape_json(buf, TextDatumGetCString(elems[i]));
+		}
+		appendStringInfoChar(buf, ']');
+	}
+}
+
+/* Score a feature tuple (key + RuleColumns) into *out. */
+void
+RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out)
+{
+	Datum		values[RULE_NCOLUMNS];
+	bool		nulls[RULE_NCOLUMNS];
+	double		contrib[RULE_NFACTORS];
+	int			order[RULE_NFACTORS];
+	int			i,
+				j,
+				n;
+	StringInfoData buf;
+	bool		isnull;
+
+	out->account_id = DatumGetInt64(heap_getattr(tuple, 1, desc, &isnull));
+	for (i = 0; i < RULE_NCOLUMNS; i++)
+		values[i] = heap_getattr(tuple, i + 2, desc, &nulls[i]);
+
+	out->found = true;
+	out->probability = RulesProbability(values, nulls, contrib);
+	out->score = IcpScoreFromProbability(out->probability);
+	out->priority = out->score >= rules_config.high_min_score ? "high" :
+		out->score >= rules_config.medium_min_score ? "medium" : "low";
+	out->model = "rules";
+	out->model_version = 0;
+	out->factor_method = "rule_weights";
+
+	/* order the non-zero factors by |contribution|, largest first */
+	for (i = 0, n = 0; i < RULE_NFACTORS; i++)
+		if (contrib[i] != 0.0)
+			order[n++] = i;
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && fabs(contrib[order[j]]) > fabs(contrib[order[j - 1]]); j--)
+		{
+			int			t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < Min(n, icpml_top_factors); i++)
+	{
+		int			fct = order[i];
+		int			col = RuleFactorColumn[fct];
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, "{\"factor\":\"%s\",\"value\":", RuleFactorNames[fct]);
+		RulesAppendValue(&buf, values[col], nulls[col], col);
+		appendStringInfo(&buf, ",\"contribution\":%.6f}", contrib[fct]);
+	}
+	appendStringInfoChar(&buf, ']');
+	out->factors = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	pfree(buf.data);
+}

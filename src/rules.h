@@ -1,0 +1,41 @@
+/*
+ * rules.h — the rule-based baseline ICP score.
+ */
+#ifndef ICPML_RULES_H
+#define ICPML_RULES_H
+
+#include "executor/spi.h"
+#include "features.h"
+#include "icpml.h"
+
+typedef enum RuleFactor
+{
+	RULE_ENGINEERING_ROLES,
+	RULE_OPEN_ENGINEERING_ROLES,
+	RULE_TOTAL_OPEN_ROLES,
+	RULE_ENGINEERING_BLOG,
+	RULE_COMPANY_SIZE_FIT,
+	RULE_RECENT_FUNDING,
+	RULE_FUNDING_AMOUNT,
+	RULE_TECH_STACK_ALIGNMENT,
+	RULE_NFACTORS
+} RuleFactor;
+
+/* The feature columns the rules read, in RuleFactor-independent order. */
+#define RULE_NCOLUMNS 8
+extern const FeatureColumn RuleColumns[RULE_NCOLUMNS];
+
+/*
+ * Score one feature row laid out as RuleColumns (values[0..7], nulls[0..7]).
+ * Returns the probability; fills contrib[RULE_NFACTORS] (logit units, 0 for
+ * missing inputs) when not NULL.
+ */
+extern double RulesProbability(Datum *values, bool *nulls, double *contrib);
+
+/* Fill *out from a row whose column 0 is the key and 1..8 RuleColumns. */
+extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out);
+
+/* The FeatureReader the rules use (shared by score.c). */
+extern FeatureReader *RulesReader(void);
+
+#endif							/* ICPML_RULES_H */

@@ -1,0 +1,352 @@
+/*
+ * xgb.c — the only file that talks to XGBoost (see xgb.h for the contract).
+ *
+ * No XGBoost call happens in the postmaster (see icpml.c): the first call
+ * in a backend sets XGBoost's global verbosity lazily.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <signal.h>
+#include <xgboost/c_api.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "icpml.h"
+#include "xgb.h"
+
+/* Check an XGBoost C API return code; ERROR with the library's message. */
+#define XGB_CHECK(call) \
+	do { \
+		if ((call) != 0) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
+					 errmsg("XGBoost call failed: %s", XGBGetLastError()), \
+					 errcontext("%s", #call))); \
+	} while (0)
+
+/*
+ * Run an XGBoost call that may start OpenMP threads with all blockable
+ * signals blocked: threads inherit the mask, so SIGINT/SIGALRM keep going
+ * to the main thread.  The return code is checked after the mask is back.
+ */
+#define XGB_CHECK_THREADED(call) \
+	do { \
+		sigset_t	xgb_all_, xgb_old_; \
+		int			xgb_rc_; \
+		sigfillset(&xgb_all_); \
+		pthread_sigmask(SIG_BLOCK, &xgb_all_, &xgb_old_); \
+		xgb_rc_ = (call); \
+		pthread_sigmask(SIG_SETMASK, &xgb_old_, NULL); \
+		if (xgb_rc_ != 0) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
+					 errmsg("XGBoost call failed: %s", XGBGetLastError()), \
+					 errcontext("%s", #call))); \
+	} while (0)
+
+struct XgbBooster
+{
+	BoosterHandle handle;
+	MemoryContextCallback cb;
+};
+
+struct XgbMatrix
+{
+	DMatrixHandle handle;
+	int64		nrow;
+	int			ncol;
+	MemoryContextCallback cb;
+};
+
+PG_FUNCTION_INFO_V1(xgboost_version);
+
+/* First XGBoost use in this backend: quiet logging (never in the postmaster). */
+static void
+XgbInit(void)
+{
+	static bool done = false;
+
+	if (!done)
+	{
+		XGB_CHECK(XGBSetGlobalConfig("{\"verbosity\": 0}"));
+		done = true;
+	}
+}
+
+/* Runtime XGBoost version as "major.minor.patch". */
+char *
+XgbVersionString(void)
+{
+	int			major,
+				minor,
+				patch;
+
+	XGBoostVersion(&major, &minor, &patch);
+	return psprintf("%d.%d.%d", major, minor, patch);
+}
+
+/* icpml.xgboost_version() → text: proves the link to libxgboost. */
+Datum
+xgboost_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(XgbVersionString()));
+}
+
+/* Memory-context callbacks: free the handle with its owning context. */
+static void
+XgbMatrixRelease(void *arg)
+{
+	XgbMatrix  *m = (XgbMatrix *) arg;
+
+	if (m->handle)
+		XGDMatrixFree(m->handle);
+	m->handle = NULL;
+}
+
+static void
+XgbBoosterRelease(void *arg)
+{
+	XgbBooster *b = (XgbBooster *) arg;
+
+	if (b->handle)
+		XGBoosterFree(b->handle);
+	b->handle = NULL;
+}
+
+/* Wrap a fresh DMatrix handle so its context owns it. */
+static XgbMatrix *
+XgbMatrixWrap(DMatrixHandle h, int64 nrow, int ncol)
+{
+	XgbMatrix  *m = palloc0(sizeof(XgbMatrix));
+
+	m->handle = h;
+	m->nrow = nrow;
+	m->ncol = ncol;
+	m->cb.func = XgbMatrixRelease;
+	m->cb.arg = m;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &m->cb);
+	return m;
+}
+
+/* Wrap a fresh Booster handle so its context owns it. */
+static XgbBooster *
+XgbBoosterWrap(BoosterHandle h)
+{
+	XgbBooster *b = palloc0(sizeof(XgbBooster));
+
+	b->handle = h;
+	b->cb.func = XgbBoosterRelease;
+	b->cb.arg = b;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &b->cb);
+	return b;
+}
+
+XgbMatrix *
+XgbMatrixFromDense(const float *data, int64 nrow, int ncol, float missing)
+{
+	DMatrixHandle h = NULL;
+	XgbMatrix  *m;
+
+	XgbInit();
+	/* allocate the wrapper first: a palloc failure must not leak the handle */
+	m = XgbMatrixWrap(NULL, nrow, ncol);
+	XGB_CHECK(XGDMatrixCreateFromMat(data, (bst_ulong) nrow, (bst_ulong) ncol, missing, &h));
+	m->handle = h;
+	return m;
+}
+
+void
+XgbMatrixSetLabels(XgbMatrix *m, const float *labels, int64 n)
+{
+	XGB_CHECK(XGDMatrixSetFloatInfo(m->handle, "label", labels, (bst_ulong) n));
+}
+
+void
+XgbMatrixSetWeights(XgbMatrix *m, const float *weights, int64 n)
+{
+	XGB_CHECK(XGDMatrixSetFloatInfo(m->handle, "weight", weights, (bst_ulong) n));
+}
+
+void
+XgbMatrixSetFeatureTypes(XgbMatrix *m, const char **types, int ncol)
+{
+	XGB_CHECK(XGDMatrixSetStrFeatureInfo(m->handle, "feature_type", types, (bst_ulong) ncol));
+}
+
+void
+XgbMatrixSetFeatureNames(XgbMatrix *m, const char **names, int ncol)
+{
+	XGB_CHECK(XGDMatrixSetStrFeatureInfo(m->handle, "feature_name", names, (bst_ulong) ncol));
+}
+
+void
+XgbMatrixFree(XgbMatrix *m)
+{
+	XgbMatrixRelease(m);
+}
+
+XgbBooster *
+XgbBoosterCreate(XgbMatrix **cache, int ncache)
+{
+	DMatrixHandle *hs = palloc(sizeof(DMatrixHandle) * Max(ncache, 1));
+	BoosterHandle h = NULL;
+	XgbBooster *b;
+	int			i;
+
+	XgbInit();
+	for (i = 0; i < ncache; i++)
+		hs[i] = cache[i]->handle;
+	b = XgbBoosterWrap(NULL);
+	XGB_CHECK(XGBoosterCreate(hs, (bst_ulong) ncache, &h));
+	b->handle = h;
+	pfree(hs);
+	return b;
+}
+
+XgbBooster *
+XgbBoosterLoad(const char *buf, size_t len)
+{
+	XgbBooster *b = XgbBoosterCreate(NULL, 0);
+
+	if (XGBoosterLoadModelFromBuffer(b->handle, buf, (bst_ulong) len) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored XGBoost model cannot be loaded: %s", XGBGetLastError()),
+				 errhint("The model blob is corrupt or from an incompatible XGBoost; delete the version or deploy another one.")));
+	return b;
+}
+
+void
+XgbBoosterSetParam(XgbBooster *b, const char *name, const char *value)
+{
+	XGB_CHECK(XGBoosterSetParam(b->handle, name, value));
+}
+
+void
+XgbBoosterUpdateOneIter(XgbBooster *b, int iter, XgbMatrix *dtrain)
+{
+	XGB_CHECK_THREADED(XGBoosterUpdateOneIter(b->handle, iter, dtrain->handle));
+}
+
+int
+XgbBoosterBoostedRounds(XgbBooster *b)
+{
+	int			n = 0;
+
+	XGB_CHECK(XGBoosterBoostedRounds(b->handle, &n));
+	return n;
+}
+
+int
+XgbBoosterNumFeatures(XgbBooster *b)
+{
+	bst_ulong	n = 0;
+
+	XGB_CHECK(XGBoosterGetNumFeature(b->handle, &n));
+	return (int) n;
+}
+
+char *
+XgbBoosterSave(XgbBooster *b, const char *format, size_t *len)
+{
+	bst_ulong	n = 0;
+	const char *out = NULL;
+	char	   *copy;
+	char		config[64];
+
+	snprintf(config, sizeof(config), "{\"format\": \"%s\"}", format);
+	XGB_CHECK(XGBoosterSaveModelToBuffer(b->handle, config, &n, &out));
+	copy = palloc(n + 1);
+	memcpy(copy, out, n);
+	copy[n] = '\0';
+	*len = n;
+	return copy;
+}
+
+/* Copy a prediction result of the given shape before the next call. */
+static float *
+XgbCopyResult(const bst_ulong *shape, bst_ulong dim, const float *result, uint64 *len)
+{
+	uint64		n = 1;
+	bst_ulong	i;
+	float	   *copy;
+
+	for (i = 0; i < dim; i++)
+		n *= shape[i];
+	copy = palloc(sizeof(float) * Max(n, 1));
+	memcpy(copy, result, sizeof(float) * n);
+	*len = n;
+	return copy;
+}
+
+float *
+XgbBoosterPredict(XgbBooster *b, XgbMatrix *m, int kind, uint64 *len)
+{
+	const bst_ulong *shape = NULL;
+	bst_ulong	dim = 0;
+	const float *result = NULL;
+	char		config[160];
+
+	snprintf(config, sizeof(config),
+			 "{\"type\": %d, \"training\": false, \"iteration_begin\": 0, "
+			 "\"iteration_end\": 0, \"strict_shape\": false}", kind);
+	XGB_CHECK_THREADED(XGBoosterPredictFromDMatrix(b->handle, m->handle, config,
+												   &shape, &dim, &result));
+	return XgbCopyResult(shape, dim, result, len);
+}
+
+float *
+XgbBoosterPredictDense(XgbBooster *b, const float *data, int64 nrow, int ncol,
+					   int kind, uint64 *len)
+{
+	const bst_ulong *shape = NULL;
+	bst_ulong	dim = 0;
+	const float *result = NULL;
+	char		array[256];
+	char		config[200];
+
+	snprintf(array, sizeof(array),
+			 "{\"data\": [%lu, true], \"shape\": [" INT64_FORMAT ", %d], "
+			 "\"typestr\": \"<f4\", \"version\": 3}",
+			 (unsigned long) (uintptr_t) data, nrow, ncol);
+	snprintf(config, sizeof(config),
+			 "{\"type\": %d, \"training\": false, \"iteration_begin\": 0, "
+			 "\"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, "
+			 "\"cache_id\": 0}", kind);
+	XGB_CHECK_THREADED(XGBoosterPredictFromDense(b->handle, array, config, NULL,
+												 &shape, &dim, &result));
+	return XgbCopyResult(shape, dim, result, len);
+}
+
+int
+XgbBoosterFeatureScore(XgbBooster *b, const char *importance_type,
+					   char ***names, float **scores)
+{
+	bst_ulong	nfeat = 0,
+				dim = 0;
+	const char **fnames = NULL;
+	const bst_ulong *shape = NULL;
+	const float *fscores = NULL;
+	char		config[96];
+	bst_ulong	i;
+
+	snprintf(config, sizeof(config), "{\"importance_type\": \"%s\"}", importance_type);
+	XGB_CHECK(XGBoosterFeatureScore(b->handle, config, &nfeat, &fnames, &dim, &shape, &fscores));
+	*names = palloc(sizeof(char *) * Max(nfeat, 1));
+	*scores = palloc(sizeof(float) * Max(nfeat, 1));
+	for (i = 0; i < nfeat; i++)
+	{
+		(*names)[i] = pstrdup(fnames[i]);
+		(*scores)[i] = fscores[i];
+	}
+	return (int) nfeat;
+}
+
+void
+XgbBoosterFree(XgbBooster *b)
+{
+	XgbBoosterRelease(b);
+}

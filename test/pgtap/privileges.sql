@@ -1,0 +1,70 @@
+-- pgTAP: schema and privileges after CREATE EXTENSION on a Supabase-like cluster.
+BEGIN;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+
+-- Shim: Supabase's API roles, created when absent (plain PostgreSQL).
+DO $$
+DECLARE r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EXTENSION icpml;
+RESET client_min_messages;
+
+SELECT plan(24);
+
+SELECT has_schema('icpml');
+SELECT has_table('icpml', 'rule_weights', 'rule weights are a table');
+SELECT has_table('icpml', 'rule_settings', 'rule settings are a table');
+SELECT has_function('icpml', 'icp_score', ARRAY['bigint']);
+SELECT has_function('icpml', 'icp_score_batch', ARRAY['bigint[]']);
+SELECT volatility_is('icpml', 'icp_score', ARRAY['bigint'], 'stable', 'icp_score is STABLE');
+SELECT volatility_is('icpml', 'icp_score_batch', ARRAY['bigint[]'], 'stable', 'icp_score_batch is STABLE');
+SELECT is(
+  (SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'icpml'::regnamespace
+   GROUP BY proname HAVING count(*) > 1 LIMIT 1), NULL,
+  'no overloaded function names (PostgREST cannot choose between overloads)');
+SELECT is(
+  (SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
+   WHERE pronamespace = 'icpml'::regnamespace AND prosecdef
+     AND NOT coalesce(proconfig::text[] @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
+  NULL, 'every SECURITY DEFINER function pins search_path');
+
+-- PUBLIC and anon: nothing
+SELECT ok(NOT has_function_privilege('public', 'icpml.icp_score(bigint)', 'execute'), 'PUBLIC cannot score');
+SELECT ok(NOT has_schema_privilege('anon', 'icpml', 'usage'), 'anon has no USAGE on icpml');
+SELECT ok(NOT has_function_privilege('anon', 'icpml.icp_score(bigint)', 'execute'), 'anon cannot score');
+SELECT ok(NOT has_function_privilege('anon', 'icpml.icp_score_batch(bigint[])', 'execute'), 'anon cannot batch-score');
+SELECT ok(NOT has_table_privilege('anon', 'icpml.rule_weights', 'select'), 'anon cannot read rule weights');
+
+-- authenticated: scoring only
+SELECT ok(has_schema_privilege('authenticated', 'icpml', 'usage'), 'authenticated has USAGE on icpml');
+SELECT ok(has_function_privilege('authenticated', 'icpml.icp_score(bigint)', 'execute'), 'authenticated can score');
+SELECT ok(has_function_privilege('authenticated', 'icpml.icp_score_batch(bigint[])', 'execute'), 'authenticated can batch-score');
+SELECT ok(NOT has_table_privilege('authenticated', 'icpml.rule_weights', 'select,update'), 'authenticated cannot read or change rule weights');
+SELECT ok(NOT has_table_privilege('authenticated', 'icpml.rule_settings', 'select,update'), 'authenticated cannot read or change rule settings');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.grant_admin(name)', 'execute'), 'authenticated cannot grant itself admin');
+
+-- service_role: administration
+SELECT ok(has_table_privilege('service_role', 'icpml.rule_weights', 'select,update'), 'service_role administers rule weights');
+SELECT ok(has_function_privilege('service_role', 'icpml.grant_scoring(name)', 'execute'), 'service_role can grant scoring');
+
+-- no icpml table is readable by PUBLIC
+SELECT is(
+  (SELECT array_agg(c.relname::text) FROM pg_class c
+   WHERE c.relnamespace = 'icpml'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+     AND has_table_privilege('public', c.oid, 'select')),
+  NULL, 'no icpml table or view is readable by PUBLIC');
+SELECT is(
+  (SELECT array_agg(p.oid::regprocedure::text) FROM pg_proc p
+   WHERE p.pronamespace = 'icpml'::regnamespace AND has_function_privilege('public', p.oid, 'execute')),
+  NULL, 'no icpml function is executable by PUBLIC');
+
+SELECT * FROM finish();
+ROLLBACK;
