@@ -23,7 +23,7 @@
 #include "features.h"
 
 /* Resolve the configured relation; ERROR with a hint when it is unusable. */
-static Oid
+Oid
 FeatureResolveRelation(const char *setting, char **display)
 {
 	List	   *names;
@@ -82,7 +82,42 @@ FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
 				 errhint("Cast the column in a view over your table.")));
 }
 
-/* Build (or rebuild) both plans of a reader for the current settings. */
+/* Prepare and keep one plan. */
+static SPIPlanPtr
+FeaturePrepare(const char *sql, int nargs, Oid argtype)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, &argtype);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Build the one/many/all plans for a select list over a resolved relation.
+ * Old plans in plans[] are freed first.
+ */
+void
+FeaturePlansBuild(const char *select_list, const char *relation_display,
+				  const char *key, SPIPlanPtr plans[3])
+{
+	char	   *base = psprintf("SELECT %s FROM %s AS f", select_list, relation_display);
+	const char *qkey = quote_identifier(key);
+	int			i;
+
+	for (i = 0; i < 3; i++)
+		if (plans[i])
+		{
+			SPI_freeplan(plans[i]);
+			plans[i] = NULL;
+		}
+	plans[FEATURES_ONE] = FeaturePrepare(psprintf("%s WHERE f.%s = $1", base, qkey), 1, INT8OID);
+	plans[FEATURES_MANY] = FeaturePrepare(psprintf("%s WHERE f.%s = ANY ($1)", base, qkey), 1, INT8ARRAYOID);
+	plans[FEATURES_ALL] = FeaturePrepare(base, 0, InvalidOid);
+}
+
+/* Build (or rebuild) the plans of a reader for the current settings. */
 static void
 FeatureReaderBuild(FeatureReader *reader)
 {
@@ -90,8 +125,7 @@ FeatureReaderBuild(FeatureReader *reader)
 	Oid			relid;
 	StringInfoData sql;
 	int			i;
-	Oid			argtype;
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plans[3] = {reader->plan_one, reader->plan_many, reader->plan_all};
 	MemoryContext oldcxt;
 
 	relid = FeatureResolveRelation(icpml_feature_relation, &display);
@@ -100,32 +134,16 @@ FeatureReaderBuild(FeatureReader *reader)
 		FeatureCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT f.%s::pg_catalog.int8", quote_identifier(icpml_feature_key));
+	appendStringInfo(&sql, "f.%s::pg_catalog.int8", quote_identifier(icpml_feature_key));
 	for (i = 0; i < reader->ncols; i++)
 		appendStringInfo(&sql, ", f.%s::%s", quote_identifier(reader->cols[i].name),
 						 format_type_be_qualified(reader->cols[i].type));
-	appendStringInfo(&sql, " FROM %s AS f WHERE f.%s ", display,
-					 quote_identifier(icpml_feature_key));
 
-	if (reader->plan_one)
-		SPI_freeplan(reader->plan_one);
-	if (reader->plan_many)
-		SPI_freeplan(reader->plan_many);
-	reader->plan_one = reader->plan_many = NULL;
-
-	argtype = INT8OID;
-	plan = SPI_prepare(psprintf("%s= $1", sql.data), 1, &argtype);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	reader->plan_one = plan;
-
-	argtype = INT8ARRAYOID;
-	plan = SPI_prepare(psprintf("%s= ANY ($1)", sql.data), 1, &argtype);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	reader->plan_many = plan;
+	reader->plan_one = reader->plan_many = reader->plan_all = NULL;
+	FeaturePlansBuild(sql.data, display, icpml_feature_key, plans);
+	reader->plan_one = plans[FEATURES_ONE];
+	reader->plan_many = plans[FEATURES_MANY];
+	reader->plan_all = plans[FEATURES_ALL];
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	if (reader->relation_setting)
@@ -141,17 +159,18 @@ FeatureReaderBuild(FeatureReader *reader)
 }
 
 /*
- * The prepared plan for one key ($1 int8) or many keys ($1 int8[]).  Must be
+ * The prepared plan for one key ($1 int8), many keys ($1 int8[]) or all.  Must be
  * called inside SPI_connect.  Saved plans are re-planned by the plan cache
  * when the relation changes; a change of the GUCs rebuilds the reader.
  */
 SPIPlanPtr
-FeatureReaderPlan(FeatureReader *reader, bool many)
+FeatureReaderPlan(FeatureReader *reader, FeatureScope scope)
 {
 	if (reader->plan_one == NULL ||
 		strcmp(reader->relation_setting, icpml_feature_relation) != 0 ||
 		strcmp(reader->key_setting, icpml_feature_key) != 0)
 		FeatureReaderBuild(reader);
 
-	return many ? reader->plan_many : reader->plan_one;
+	return scope == FEATURES_ONE ? reader->plan_one :
+		scope == FEATURES_MANY ? reader->plan_many : reader->plan_all;
 }

@@ -26,8 +26,27 @@ typedef struct FeatureReader
 	char	   *relation_display;	/* qualified, quoted name for messages */
 	SPIPlanPtr	plan_one;		/* WHERE key = $1 */
 	SPIPlanPtr	plan_many;		/* WHERE key = ANY($1) */
+	SPIPlanPtr	plan_all;		/* every row (for cursors) */
 } FeatureReader;
 
-extern SPIPlanPtr FeatureReaderPlan(FeatureReader *reader, bool many);
+/* Which rows a plan reads. */
+typedef enum FeatureScope
+{
+	FEATURES_ONE,				/* $1 int8 */
+	FEATURES_MANY,				/* $1 int8[] */
+	FEATURES_ALL
+} FeatureScope;
+
+extern SPIPlanPtr FeatureReaderPlan(FeatureReader *reader, FeatureScope scope);
+
+/*
+ * Build the three plans over `relation_display` (already resolved and
+ * quoted) for `select_list` (which must start with the key as int8).
+ */
+extern void FeaturePlansBuild(const char *select_list, const char *relation_display,
+							  const char *key, SPIPlanPtr plans[3]);
+
+/* Resolve a relation name; ERROR with a hint when unusable. */
+extern Oid	FeatureResolveRelation(const char *setting, char **display);
 
 #endif							/* ICPML_FEATURES_H */

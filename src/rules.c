@@ -362,7 +362,7 @@ RulesAppendValue(StringInfo buf, Datum value, bool isnull, int col)
 
 /* Score a feature tuple (key + RuleColumns) into *out. */
 void
-RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out)
+RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 {
 	Datum		values[RULE_NCOLUMNS];
 	bool		nulls[RULE_NCOLUMNS];
@@ -386,6 +386,9 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out)
 	out->model = "rules";
 	out->model_version = 0;
 	out->factor_method = "rule_weights";
+	out->factors = NULL;
+	if (!factors)
+		return;
 
 	/* order the non-zero factors by |contribution|, largest first */
 	for (i = 0, n = 0; i < RULE_NFACTORS; i++)
@@ -416,4 +419,29 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out)
 	appendStringInfoChar(&buf, ']');
 	out->factors = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	pfree(buf.data);
+}
+
+/* See rules.h; a missing input's value is NULL. */
+double
+RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names, char **values,
+				  double *contrib)
+{
+	Datum		v[RULE_NCOLUMNS];
+	bool		n[RULE_NCOLUMNS];
+	int			i;
+
+	for (i = 0; i < RULE_NCOLUMNS; i++)
+		v[i] = heap_getattr(tuple, i + 2, desc, &n[i]);
+	(void) RulesProbability(v, n, contrib);
+	for (i = 0; i < RULE_NFACTORS; i++)
+	{
+		StringInfoData buf;
+		int			col = RuleFactorColumn[i];
+
+		initStringInfo(&buf);
+		RulesAppendValue(&buf, v[col], n[col], col);
+		names[i] = RuleFactorNames[i];
+		values[i] = strcmp(buf.data, "null") == 0 ? NULL : buf.data;
+	}
+	return rules_config.bias;
 }

@@ -32,8 +32,16 @@ extern const FeatureColumn RuleColumns[RULE_NCOLUMNS];
  */
 extern double RulesProbability(Datum *values, bool *nulls, double *contrib);
 
-/* Fill *out from a row whose column 0 is the key and 1..8 RuleColumns. */
-extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out);
+/* Fill *out from a row whose column 0 is the key and 1..8 RuleColumns;
+ * out->factors stays NULL unless `factors`. */
+extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors);
+
+/*
+ * Every factor of one row (key + RuleColumns): names, raw values as JSON
+ * text and contributions (logit units).  Returns the bias.
+ */
+extern double RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names,
+								char **values, double *contrib);
 
 /* The FeatureReader the rules use (shared by score.c). */
 extern FeatureReader *RulesReader(void);

@@ -7,8 +7,15 @@
  * row-level security decide what can be scored (a hidden account is
  * indistinguishable from an unknown one), and nothing is written, so they
  * work on a hot standby.
+ *
+ * A Scorer hides which model scores: the deployed XGBoost model (through
+ * the backend's model cache, evaluated natively) or, when none is
+ * deployed, the rules.  score_all() runs the same scorer over every row
+ * with a cursor and replaces icpml.account_scores as the extension owner.
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -20,15 +27,70 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "icpml.h"
 #include "features.h"
+#include "model_cache.h"
 #include "rules.h"
 
 #define ICP_RESULT_NATTS 8
 
 PG_FUNCTION_INFO_V1(icp_score);
 PG_FUNCTION_INFO_V1(icp_score_batch);
+PG_FUNCTION_INFO_V1(score_all);
+PG_FUNCTION_INFO_V1(explain_icp_score);
+PG_FUNCTION_INFO_V1(prewarm);
+
+/* The deployed model, or the rules when none is deployed. */
+typedef struct Scorer
+{
+	ModelCache *model;
+	FeatureReader *rules;
+} Scorer;
+
+/* Pick the scorer (inside SPI_connect). */
+static void
+ScorerInit(Scorer *sc)
+{
+	sc->model = ModelCacheGet();
+	sc->rules = sc->model ? NULL : RulesReader();
+}
+
+/* The plan reading features for the chosen scorer. */
+static SPIPlanPtr
+ScorerPlan(Scorer *sc, FeatureScope scope)
+{
+	return sc->model ? ModelCachePlan(sc->model, scope) : FeatureReaderPlan(sc->rules, scope);
+}
+
+/* Relation the scorer reads, for messages (after ScorerPlan). */
+static const char *
+ScorerRelation(Scorer *sc)
+{
+	return sc->model ? ModelCacheRelation(sc->model) : sc->rules->relation_display;
+}
+
+/* Score one feature row read with ScorerPlan. */
+static void
+ScorerScoreTuple(Scorer *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
+{
+	if (sc->model)
+		ModelCacheScoreTuple(sc->model, tuple, desc, out, factors);
+	else
+		RulesScoreTuple(tuple, desc, out, factors);
+}
+
+/* ERROR for a feature relation with two rows for one key. */
+static void
+ScorerDuplicateKey(Scorer *sc, int64 key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CARDINALITY_VIOLATION),
+			 errmsg("feature relation %s has more than one row for account " INT64_FORMAT,
+					ScorerRelation(sc), key),
+			 errhint("The feature relation must hold one row per account; make its key unique.")));
+}
 
 /* Form an icpml.icp_score_result tuple from an IcpScore. */
 static HeapTuple
@@ -48,7 +110,8 @@ ScoreFormTuple(TupleDesc desc, const IcpScore *s)
 		values[4] = CStringGetTextDatum(s->model);
 		values[5] = Int32GetDatum(s->model_version);
 		nulls[5] = (s->model_version == 0);
-		values[6] = JsonbPGetDatum(s->factors);
+		values[6] = s->factors ? JsonbPGetDatum(s->factors) : (Datum) 0;
+		nulls[6] = (s->factors == NULL);
 		values[7] = CStringGetTextDatum(s->factor_method);
 	}
 	return heap_form_tuple(desc, values, nulls);
@@ -72,7 +135,7 @@ icp_score(PG_FUNCTION_ARGS)
 {
 	int64		account_id = PG_GETARG_INT64(0);
 	TupleDesc	desc;
-	FeatureReader *reader;
+	Scorer		sc;
 	SPIPlanPtr	plan;
 	Datum		arg = Int64GetDatum(account_id);
 	int			ret;
@@ -86,8 +149,8 @@ icp_score(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 
 	SPI_connect();
-	reader = RulesReader();
-	plan = FeatureReaderPlan(reader, false);
+	ScorerInit(&sc);
+	plan = ScorerPlan(&sc, FEATURES_ONE);
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 2);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
@@ -95,19 +158,15 @@ icp_score(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
-						reader->relation_display),
+						ScorerRelation(&sc)),
 				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
 	if (SPI_processed > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_CARDINALITY_VIOLATION),
-				 errmsg("feature relation %s has more than one row for account " INT64_FORMAT,
-						reader->relation_display, account_id),
-				 errhint("icpml.feature_relation must hold one row per account; make icpml.feature_key unique.")));
+		ScorerDuplicateKey(&sc, account_id);
 
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
 
-		RulesScoreTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s);
+		ScorerScoreTuple(&sc, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s, true);
 		result = ScoreFormTuple(desc, &s);
 		MemoryContextSwitchTo(spicxt);
 	}
@@ -136,7 +195,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 	bool	   *enulls;
 	int			n,
 				i;
-	FeatureReader *reader;
+	Scorer		sc;
 	SPIPlanPtr	plan;
 	Datum		arg;
 	int			ret;
@@ -166,8 +225,8 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	SPI_connect();
-	reader = RulesReader();
-	plan = FeatureReaderPlan(reader, true);
+	ScorerInit(&sc);
+	plan = ScorerPlan(&sc, FEATURES_MANY);
 	arg = PointerGetDatum(ids);
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -189,11 +248,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		ScoreHashEntry *e = hash_search(rows, &key, HASH_ENTER, &found);
 
 		if (found)
-			ereport(ERROR,
-					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("feature relation %s has more than one row for account " INT64_FORMAT,
-							reader->relation_display, key),
-					 errhint("icpml.feature_relation must hold one row per account; make icpml.feature_key unique.")));
+			ScorerDuplicateKey(&sc, key);
 		e->row = i;
 	}
 
@@ -223,7 +278,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		e = hash_search(rows, &s.account_id, HASH_FIND, NULL);
 		oldcxt = MemoryContextSwitchTo(rowcxt);
 		if (e)
-			RulesScoreTuple(tuptable->vals[e->row], tuptable->tupdesc, &s);
+			ScorerScoreTuple(&sc, tuptable->vals[e->row], tuptable->tupdesc, &s, true);
 		tuplestore_puttuple(rsinfo->setResult, ScoreFormTuple(rsinfo->setDesc, &s));
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(rowcxt);
@@ -231,4 +286,247 @@ icp_score_batch(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	return (Datum) 0;
+}
+
+/* Upsert one batch of scores into icpml.account_scores, as the owner. */
+static void
+ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
+			  Datum *probs, int n, const char *model, int32 version, TimestampTz at)
+{
+	Datum		args[7];
+	char		nulls[7] = "       ";
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(scores, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(priorities, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_array(probs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = CStringGetTextDatum(model);
+	args[5] = Int32GetDatum(version);
+	if (version == 0)
+		nulls[5] = 'n';
+	args[6] = TimestampTzGetDatum(at);
+
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	ret = SPI_execute_plan(upsert, args, nulls, false, 0);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "writing icpml.account_scores failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * score_all(batch_size integer) → bigint
+ * Score every row of the scorer's relation (read as the caller through a
+ * cursor) and make icpml.account_scores hold exactly those rows.
+ */
+Datum
+score_all(PG_FUNCTION_ARGS)
+{
+	int32		batch_size = PG_GETARG_INT32(0);
+	Scorer		sc;
+	Portal		portal;
+	SPIPlanPtr	upsert;
+	SPIPlanPtr	prune;
+	Oid			argtypes[7] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
+	TEXTOID, INT4OID, TIMESTAMPTZOID};
+	TimestampTz at = GetCurrentTransactionStartTimestamp();
+	MemoryContext batchcxt;
+	int64		total = 0;
+	Datum	   *ids,
+			   *scores,
+			   *priorities,
+			   *probs;
+	Oid			saveUserId;
+	int			saveSecContext;
+	Datum		atarg;
+
+	if (batch_size < 100 || batch_size > 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 100 and 1000000"),
+				 errhint("The default, 10000, suits most tables.")));
+
+	SPI_connect();
+	(void) CatalogRelid("account_scores");
+	ScorerInit(&sc);
+
+	upsert = SPI_prepare("INSERT INTO icpml.account_scores AS s"
+						 " (account_id, score, priority, probability, model, model_version, scored_at)"
+						 " SELECT u.a, u.s, u.p, u.pr, $5, $6, $7"
+						 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+						 " pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(a, s, p, pr)"
+						 " ON CONFLICT (account_id) DO UPDATE SET score = excluded.score,"
+						 " priority = excluded.priority, probability = excluded.probability,"
+						 " model = excluded.model, model_version = excluded.model_version,"
+						 " scored_at = excluded.scored_at",
+						 7, argtypes);
+	if (upsert == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	portal = SPI_cursor_open(NULL, ScorerPlan(&sc, FEATURES_ALL), NULL, NULL, true);
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml score_all batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	ids = palloc(sizeof(Datum) * batch_size);
+	scores = palloc(sizeof(Datum) * batch_size);
+	priorities = palloc(sizeof(Datum) * batch_size);
+	probs = palloc(sizeof(Datum) * batch_size);
+
+	for (;;)
+	{
+		SPITupleTable *tuptable;
+		uint64		n,
+					i;
+		MemoryContext oldcxt;
+		const char *model = "rules";
+		int32		version = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, batch_size);
+		tuptable = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+
+		oldcxt = MemoryContextSwitchTo(batchcxt);
+		for (i = 0; i < n; i++)
+		{
+			IcpScore	s;
+
+			ScorerScoreTuple(&sc, tuptable->vals[i], tuptable->tupdesc, &s, false);
+			ids[i] = Int64GetDatum(s.account_id);
+			scores[i] = Int32GetDatum(s.score);
+			priorities[i] = CStringGetTextDatum(s.priority);
+			probs[i] = Float8GetDatum(s.probability);
+			model = s.model;
+			version = s.model_version;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		ScoreAllWrite(upsert, ids, scores, priorities, probs, (int) n, model, version, at);
+		SPI_freetuptable(tuptable);
+		MemoryContextReset(batchcxt);
+		total += n;
+	}
+	SPI_cursor_close(portal);
+
+	/* accounts no longer in the relation leave the table */
+	atarg = TimestampTzGetDatum(at);
+	argtypes[0] = TIMESTAMPTZOID;
+	prune = SPI_prepare("DELETE FROM icpml.account_scores WHERE scored_at <> $1", 1, argtypes);
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	if (SPI_execute_plan(prune, &atarg, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pruning icpml.account_scores failed");
+	CatalogRestoreUser(saveUserId, saveSecContext);
+
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/* One row of explain_icp_score's result. */
+static void
+ExplainPut(ReturnSetInfo *rsinfo, const char *feature, const char *value,
+		   double contribution, const char *method)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, value == NULL, false, false};
+
+	values[0] = CStringGetTextDatum(feature);
+	values[1] = value ? CStringGetTextDatum(value) : (Datum) 0;
+	values[2] = Float8GetDatum(contribution);
+	values[3] = CStringGetTextDatum(method);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * explain_icp_score(account_id bigint) → setof (feature, value, contribution, method)
+ * Every feature's contribution to the account's score, plus a "(bias)"
+ * row; contributions sum to the logit of icp_score's probability.  With a
+ * deployed model these are exact TreeSHAP values computed by XGBoost
+ * (pred_contribs), slower than icp_score's per-path (Saabas) factors.
+ */
+Datum
+explain_icp_score(PG_FUNCTION_ARGS)
+{
+	int64		account_id = PG_GETARG_INT64(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Scorer		sc;
+	Datum		arg = Int64GetDatum(account_id);
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	MemoryContext callcxt = CurrentMemoryContext;
+	MemoryContext spicxt;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	SPI_connect();
+	ScorerInit(&sc);
+	if (SPI_execute_plan(ScorerPlan(&sc, FEATURES_ONE), &arg, NULL, true, 2) != SPI_OK_SELECT)
+		elog(ERROR, "reading features failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
+						ScorerRelation(&sc)),
+				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
+	if (SPI_processed > 1)
+		ScorerDuplicateKey(&sc, account_id);
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	spicxt = MemoryContextSwitchTo(callcxt);
+
+	if (sc.model)
+	{
+		const FeatureSpec *spec = ModelCacheSpec(sc.model);
+		float	   *row = palloc(sizeof(float) * Max(spec->nfeatures, 1));
+		float	   *shap;
+		uint64		len;
+
+		ModelCacheEncode(sc.model, tuple, desc, row);
+		shap = XgbBoosterPredictDense(ModelCacheBooster(sc.model), row, 1, spec->nfeatures,
+									  XGB_PREDICT_CONTRIBS, &len);
+		if (len != (uint64) spec->nfeatures + 1)
+			elog(ERROR, "XGBoost returned %llu contributions for %d features (please report a bug)",
+				 (unsigned long long) len, spec->nfeatures);
+		for (i = 0; i < spec->nfeatures; i++)
+			ExplainPut(rsinfo, spec->feature_names[i],
+					   isnan(row[i]) ? NULL : psprintf("%.9g", row[i]), shap[i], "tree_shap");
+		ExplainPut(rsinfo, "(bias)", NULL, shap[spec->nfeatures], "tree_shap");
+	}
+	else
+	{
+		const char *names[RULE_NFACTORS];
+		char	   *values[RULE_NFACTORS];
+		double		contrib[RULE_NFACTORS];
+		double		bias = RulesExplainTuple(tuple, desc, names, values, contrib);
+
+		for (i = 0; i < RULE_NFACTORS; i++)
+			ExplainPut(rsinfo, names[i], values[i], contrib[i], "rule_weights");
+		ExplainPut(rsinfo, "(bias)", NULL, bias, "rule_weights");
+	}
+	MemoryContextSwitchTo(spicxt);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * prewarm() → text
+ * Load the deployed model (or the rules' configuration) into this
+ * backend's cache now, so a pooled connection's first score is fast.
+ * Returns what will score: "xgboost v<N>" or "rules".
+ */
+Datum
+prewarm(PG_FUNCTION_ARGS)
+{
+	Scorer		sc;
+	char	   *what;
+
+	SPI_connect();
+	ScorerInit(&sc);
+	(void) ScorerPlan(&sc, FEATURES_ONE);
+	what = sc.model ? psprintf("xgboost v%d", ModelCacheVersion(sc.model)) : "rules";
+	what = MemoryContextStrdup(TopTransactionContext, what);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(what));
 }

@@ -27,7 +27,8 @@ BEGIN
             HINT = 'Create the role first, or check its spelling.';
   END IF;
   EXECUTE format('GRANT USAGE ON SCHEMA icpml TO %I', role_name);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION icpml.icp_score(bigint), icpml.icp_score_batch(bigint[]), icpml.xgboost_version() TO %I', role_name);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION icpml.icp_score(bigint), icpml.icp_score_batch(bigint[]),'
+                 ' icpml.explain_icp_score(bigint), icpml.prewarm(), icpml.xgboost_version() TO %I', role_name);
 END
 $$;
 REVOKE ALL ON FUNCTION icpml.grant_scoring(name) FROM PUBLIC;
