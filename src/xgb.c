@@ -23,7 +23,7 @@
 		if ((call) != 0) \
 			ereport(ERROR, \
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
-					 errmsg("XGBoost call failed: %s", XGBGetLastError()), \
+					 errmsg("XGBoost call failed: %s", XgbErrorFirstLine()), \
 					 errcontext("%s", #call))); \
 	} while (0)
 
@@ -43,9 +43,11 @@
 		if (xgb_rc_ != 0) \
 			ereport(ERROR, \
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
-					 errmsg("XGBoost call failed: %s", XGBGetLastError()), \
+					 errmsg("XGBoost call failed: %s", XgbErrorFirstLine()), \
 					 errcontext("%s", #call))); \
 	} while (0)
+
+static char *XgbErrorFirstLine(void);
 
 struct XgbBooster
 {
@@ -93,6 +95,32 @@ Datum
 xgboost_version(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(XgbVersionString()));
+}
+
+/*
+ * XGBoost's last error reduced to its first line without the
+ * "[hh:mm:ss] file:line: " prefix (the rest is a stack trace), so messages
+ * are stable and readable.
+ */
+static char *
+XgbErrorFirstLine(void)
+{
+	const char *msg = XGBGetLastError();
+	const char *start = msg;
+	const char *p;
+	size_t		n;
+
+	if (msg[0] == '[' && (p = strchr(msg, ']')) != NULL)
+	{
+		/* skip "[time] file:line: " */
+		const char *colon = strstr(p, ": ");
+
+		start = colon ? colon + 2 : p + 1;
+	}
+	while (*start == ' ')
+		start++;
+	n = strcspn(start, "\n");
+	return pnstrdup(start, n);
 }
 
 /* Memory-context callbacks: free the handle with its owning context. */
@@ -214,7 +242,8 @@ XgbBoosterLoad(const char *buf, size_t len)
 	if (XGBoosterLoadModelFromBuffer(b->handle, buf, (bst_ulong) len) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("stored XGBoost model cannot be loaded: %s", XGBGetLastError()),
+				 errmsg("stored XGBoost model cannot be loaded"),
+				 errdetail("XGBoost: %s", XgbErrorFirstLine()),
 				 errhint("The model blob is corrupt or from an incompatible XGBoost; delete the version or deploy another one.")));
 	return b;
 }
@@ -307,6 +336,20 @@ XgbBoosterPredictDense(XgbBooster *b, const float *data, int64 nrow, int ncol,
 	const float *result = NULL;
 	char		array[256];
 	char		config[200];
+
+	/*
+	 * XGBoost 1.7's in-place predict only does values and margins ("Unsupported
+	 * prediction type" otherwise): contributions go through a DMatrix, which
+	 * the memory context frees on error.  (tree.c helper, T4.)
+	 */
+	if (kind != XGB_PREDICT_VALUE && kind != XGB_PREDICT_MARGIN)
+	{
+		XgbMatrix  *m = XgbMatrixFromDense(data, nrow, ncol, (float) NAN);
+		float	   *out = XgbBoosterPredict(b, m, kind, len);
+
+		XgbMatrixFree(m);
+		return out;
+	}
 
 	snprintf(array, sizeof(array),
 			 "{\"data\": [%lu, true], \"shape\": [" INT64_FORMAT ", %d], "
