@@ -112,6 +112,8 @@ extern int32 ModelStoreInsert(ModelRecord *rec);
  * or "best" (deploy only if rec's cv_auc beats the deployed model's, or
  * the rules' on the same folds when nothing is deployed).  Returns true if
  * deployed.  Transactional: rolled back with the caller's transaction.
+ * *reason says what was compared, with the figures; it is allocated in
+ * TopTransactionContext (valid until the transaction ends).
  */
 extern bool ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason);
 

@@ -1,0 +1,282 @@
+-- ---------------------------------------------------------------------------
+-- Model store: versioned ICP models, deployments and their history
+--
+-- Written only through icpml's own functions (train_icp_model, deploy_model,
+-- rollback_model, undeploy_model, delete_model; C code in model_store.c,
+-- running as the extension owner).  Not granted to any application role;
+-- icpml.grant_admin(role) opens them to administrators.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE icpml.models (
+  version           serial PRIMARY KEY CHECK (version > 0),
+  created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  created_by        name NOT NULL DEFAULT CURRENT_USER,
+  status            text NOT NULL DEFAULT 'trained'
+                      CHECK (status IN ('trained', 'deployed', 'retired')),
+  relation          text,
+  key_column        text,
+  label_column      text,
+  model             bytea NOT NULL,
+  spec              jsonb NOT NULL,
+  params            jsonb,
+  metrics           jsonb,
+  n_rows            bigint CHECK (n_rows >= 0),
+  n_positive        bigint CHECK (n_positive >= 0),
+  seed              integer,
+  data_fingerprint  text,
+  xgboost_version   text,
+  score_cutoffs     double precision[] NOT NULL
+                      CHECK (pg_catalog.cardinality(score_cutoffs) = 9
+                             AND pg_catalog.array_position(score_cutoffs, NULL) IS NULL),
+  high_min_score    integer NOT NULL DEFAULT 8 CHECK (high_min_score BETWEEN 1 AND 10),
+  medium_min_score  integer NOT NULL DEFAULT 5,
+  cv_roc_auc        double precision,
+  rules_cv_roc_auc  double precision,
+  CHECK (medium_min_score BETWEEN 1 AND high_min_score)
+);
+
+-- At most one deployed model: the one scoring uses.
+CREATE UNIQUE INDEX models_one_deployed ON icpml.models ((true)) WHERE status = 'deployed';
+
+COMMENT ON TABLE icpml.models IS
+  'Versioned ICP models: XGBoost UBJSON blob, feature spec, params, cross-validated metrics and score cut-offs; at most one is deployed';
+COMMENT ON COLUMN icpml.models.status IS
+  'trained (never deployed), deployed (scoring uses it; at most one), retired (was deployed)';
+COMMENT ON COLUMN icpml.models.model IS
+  'The booster as XGBoost UBJSON (XGBoosterSaveModelToBuffer), loaded from memory: no temporary files';
+COMMENT ON COLUMN icpml.models.spec IS
+  'Feature spec: relation, key, columns with their kinds and category levels, feature names and types';
+COMMENT ON COLUMN icpml.models.metrics IS
+  'Cross-validation of the model and of the rules on the same folds, ROC points, calibration bins, feature importance';
+COMMENT ON COLUMN icpml.models.score_cutoffs IS
+  'Nine increasing probabilities: score = 1 + number of cut-offs at or below the probability';
+COMMENT ON COLUMN icpml.models.cv_roc_auc IS
+  'Mean cross-validated ROC AUC: the yardstick of the deploy policy best';
+COMMENT ON COLUMN icpml.models.rules_cv_roc_auc IS
+  'ROC AUC of the rule-based score on the same folds; NULL when the relation lacks the rules'' signals';
+
+CREATE TABLE icpml.deployments (
+  id                bigserial PRIMARY KEY,
+  version           integer,
+  action            text NOT NULL CHECK (action IN ('deploy', 'rollback', 'undeploy')),
+  previous_version  integer,
+  reason            text,
+  at                timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  by                name NOT NULL DEFAULT CURRENT_USER,
+  CHECK ((action = 'undeploy') = (version IS NULL))
+);
+
+COMMENT ON TABLE icpml.deployments IS
+  'Deployment history: which version was deployed (NULL after undeploy), which one it replaced, why, when and by whom';
+
+CREATE TABLE icpml.training_runs (
+  run_id         bigserial PRIMARY KEY,
+  started_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  finished_at    timestamptz,
+  status         text NOT NULL DEFAULT 'running'
+                   CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned')),
+  triggered_by   text NOT NULL CHECK (triggered_by IN ('manual', 'schedule')),
+  deploy_policy  text NOT NULL,
+  run_by         name NOT NULL DEFAULT CURRENT_USER,
+  pid            integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+  version        integer,
+  deployed       boolean,
+  deploy_reason  text,
+  metrics        jsonb,
+  error          text,
+  CHECK ((status = 'running') = (finished_at IS NULL))
+);
+
+COMMENT ON TABLE icpml.training_runs IS
+  'One row per icpml.run_training() call (scheduled or manual): start, end, outcome, model version, metrics, error';
+
+-- pg_dump keeps the models, the history and the run log with the extension.
+SELECT pg_catalog.pg_extension_config_dump('icpml.models', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.models_version_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.deployments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.training_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.training_runs_run_id_seq', '');
+
+-- Backends drop their cached booster when a change commits (see catalog.c).
+CREATE TRIGGER models_invalidate
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.models
+  FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+CREATE TRIGGER deployments_invalidate
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.deployments
+  FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+
+-- ---------------------------------------------------------------------------
+-- Deploying (C, model_store.c: runs as the extension owner, records the caller)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION icpml.deploy_model(version integer, reason text DEFAULT NULL)
+RETURNS icpml.deployments
+AS 'MODULE_PATHNAME', 'deploy_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.deploy_model(integer, text) IS
+  'Deploy a stored model version (the deployed one is retired); returns the history row, NULL when it was already deployed';
+
+CREATE FUNCTION icpml.rollback_model(reason text DEFAULT NULL)
+RETURNS icpml.deployments
+AS 'MODULE_PATHNAME', 'rollback_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.rollback_model(text) IS
+  'Undo the latest deploy or undeploy: re-deploy the version that was deployed before it (deleted versions are skipped)';
+
+CREATE FUNCTION icpml.undeploy_model(reason text DEFAULT NULL)
+RETURNS icpml.deployments
+AS 'MODULE_PATHNAME', 'undeploy_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.undeploy_model(text) IS
+  'Retire the deployed model: scoring goes back to the rules; NULL when nothing was deployed';
+
+CREATE FUNCTION icpml.delete_model(version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'delete_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.delete_model(integer) IS
+  'Delete a stored model version that is not deployed (its deployment history stays)';
+
+CREATE FUNCTION icpml.apply_deploy_policy(version integer, policy text DEFAULT 'best',
+                                          OUT deployed boolean, OUT reason text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'apply_deploy_policy'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.apply_deploy_policy(integer, text) IS
+  'Apply a deploy policy to a stored version, as training does: best (deploy if its CV ROC AUC beats the deployed model''s, or the rules'' on the same folds when none is deployed), always, never; says what was compared';
+
+-- ---------------------------------------------------------------------------
+-- Reading the store (SQL, SECURITY DEFINER: EXECUTE is the gate)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION icpml.list_models()
+RETURNS TABLE (version integer, created_at timestamptz, created_by name, status text,
+               relation text, label_column text, n_rows bigint, n_positive bigint,
+               cv_roc_auc double precision, rules_cv_roc_auc double precision,
+               xgboost_version text, model_bytes integer)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT m.version, m.created_at, m.created_by, m.status, m.relation, m.label_column,
+         m.n_rows, m.n_positive, m.cv_roc_auc, m.rules_cv_roc_auc, m.xgboost_version,
+         pg_catalog.octet_length(m.model)
+  FROM icpml.models AS m
+  ORDER BY m.version
+$$;
+
+COMMENT ON FUNCTION icpml.list_models() IS
+  'Stored model versions, oldest first, with status, data size and cross-validated ROC AUC (model and rules)';
+
+-- The version a reader means: the given one (which must exist) or the deployed one.
+CREATE FUNCTION icpml.model_version_or_deployed(version integer)
+RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v integer;
+BEGIN
+  IF model_version_or_deployed.version IS NULL THEN
+    SELECT m.version INTO v FROM icpml.models AS m WHERE m.status = 'deployed';
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no model is deployed'
+        USING ERRCODE = 'no_data_found',
+              HINT = 'Pass a version (see icpml.list_models()), or deploy one with icpml.deploy_model(version => ...).';
+    END IF;
+    RETURN v;
+  END IF;
+  PERFORM FROM icpml.models AS m WHERE m.version = model_version_or_deployed.version;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'model version % does not exist', model_version_or_deployed.version
+      USING ERRCODE = 'no_data_found',
+            HINT = 'List the stored versions with SELECT * FROM icpml.list_models().';
+  END IF;
+  RETURN model_version_or_deployed.version;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.model_version_or_deployed(integer) IS
+  'The given model version if it exists, the deployed one when NULL; an error otherwise';
+
+CREATE FUNCTION icpml.describe_model(version integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'model')
+         OPERATOR(pg_catalog.||)
+         pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model))
+  FROM icpml.models AS m
+  WHERE m.version = icpml.model_version_or_deployed(describe_model.version)
+$$;
+
+COMMENT ON FUNCTION icpml.describe_model(integer) IS
+  'Everything stored about a model version (the deployed one by default) except the blob, plus the blob size in model_bytes';
+
+CREATE FUNCTION icpml.model_roc_curve(version integer DEFAULT NULL)
+RETURNS TABLE (threshold double precision, fpr double precision, tpr double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (p.e OPERATOR(pg_catalog.->>) 'threshold')::double precision,
+         (p.e OPERATOR(pg_catalog.->>) 'fpr')::double precision,
+         (p.e OPERATOR(pg_catalog.->>) 'tpr')::double precision
+  FROM icpml.models AS m,
+       LATERAL pg_catalog.jsonb_array_elements(
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'roc') = 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'roc' ELSE '[]'::jsonb END)
+         WITH ORDINALITY AS p(e, i)
+  WHERE m.version = icpml.model_version_or_deployed(model_roc_curve.version)
+  ORDER BY p.i
+$$;
+
+COMMENT ON FUNCTION icpml.model_roc_curve(integer) IS
+  'ROC curve of a model version (deployed by default) from its out-of-fold predictions: one point per threshold';
+
+CREATE FUNCTION icpml.model_calibration(version integer DEFAULT NULL)
+RETURNS TABLE (bin integer, mean_predicted double precision, observed_rate double precision,
+               n bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (c.e OPERATOR(pg_catalog.->>) 'bin')::integer,
+         (c.e OPERATOR(pg_catalog.->>) 'mean_predicted')::double precision,
+         (c.e OPERATOR(pg_catalog.->>) 'observed_rate')::double precision,
+         (c.e OPERATOR(pg_catalog.->>) 'n')::bigint
+  FROM icpml.models AS m,
+       LATERAL pg_catalog.jsonb_array_elements(
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'calibration') = 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'calibration' ELSE '[]'::jsonb END)
+         WITH ORDINALITY AS c(e, i)
+  WHERE m.version = icpml.model_version_or_deployed(model_calibration.version)
+  ORDER BY c.i
+$$;
+
+COMMENT ON FUNCTION icpml.model_calibration(integer) IS
+  'Calibration of a model version (deployed by default): out-of-fold predictions in bins, mean predicted vs observed rate';
+
+CREATE FUNCTION icpml.model_feature_importance(version integer DEFAULT NULL)
+RETURNS TABLE (feature text, gain double precision, weight double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT f.e OPERATOR(pg_catalog.->>) 'feature',
+         (f.e OPERATOR(pg_catalog.->>) 'gain')::double precision,
+         (f.e OPERATOR(pg_catalog.->>) 'weight')::double precision
+  FROM icpml.models AS m,
+       LATERAL pg_catalog.jsonb_array_elements(
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'importance') = 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'importance' ELSE '[]'::jsonb END)
+         WITH ORDINALITY AS f(e, i)
+  WHERE m.version = icpml.model_version_or_deployed(model_feature_importance.version)
+  ORDER BY (f.e OPERATOR(pg_catalog.->>) 'gain')::double precision DESC NULLS LAST, f.i
+$$;
+
+COMMENT ON FUNCTION icpml.model_feature_importance(integer) IS
+  'Feature importance of a model version (deployed by default): total gain and split count per feature, most important first';

@@ -1,0 +1,236 @@
+-- ---------------------------------------------------------------------------
+-- Scheduled retraining over pg_cron, and the run log
+--
+-- pg_cron is optional: it is looked up when schedule_retraining() is called,
+-- never when icpml is installed.  The job runs CALL icpml.run_training(...)
+-- as the role that scheduled it (pg_cron runs a job as its owner), so the
+-- feature relation is read with that role's privileges.
+-- ---------------------------------------------------------------------------
+
+-- One training at a time: the key train_icp_model holds (transaction-level)
+-- while it trains, and the key run_training holds (session-level) across its
+-- transactions.
+CREATE FUNCTION icpml.training_lock_key()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.hashtext('icpml.train_icp_model')::bigint $$;
+
+COMMENT ON FUNCTION icpml.training_lock_key() IS
+  'Advisory lock key held while a model trains: hashtext(''icpml.train_icp_model'')';
+
+CREATE PROCEDURE icpml.run_training(deploy text DEFAULT 'best',
+                                    triggered_by text DEFAULT 'schedule')
+LANGUAGE plpgsql
+-- No SET clause and no SECURITY DEFINER: either would forbid the COMMITs
+-- below.  Every name is schema-qualified instead.
+AS $$
+DECLARE
+  v_run_key   constant bigint := pg_catalog.hashtext('icpml.run_training')::bigint;
+  v_run_id    bigint;
+  v_result    jsonb;
+  v_version   integer;
+  v_state     text;
+  v_message   text;
+  v_detail    text;
+  v_hint      text;
+BEGIN
+  IF run_training.deploy IS NULL OR run_training.deploy NOT IN ('best', 'always', 'never') THEN
+    RAISE EXCEPTION 'unknown deploy policy "%"', run_training.deploy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
+  END IF;
+  IF run_training.triggered_by IS NULL OR run_training.triggered_by NOT IN ('manual', 'schedule') THEN
+    RAISE EXCEPTION 'triggered_by must be ''manual'' or ''schedule'', not "%"', run_training.triggered_by
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave it out for scheduled runs; pass triggered_by => ''manual'' otherwise.';
+  END IF;
+
+  -- Fails here, before any lock is taken, when called inside a transaction
+  -- block (the COMMITs below need their own transactions).
+  COMMIT;
+
+  -- The run lock is held across this procedure's transactions (session
+  -- level) and released on every way out; a backend that exits releases it.
+  BEGIN
+    IF NOT pg_catalog.pg_try_advisory_lock(v_run_key) THEN
+      RAISE EXCEPTION 'another icpml.run_training() is in progress'
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'See the row with status ''running'' in icpml.training_history; only one training runs at a time.';
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(icpml.training_lock_key()) THEN
+      RAISE EXCEPTION 'a model is being trained in another session'
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'Wait for that icpml.train_icp_model() call to finish; only one training runs at a time.';
+    END IF;
+
+    -- Nobody trains (both locks are ours): a 'running' row is left over
+    -- from a run whose backend exited.
+    UPDATE icpml.training_runs AS r
+       SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
+           error = 'the run ended without recording an outcome (its backend exited)'
+     WHERE r.status = 'running';
+
+    INSERT INTO icpml.training_runs (triggered_by, deploy_policy)
+    VALUES (run_training.triggered_by, run_training.deploy)
+    RETURNING run_id INTO v_run_id;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      -- session-level advisory locks survive the rollback: release ours
+      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+      RAISE;
+  END;
+  COMMIT;   -- the 'running' row is visible while the model trains
+
+  BEGIN
+    SELECT pg_catalog.to_jsonb(t) INTO v_result
+      FROM icpml.train_icp_model(deploy => run_training.deploy) AS t;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                              v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+  END;
+
+  BEGIN
+    IF v_state IS NULL THEN
+      -- train_icp_model's row: version, deployed, deploy_reason, cv_* figures
+      v_version := (v_result OPERATOR(pg_catalog.->>) 'version')::integer;
+      UPDATE icpml.training_runs AS r
+         SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
+             version = v_version,
+             deployed = (v_result OPERATOR(pg_catalog.->>) 'deployed')::boolean,
+             deploy_reason = v_result OPERATOR(pg_catalog.->>) 'deploy_reason',
+             metrics = COALESCE(
+                         (SELECT m.metrics OPERATOR(pg_catalog.->) 'cv' FROM icpml.models AS m
+                           WHERE m.version = v_version),
+                         v_result)
+       WHERE r.run_id = v_run_id;
+    ELSE
+      UPDATE icpml.training_runs AS r
+         SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
+             error = v_message
+       WHERE r.run_id = v_run_id;
+    END IF;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+      RAISE;
+  END;
+  COMMIT;
+  PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+
+  -- A failure is recorded, then reported to the caller too (pg_cron shows
+  -- it in cron.job_run_details).
+  IF v_state IS NOT NULL THEN
+    IF v_detail <> '' AND v_hint <> '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
+    ELSIF v_detail <> '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail;
+    ELSIF v_hint <> '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message;
+    END IF;
+  END IF;
+END
+$$;
+
+-- REVOKE ... ON ALL FUNCTIONS (99_privileges.sql) does not cover procedures.
+REVOKE ALL ON PROCEDURE icpml.run_training(text, text) FROM PUBLIC;
+
+COMMENT ON PROCEDURE icpml.run_training(text, text) IS
+  'Train a model with icpml.train_icp_model(deploy => ...) and record the run in icpml.training_runs; never overlaps another training; call outside a transaction block';
+
+CREATE VIEW icpml.training_history AS
+  SELECT r.run_id, r.started_at, r.finished_at,
+         r.finished_at OPERATOR(pg_catalog.-) r.started_at AS duration,
+         r.status, r.triggered_by, r.deploy_policy, r.run_by, r.version, r.deployed,
+         r.deploy_reason,
+         (r.metrics #>> '{model,roc_auc}')::double precision AS cv_roc_auc,
+         (r.metrics #>> '{rules,roc_auc}')::double precision AS rules_cv_roc_auc,
+         r.error
+  FROM icpml.training_runs AS r
+  ORDER BY r.run_id DESC;
+
+COMMENT ON VIEW icpml.training_history IS
+  'Training runs, newest first: duration, outcome, model version, whether it was deployed, CV ROC AUC of the model and the rules, error';
+
+-- An error with a hint unless pg_cron is installed in this database.
+CREATE FUNCTION icpml.require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
+     OR pg_catalog.to_regnamespace('cron') IS NULL THEN
+    RAISE EXCEPTION 'pg_cron is not installed in database "%"', pg_catalog.current_database()
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart PostgreSQL and run CREATE EXTENSION pg_cron; or call icpml.run_training() from your own scheduler.';
+  END IF;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.require_pg_cron() IS
+  'An error with a hint unless the pg_cron extension is installed in this database';
+
+CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
+                                          deploy text DEFAULT 'best',
+                                          job_name text DEFAULT 'icpml-retrain')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_fields text[];
+BEGIN
+  v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(coalesce(schedule_retraining.cron, '')), '\s+');
+  IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) <> 5
+     OR v_fields[1] = '' THEN
+    RAISE EXCEPTION 'cron schedule "%" does not have five fields', schedule_retraining.cron
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A schedule is minute, hour, day of month, month and day of week, separated by spaces.',
+            HINT = 'For example ''0 3 * * *'' runs every night at 03:00 (in the time zone pg_cron uses, GMT by default).';
+  END IF;
+  IF schedule_retraining.deploy IS NULL OR schedule_retraining.deploy NOT IN ('best', 'always', 'never') THEN
+    RAISE EXCEPTION 'unknown deploy policy "%"', schedule_retraining.deploy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
+  END IF;
+  IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name = '' THEN
+    RAISE EXCEPTION 'job_name must not be empty'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave it out to use ''icpml-retrain''.';
+  END IF;
+  PERFORM icpml.require_pg_cron();
+
+  -- pg_cron replaces the caller's job of the same name.
+  RETURN cron.schedule(schedule_retraining.job_name,
+                       pg_catalog.array_to_string(v_fields, ' '),
+                       pg_catalog.format('CALL icpml.run_training(deploy => %L)',
+                                         schedule_retraining.deploy));
+END
+$$;
+
+COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text) IS
+  'Schedule CALL icpml.run_training(deploy => ...) with pg_cron (five-field cron schedule, GMT); returns the job id; rescheduling a job name replaces it';
+
+CREATE FUNCTION icpml.unschedule_retraining(job_name text DEFAULT 'icpml-retrain')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM icpml.require_pg_cron();
+  IF NOT EXISTS (SELECT FROM cron.job AS j
+                 WHERE j.jobname = unschedule_retraining.job_name
+                   AND j.username = CURRENT_USER) THEN
+    RAISE NOTICE 'no pg_cron job named "%" is scheduled by %', unschedule_retraining.job_name, CURRENT_USER;
+    RETURN false;
+  END IF;
+  RETURN cron.unschedule(unschedule_retraining.job_name);
+END
+$$;
+
+COMMENT ON FUNCTION icpml.unschedule_retraining(text) IS
+  'Remove the retraining job of that name scheduled by the current role; false (with a notice) when there is none';

@@ -1,0 +1,779 @@
+/*
+ * model_store.c — icpml's versioned ICP models and their deployment.
+ *
+ * The only C code that reads or writes icpml.models and icpml.deployments.
+ *
+ * Storage: one row per version in icpml.models (XGBoost UBJSON blob,
+ * feature spec, params, metrics, score cut-offs).  Status 'deployed' marks
+ * the one model scoring uses (a partial unique index keeps it to one);
+ * 'retired' a model that was deployed once.  icpml.deployments logs every
+ * deploy, rollback and undeploy with the version it replaced, so a rollback
+ * can walk back through the history (a stack replayed from the log).
+ *
+ * Privileges: every access runs as the extension owner
+ * (CatalogSwitchToOwner), so EXECUTE on the SQL functions is the gate; the
+ * caller's role is recorded in models.created_by and deployments.by.
+ *
+ * Concurrency: writers that change which version is deployed first take
+ * SHARE ROW EXCLUSIVE on icpml.deployments (it conflicts with itself, not
+ * with readers), so concurrent deploys queue instead of failing on the
+ * unique index.  Everything is transactional: a rolled-back deploy changes
+ * nothing, and the statement triggers' relcache invalidation reaches other
+ * backends' model caches only when the deploy commits.
+ *
+ * Memory: results (ModelRecord, result rows) are allocated in the memory
+ * context current when the function was called (note: after a caller's
+ * own SPI calls that is its SPI procedure context, freed by its
+ * SPI_finish); the policy's reason string in TopTransactionContext.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "icpml.h"
+#include "model.h"
+#include "xgb.h"
+
+PG_FUNCTION_INFO_V1(deploy_model);
+PG_FUNCTION_INFO_V1(rollback_model);
+PG_FUNCTION_INFO_V1(undeploy_model);
+PG_FUNCTION_INFO_V1(delete_model);
+PG_FUNCTION_INFO_V1(apply_deploy_policy);
+
+/* A session with the store: SPI connected, running as the extension owner. */
+typedef struct StoreSession
+{
+	MemoryContext outer;		/* the caller's context: results go here */
+	char	   *caller;			/* role name of the caller, for the log */
+	Oid			saveUserId;
+	int			saveSecContext;
+} StoreSession;
+
+/* Connect to SPI and become the extension owner; remembers the caller. */
+static void
+StoreBegin(StoreSession *st)
+{
+	int			ret;
+
+	st->outer = CurrentMemoryContext;
+	st->caller = GetUserNameFromId(GetUserId(), false);
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	CatalogSwitchToOwner(&st->saveUserId, &st->saveSecContext);
+}
+
+/* Back to the caller's role and out of SPI. */
+static void
+StoreEnd(StoreSession *st)
+{
+	CatalogRestoreUser(st->saveUserId, st->saveSecContext);
+	SPI_finish();
+}
+
+/* Run one statement of the store with parameters; ERROR on SPI failure. */
+static int
+StoreExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		  bool read_only)
+{
+	int			ret = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+
+	if (ret < 0)
+		elog(ERROR, "icpml model store statement failed: %s (please report a bug)",
+			 SPI_result_code_string(ret));
+	return ret;
+}
+
+/* int4 column `att` of result row `row`, with its NULL flag. */
+static int32
+StoreGetInt32(uint64 row, int att, bool *isnull)
+{
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, att, isnull);
+
+	return *isnull ? 0 : DatumGetInt32(d);
+}
+
+/* float8 column of result row 0; NULL and NaN both come back as NaN. */
+static double
+StoreGetFloat8(int att)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
+
+	return isnull ? get_float8_nan() : DatumGetFloat8(d);
+}
+
+/* Serialise writers that change the deployed version (see the header). */
+static void
+StoreLockDeployments(void)
+{
+	(void) CatalogRelid("models");
+	(void) CatalogRelid("deployments");
+	StoreExec("LOCK TABLE icpml.deployments IN SHARE ROW EXCLUSIVE MODE",
+			  0, NULL, NULL, NULL, false);
+}
+
+/* The deployed version, 0 when none is deployed. */
+static int32
+StoreDeployedVersion(void)
+{
+	bool		isnull;
+
+	StoreExec("SELECT m.version FROM icpml.models AS m WHERE m.status = 'deployed'",
+			  0, NULL, NULL, NULL, false);
+	if (SPI_processed == 0)
+		return 0;
+	return StoreGetInt32(0, 1, &isnull);
+}
+
+/*
+ * Lock one version's row and check it exists; ERROR if not.  Leaves the row
+ * (status, cv_roc_auc, rules_cv_roc_auc) in SPI_tuptable.
+ */
+static void
+StoreLockVersion(int32 version)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(version)};
+
+	StoreExec("SELECT m.status, m.cv_roc_auc, m.rules_cv_roc_auc FROM icpml.models AS m"
+			  " WHERE m.version = $1 FOR UPDATE",
+			  1, types, values, NULL, false);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("model version %d does not exist", version),
+				 errhint("List the stored versions with SELECT * FROM icpml.list_models().")));
+}
+
+/*
+ * Make `target` the deployed version (0: none, back to the rules) in place
+ * of `current` (0: none) and log it.  Leaves the new history row in
+ * SPI_tuptable.
+ */
+static void
+StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
+			const char *by)
+{
+	Oid			types[5] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	if (current != 0)
+	{
+		Oid			t[1] = {INT4OID};
+		Datum		v[1] = {Int32GetDatum(current)};
+
+		StoreExec("UPDATE icpml.models SET status = 'retired' WHERE version = $1",
+				  1, t, v, NULL, false);
+	}
+	if (target != 0)
+	{
+		Oid			t[1] = {INT4OID};
+		Datum		v[1] = {Int32GetDatum(target)};
+
+		StoreExec("UPDATE icpml.models SET status = 'deployed' WHERE version = $1",
+				  1, t, v, NULL, false);
+	}
+
+	values[0] = Int32GetDatum(target);
+	nulls[0] = target != 0 ? ' ' : 'n';
+	values[1] = CStringGetTextDatum(action);
+	values[2] = Int32GetDatum(current);
+	nulls[2] = current != 0 ? ' ' : 'n';
+	values[3] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[3] = reason ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(by);
+	StoreExec("INSERT INTO icpml.deployments (version, action, previous_version, reason, by)"
+			  " VALUES ($1, $2, $3, $4, CAST($5 AS pg_catalog.name)) RETURNING *",
+			  5, types, values, nulls, false);
+}
+
+/*
+ * The history row in SPI_tuptable as the function's composite result,
+ * built in the caller's context (columns matched by name).
+ */
+static Datum
+StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
+{
+	TupleDesc	desc;
+	MemoryContext old;
+	Datum	   *values;
+	bool	   *nulls;
+	HeapTuple	tuple;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function returning a deployment row called in a wrong context (please report a bug)");
+
+	old = MemoryContextSwitchTo(st->outer);
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			fno;
+
+		nulls[i] = true;
+		if (att->attisdropped)
+			continue;
+		fno = SPI_fnumber(SPI_tuptable->tupdesc, NameStr(att->attname));
+		if (fno <= 0)
+			continue;
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, fno, &nulls[i]);
+	}
+	tuple = heap_form_tuple(desc, values, nulls);
+	MemoryContextSwitchTo(old);
+	return HeapTupleGetDatum(tuple);
+}
+
+/* Optional text argument as a C string (NULL when SQL NULL). */
+static char *
+StoreTextArg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * icpml.deploy_model(version, reason): deploy a stored version, retiring
+ * the deployed one.  NULL (with a notice) when it already is deployed.
+ */
+Datum
+deploy_model(PG_FUNCTION_ARGS)
+{
+	StoreSession st;
+	int32		version;
+	int32		current;
+	char	   *reason = StoreTextArg(fcinfo, 1);
+	Datum		result = (Datum) 0;
+	bool		isnull = true;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null"),
+				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
+	version = PG_GETARG_INT32(0);
+
+	StoreBegin(&st);
+	StoreLockDeployments();
+	StoreLockVersion(version);
+	current = StoreDeployedVersion();
+	if (current == version)
+		ereport(NOTICE,
+				(errmsg("model version %d is already deployed", version)));
+	else
+	{
+		StoreSwitch(version, current, "deploy", reason, st.caller);
+		result = StoreResultRow(fcinfo, &st);
+		isnull = false;
+	}
+	StoreEnd(&st);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * The version a rollback returns to: replay the history as a stack (a
+ * deploy or undeploy pushes what it replaced, a rollback pops back to what
+ * it restored), then pop until a version that still exists and is not the
+ * deployed one.  0 when there is none.
+ */
+static int32
+StoreRollbackTarget(int32 current)
+{
+	int32	   *stack;
+	int			depth = 0;
+	uint64		i;
+	uint64		n;
+
+	StoreExec("SELECT d.action, d.version, d.previous_version FROM icpml.deployments AS d"
+			  " ORDER BY d.id", 0, NULL, NULL, NULL, false);
+	n = SPI_processed;
+	stack = palloc(sizeof(int32) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		char	   *action = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		vnull,
+					pnull;
+		int32		v = StoreGetInt32(i, 2, &vnull);
+		int32		prev = StoreGetInt32(i, 3, &pnull);
+
+		if (strcmp(action, "rollback") == 0)
+		{
+			while (depth > 0)
+				if (stack[--depth] == v)
+					break;
+		}
+		else if (!pnull)
+			stack[depth++] = prev;
+	}
+
+	while (depth > 0)
+	{
+		int32		candidate = stack[--depth];
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(candidate)};
+
+		if (candidate == current)
+			continue;
+		StoreExec("SELECT 1 FROM icpml.models AS m WHERE m.version = $1 FOR UPDATE",
+				  1, types, values, NULL, false);
+		if (SPI_processed > 0)
+			return candidate;
+	}
+	return 0;
+}
+
+/*
+ * icpml.rollback_model(reason): undo the latest deploy or undeploy by
+ * re-deploying the version deployed before it.
+ */
+Datum
+rollback_model(PG_FUNCTION_ARGS)
+{
+	StoreSession st;
+	char	   *reason = StoreTextArg(fcinfo, 0);
+	int32		current;
+	int32		target;
+	Datum		result;
+
+	StoreBegin(&st);
+	StoreLockDeployments();
+	current = StoreDeployedVersion();
+	target = StoreRollbackTarget(current);
+	if (target == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("there is no earlier deployed model version to roll back to"),
+				 errdetail("The deployment history (icpml.deployments) holds no stored version deployed before the current state."),
+				 errhint("Deploy a version with icpml.deploy_model(version => ...), or return to the rules with icpml.undeploy_model().")));
+	StoreSwitch(target, current, "rollback", reason, st.caller);
+	result = StoreResultRow(fcinfo, &st);
+	StoreEnd(&st);
+
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * icpml.undeploy_model(reason): retire the deployed model so scoring uses
+ * the rules.  NULL (with a notice) when nothing is deployed.
+ */
+Datum
+undeploy_model(PG_FUNCTION_ARGS)
+{
+	StoreSession st;
+	char	   *reason = StoreTextArg(fcinfo, 0);
+	int32		current;
+	Datum		result = (Datum) 0;
+
+	StoreBegin(&st);
+	StoreLockDeployments();
+	current = StoreDeployedVersion();
+	if (current != 0)
+	{
+		StoreSwitch(0, current, "undeploy", reason, st.caller);
+		result = StoreResultRow(fcinfo, &st);
+	}
+	else
+		ereport(NOTICE,
+				(errmsg("no model is deployed; scoring already uses the rules")));
+	StoreEnd(&st);
+
+	if (current == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/* icpml.delete_model(version): delete a version that is not deployed. */
+Datum
+delete_model(PG_FUNCTION_ARGS)
+{
+	StoreSession st;
+	int32		version;
+	char	   *status;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null"),
+				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
+	version = PG_GETARG_INT32(0);
+	values[0] = Int32GetDatum(version);
+
+	StoreBegin(&st);
+	StoreLockDeployments();
+	StoreLockVersion(version);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(status, "deployed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("model version %d is deployed and cannot be deleted", version),
+				 errhint("Deploy another version with icpml.deploy_model(version => ...) or return to the rules with icpml.undeploy_model() first.")));
+	StoreExec("DELETE FROM icpml.models WHERE version = $1", 1, types, values, NULL, false);
+	StoreEnd(&st);
+
+	PG_RETURN_VOID();
+}
+
+/* True when x is a usable AUC (not NULL/NaN). */
+static inline bool
+StoreHasAuc(double x)
+{
+	return !isnan(x);
+}
+
+/*
+ * Apply a deploy policy to a stored version (see model.h).  *reason (when
+ * not NULL) receives what was compared, with the figures, allocated in
+ * TopTransactionContext.
+ */
+bool
+ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
+{
+	StoreSession st;
+	double		auc,
+				rules_auc,
+				current_auc = get_float8_nan();
+	int32		current;
+	bool		deploy;
+	char	   *why;
+	MemoryContext old;
+
+	if (policy == NULL ||
+		(strcmp(policy, "best") != 0 && strcmp(policy, "always") != 0 &&
+		 strcmp(policy, "never") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown deploy policy \"%s\"", policy ? policy : "(null)"),
+				 errhint("Use 'best' (deploy if cross-validation beats the deployed model, or the rules), 'always' or 'never'.")));
+
+	StoreBegin(&st);
+	StoreLockDeployments();
+	StoreLockVersion(version);
+	auc = StoreGetFloat8(2);
+	rules_auc = StoreGetFloat8(3);
+	current = StoreDeployedVersion();
+	if (current != 0 && current != version)
+	{
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(current)};
+
+		StoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version = $1",
+				  1, types, values, NULL, false);
+		current_auc = StoreGetFloat8(2);
+	}
+
+	/*
+	 * The reason lives until the transaction ends, whatever context the
+	 * caller is in (after its own SPI calls that is its SPI procedure
+	 * context, which its SPI_finish frees).
+	 */
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	if (current == version)
+	{
+		deploy = false;
+		why = psprintf("version %d is already deployed", version);
+	}
+	else if (strcmp(policy, "never") == 0)
+	{
+		deploy = false;
+		why = psprintf("policy never: version %d stored, not deployed", version);
+	}
+	else if (strcmp(policy, "always") == 0)
+	{
+		deploy = true;
+		why = current != 0
+			? psprintf("policy always: deployed version %d in place of version %d", version, current)
+			: psprintf("policy always: deployed version %d in place of the rules", version);
+	}
+	else if (!StoreHasAuc(auc))
+	{
+		deploy = false;
+		why = psprintf("policy best: version %d has no cross-validated ROC AUC to compare; not deployed",
+					   version);
+	}
+	else if (current != 0)
+	{
+		if (!StoreHasAuc(current_auc))
+		{
+			deploy = true;
+			why = psprintf("policy best: deployed version %d has no cross-validated ROC AUC; deployed version %d (CV ROC AUC %.4f)",
+						   current, version, auc);
+		}
+		else
+		{
+			deploy = auc > current_auc;
+			why = psprintf("policy best: CV ROC AUC %.4f %s %.4f of deployed version %d; %s",
+						   auc, deploy ? "beats" : "does not beat", current_auc, current,
+						   deploy ? psprintf("deployed version %d", version)
+						   : psprintf("version %d not deployed", version));
+		}
+	}
+	else if (!StoreHasAuc(rules_auc))
+	{
+		deploy = true;
+		why = psprintf("policy best: no model deployed and no rules baseline on these folds; deployed version %d (CV ROC AUC %.4f)",
+					   version, auc);
+	}
+	else
+	{
+		deploy = auc > rules_auc;
+		why = psprintf("policy best: CV ROC AUC %.4f %s the rules' %.4f on the same folds; %s",
+					   auc, deploy ? "beats" : "does not beat", rules_auc,
+					   deploy ? psprintf("deployed version %d", version)
+					   : psprintf("version %d not deployed", version));
+	}
+	MemoryContextSwitchTo(old);
+
+	if (deploy)
+		StoreSwitch(version, current, "deploy", why, st.caller);
+	StoreEnd(&st);
+
+	if (reason)
+		*reason = why;
+	return deploy || current == version;
+}
+
+/*
+ * icpml.apply_deploy_policy(version, policy): the decision training makes,
+ * for a stored version: (deployed, reason).
+ */
+Datum
+apply_deploy_policy(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	const char *reason = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null"),
+				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "apply_deploy_policy called in a wrong context (please report a bug)");
+
+	values[0] = BoolGetDatum(ModelStoreApplyPolicy(PG_GETARG_INT32(0),
+												   StoreTextArg(fcinfo, 1), &reason));
+	values[1] = CStringGetTextDatum(reason);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* Insert a new version (status 'trained') as the extension owner; returns its number. */
+int32
+ModelStoreInsert(ModelRecord *rec)
+{
+	StoreSession st;
+	Oid			types[18] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
+		JSONBOID, JSONBOID, INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID,
+	FLOAT8ARRAYOID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID};
+	Datum		values[18];
+	char		nulls[18];
+	Datum		cutoffs[ICPML_NSCORE_CUTOFFS];
+	bytea	   *blob;
+	int			i;
+	int32		version;
+	bool		isnull;
+
+	if (rec == NULL || rec->blob == NULL || rec->bloblen == 0 || rec->spec == NULL)
+		elog(ERROR, "ModelStoreInsert needs a model blob and a feature spec (please report a bug)");
+
+	memset(nulls, ' ', sizeof(nulls));
+	blob = (bytea *) palloc(VARHDRSZ + rec->bloblen);
+	SET_VARSIZE(blob, VARHDRSZ + rec->bloblen);
+	memcpy(VARDATA(blob), rec->blob, rec->bloblen);
+	for (i = 0; i < ICPML_NSCORE_CUTOFFS; i++)
+		cutoffs[i] = Float8GetDatum(rec->score_cutoffs[i]);
+
+	values[0] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+#define STORE_TEXT(n, s) \
+	do { if (s) values[n] = CStringGetTextDatum(s); else nulls[n] = 'n'; } while (0)
+#define STORE_JSONB(n, j) \
+	do { if (j) values[n] = JsonbPGetDatum(j); else nulls[n] = 'n'; } while (0)
+	STORE_TEXT(1, rec->spec->relation);
+	STORE_TEXT(2, rec->spec->key);
+	STORE_TEXT(3, rec->label);
+	values[4] = PointerGetDatum(blob);
+	values[5] = JsonbPGetDatum(SpecToJsonb(rec->spec));
+	STORE_JSONB(6, rec->params);
+	STORE_JSONB(7, rec->metrics);
+	values[8] = Int64GetDatum(rec->n_rows);
+	values[9] = Int64GetDatum(rec->n_positive);
+	values[10] = Int32GetDatum(rec->seed);
+	STORE_TEXT(11, rec->fingerprint);
+	STORE_TEXT(12, rec->xgboost_version ? rec->xgboost_version : XgbVersionString());
+	values[13] = PointerGetDatum(construct_array(cutoffs, ICPML_NSCORE_CUTOFFS, FLOAT8OID,
+												 sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[14] = Int32GetDatum(rec->high_min_score);
+	values[15] = Int32GetDatum(rec->medium_min_score);
+	values[16] = Float8GetDatum(rec->cv_auc);
+	nulls[16] = isnan(rec->cv_auc) ? 'n' : ' ';
+	values[17] = Float8GetDatum(rec->rules_cv_auc);
+	nulls[17] = isnan(rec->rules_cv_auc) ? 'n' : ' ';
+#undef STORE_TEXT
+#undef STORE_JSONB
+
+	StoreBegin(&st);
+	(void) CatalogRelid("models");
+	StoreExec("INSERT INTO icpml.models (created_by, relation, key_column, label_column, model,"
+			  " spec, params, metrics, n_rows, n_positive, seed, data_fingerprint,"
+			  " xgboost_version, score_cutoffs, high_min_score, medium_min_score,"
+			  " cv_roc_auc, rules_cv_roc_auc)"
+			  " VALUES (CAST($1 AS pg_catalog.name), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+			  " $12, $13, $14, $15, $16, $17, $18) RETURNING version",
+			  18, types, values, nulls, false);
+	version = StoreGetInt32(0, 1, &isnull);
+	StoreEnd(&st);
+
+	rec->version = version;
+	return version;
+}
+
+#define STORE_LOAD_COLUMNS \
+	"SELECT m.version, m.model, m.spec, m.label_column, m.params, m.metrics, m.n_rows," \
+	" m.n_positive, m.seed, m.data_fingerprint, m.xgboost_version, m.score_cutoffs," \
+	" m.high_min_score, m.medium_min_score, m.cv_roc_auc, m.rules_cv_roc_auc" \
+	" FROM icpml.models AS m "
+
+/* Text column of result row 0 copied into the current context, or NULL. */
+static char *
+StoreGetText(int att)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Jsonb column of result row 0 copied into the current context, or NULL. */
+static Jsonb *
+StoreGetJsonb(int att)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbPCopy(d);
+}
+
+/* Build a ModelRecord (in the caller's context) from the row in SPI_tuptable. */
+static ModelRecord *
+StoreRecordFromRow(StoreSession *st)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	MemoryContext old = MemoryContextSwitchTo(st->outer);
+	ModelRecord *rec = palloc0(sizeof(ModelRecord));
+	bool		isnull;
+	Datum		d;
+	bytea	   *blob;
+	Jsonb	   *spec;
+	Datum	   *cutoffs;
+	bool	   *cnulls;
+	int			ncutoffs;
+	int			i;
+
+	rec->version = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	blob = DatumGetByteaPP(d);
+	rec->bloblen = VARSIZE_ANY_EXHDR(blob);
+	rec->blob = palloc(rec->bloblen + 1);
+	memcpy(rec->blob, VARDATA_ANY(blob), rec->bloblen);
+	rec->blob[rec->bloblen] = '\0';
+
+	spec = DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull));
+	rec->spec = SpecFromJsonb(spec);
+	rec->label = StoreGetText(4);
+	rec->params = StoreGetJsonb(5);
+	rec->metrics = StoreGetJsonb(6);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	rec->n_rows = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	rec->n_positive = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	rec->seed = isnull ? 0 : DatumGetInt32(d);
+	rec->fingerprint = StoreGetText(10);
+	rec->xgboost_version = StoreGetText(11);
+
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	deconstruct_array(DatumGetArrayTypeP(d), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &cutoffs, &cnulls, &ncutoffs);
+	if (ncutoffs != ICPML_NSCORE_CUTOFFS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model version %d has %d score cut-offs, expected %d",
+						rec->version, ncutoffs, ICPML_NSCORE_CUTOFFS),
+				 errhint("Retrain the model, or deploy another version.")));
+	for (i = 0; i < ICPML_NSCORE_CUTOFFS; i++)
+		rec->score_cutoffs[i] = DatumGetFloat8(cutoffs[i]);
+
+	rec->high_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+	rec->medium_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
+	rec->cv_auc = StoreGetFloat8(15);
+	rec->rules_cv_auc = StoreGetFloat8(16);
+
+	MemoryContextSwitchTo(old);
+	return rec;
+}
+
+/*
+ * The deployed model or NULL (one read-only query, as the extension owner;
+ * icpml.models and icpml.deployments become watched for invalidation).
+ */
+ModelRecord *
+ModelStoreLoadDeployed(void)
+{
+	StoreSession st;
+	ModelRecord *rec = NULL;
+
+	StoreBegin(&st);
+	(void) CatalogRelid("models");
+	(void) CatalogRelid("deployments");
+	StoreExec(STORE_LOAD_COLUMNS "WHERE m.status = 'deployed'", 0, NULL, NULL, NULL, true);
+	if (SPI_processed > 0)
+		rec = StoreRecordFromRow(&st);
+	StoreEnd(&st);
+	return rec;
+}
+
+/* Any stored version; ERROR if unknown. */
+ModelRecord *
+ModelStoreLoad(int32 version)
+{
+	StoreSession st;
+	ModelRecord *rec;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(version)};
+
+	StoreBegin(&st);
+	(void) CatalogRelid("models");
+	StoreExec(STORE_LOAD_COLUMNS "WHERE m.version = $1", 1, types, values, NULL, true);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("model version %d does not exist", version),
+				 errhint("List the stored versions with SELECT * FROM icpml.list_models().")));
+	rec = StoreRecordFromRow(&st);
+	StoreEnd(&st);
+	return rec;
+}
