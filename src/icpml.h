@@ -8,6 +8,14 @@
  *   rules.c      the rule-based baseline ICP score
  *   score.c      icp_score / icp_score_batch (SQL entry points)
  *   xgb.c        the only file that includes <xgboost/c_api.h>
+ *   tree.c       native evaluator for XGBoost trees (fast scoring, Saabas, verifier)
+ *   spec.c       feature specs: inference, encoding of rows for a model
+ *   train.c      train_icp_model: cross-validation, metrics, refit
+ *   metrics.c    ROC/PR AUC, log loss, Brier, precision at top decile, isotonic
+ *   model_store.c the only file touching icpml.models / icpml.deployments
+ *   model_cache.c per-backend cache of the deployed model
+ *   verify.c     verify_model: native evaluation vs XGBoost on real rows
+ *   bandit.c, recommend.c, feedback.c  contextual bandit recommendations
  */
 #ifndef ICPML_H
 #define ICPML_H

@@ -1,61 +1,290 @@
 /*
- * model_cache.c — TEMPORARY placeholder while the model store and the tree
- * evaluator land (the real file is src/model_cache.c.wip): no model is
- * ever deployed, so scoring uses the rules.
+ * model_cache.c — the per-backend cache of the deployed ICP model.
+ *
+ * Loading: ModelStoreLoadDeployed() reads the deployed version (as the
+ * extension owner), the UBJSON blob is loaded into an XGBoost booster and
+ * compiled into a native tree array (tree.c), and three plans are prepared
+ * that read the model's own feature columns (by name, from the relation the
+ * model was trained on) as the caller.  Everything lives in one memory
+ * context; it is built as a child of the current context and moved under
+ * CacheMemoryContext only when complete, so an ERROR while loading leaks
+ * nothing.  The booster's handle is freed by its context's reset callback.
+ *
+ * Invalidation: icpml.models and icpml.deployments carry statement
+ * triggers that queue a relcache invalidation; our hook marks the cache
+ * stale, so a deploy, rollback or delete that commits in any session is
+ * seen on this backend's next call.  A valid cache costs no query at all.
+ * "No model deployed" is cached the same way.
  */
 #include "postgres.h"
 
-#include "model_cache.h"
+#include <math.h>
 
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "icpml.h"
+#include "model_cache.h"
+#include "tree.h"
+
+struct ModelCache
+{
+	MemoryContext cxt;
+	ModelRecord *rec;
+	XgbBooster *booster;
+	TreeModel  *tree;
+	SPIPlanPtr	plans[3];
+	float	   *row;			/* nfeatures scratch */
+	double	   *contrib;		/* nfeatures + 1 scratch */
+};
+
+static ModelCache *model_cache = NULL;
+static bool model_cache_valid = false;
+
+/* Invalidation hook: reload on next use. */
+static void
+ModelCacheInvalidate(void)
+{
+	model_cache_valid = false;
+}
+
+/* Drop the current cache (plans and memory, booster freed by its context). */
+static void
+ModelCacheRelease(void)
+{
+	int			i;
+
+	if (model_cache == NULL)
+		return;
+	for (i = 0; i < 3; i++)
+		if (model_cache->plans[i])
+			SPI_freeplan(model_cache->plans[i]);
+	MemoryContextDelete(model_cache->cxt);
+	model_cache = NULL;
+}
+
+/* Build a cache for the deployed model; NULL when none is deployed. */
+static ModelCache *
+ModelCacheLoad(void)
+{
+	MemoryContext cxt,
+				oldcxt;
+	ModelCache *mc;
+	ModelRecord *rec;
+	StringInfoData sel;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "icpml model cache",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	rec = ModelStoreLoadDeployed();
+	if (rec == NULL)
+	{
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+
+	mc = palloc0(sizeof(ModelCache));
+	mc->cxt = cxt;
+	mc->rec = rec;
+	mc->booster = XgbBoosterLoad(rec->blob, rec->bloblen);
+	mc->tree = TreeModelFromBooster(mc->booster, rec->spec->nfeatures);
+	mc->row = palloc(sizeof(float) * Max(rec->spec->nfeatures, 1));
+	mc->contrib = palloc(sizeof(double) * (rec->spec->nfeatures + 1));
+
+	initStringInfo(&sel);
+	appendStringInfo(&sel, "f.%s::pg_catalog.int8, %s", quote_identifier(rec->spec->key),
+					 SpecSelectList(rec->spec, "f"));
+	MemoryContextSwitchTo(oldcxt);
+
+	FeaturePlansBuild(sel.data, rec->spec->relation, rec->spec->key, mc->plans);
+
+	/* complete: keep it beyond this transaction */
+	MemoryContextSetParent(cxt, CacheMemoryContext);
+	return mc;
+}
+
+/* The deployed model (see model_cache.h). */
 ModelCache *
 ModelCacheGet(void)
 {
-	return NULL;
+	if (!model_cache_valid)
+	{
+		CatalogRegisterInvalidation(ModelCacheInvalidate);
+		(void) CatalogRelid("models");
+		(void) CatalogRelid("deployments");
+		ModelCacheRelease();
+		model_cache = ModelCacheLoad();
+		model_cache_valid = true;
+	}
+	return model_cache;
 }
 
+/* Load the deployed model and the rules' configuration now. */
 void
 ModelCachePrewarm(void)
 {
+	(void) ModelCacheGet();
 }
 
 SPIPlanPtr
 ModelCachePlan(ModelCache *mc, FeatureScope scope)
 {
-	elog(ERROR, "no model cache");
+	return mc->plans[scope];
 }
 
 const char *
 ModelCacheRelation(ModelCache *mc)
 {
-	elog(ERROR, "no model cache");
-}
-
-void
-ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
-{
-	elog(ERROR, "no model cache");
+	return mc->rec->spec->relation;
 }
 
 XgbBooster *
 ModelCacheBooster(ModelCache *mc)
 {
-	elog(ERROR, "no model cache");
+	return mc->booster;
 }
 
 const FeatureSpec *
 ModelCacheSpec(ModelCache *mc)
 {
-	elog(ERROR, "no model cache");
+	return mc->rec->spec;
 }
 
 int32
 ModelCacheVersion(ModelCache *mc)
 {
-	elog(ERROR, "no model cache");
+	return mc->rec->version;
 }
 
 void
 ModelCacheEncode(ModelCache *mc, HeapTuple tuple, TupleDesc desc, float *row)
 {
-	elog(ERROR, "no model cache");
+	SpecEncodeRow(mc->rec->spec, tuple, desc, 2, row);
+}
+
+/* Append feature j's encoded value as JSON (level name for categoricals). */
+static void
+ModelCacheAppendValue(StringInfo buf, const FeatureSpec *spec, int j, float v)
+{
+	int			c;
+
+	if (isnan(v))
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	for (c = 0; c < spec->ncolumns; c++)
+	{
+		const SpecColumn *col = &spec->columns[c];
+
+		if (j >= col->first_feature && j < col->first_feature + col->nfeatures)
+		{
+			if (col->kind == SPEC_CATEGORICAL && v >= 0 && v < col->nlevels)
+			{
+				escape_json(buf, col->levels[(int) v]);
+				return;
+			}
+			if (col->kind == SPEC_BOOLEAN || col->kind == SPEC_TAGS)
+			{
+				appendStringInfoString(buf, v != 0 ? "true" : "false");
+				return;
+			}
+			break;
+		}
+	}
+	appendStringInfo(buf, "%.9g", v);
+}
+
+/* Feature j's encoded value as text (level name for categoricals); NULL if missing. */
+char *
+ModelCacheFeatureValue(ModelCache *mc, int j, float v)
+{
+	StringInfoData buf;
+
+	if (isnan(v))
+		return NULL;
+	initStringInfo(&buf);
+	ModelCacheAppendValue(&buf, mc->rec->spec, j, v);
+	if (buf.data[0] == '"')
+	{
+		/* a level name: return it without the JSON quoting */
+		const SpecColumn *col = NULL;
+		int			c;
+
+		for (c = 0; c < mc->rec->spec->ncolumns; c++)
+		{
+			col = &mc->rec->spec->columns[c];
+			if (j >= col->first_feature && j < col->first_feature + col->nfeatures)
+				break;
+		}
+		return pstrdup(col->levels[(int) v]);
+	}
+	return buf.data;
+}
+
+/* Score one row: native margin, calibrated cut-offs, Saabas factors. */
+void
+ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc, IcpScore *out,
+					 bool factors)
+{
+	const ModelRecord *rec = mc->rec;
+	const FeatureSpec *spec = rec->spec;
+	double		margin;
+	int			k;
+	bool		isnull;
+
+	out->account_id = DatumGetInt64(heap_getattr(tuple, 1, desc, &isnull));
+	SpecEncodeRow(spec, tuple, desc, 2, mc->row);
+	margin = factors && icpml_top_factors > 0
+		? TreeModelSaabas(mc->tree, mc->row, mc->contrib)
+		: TreeModelMargin(mc->tree, mc->row);
+
+	out->found = true;
+	out->probability = TreeModelProbability(margin);	/* XGBoost's own float sigmoid */
+	out->score = 1;
+	for (k = 0; k < ICPML_NSCORE_CUTOFFS; k++)
+		if (out->probability >= rec->score_cutoffs[k])
+			out->score++;
+	out->priority = out->score >= rec->high_min_score ? "high" :
+		out->score >= rec->medium_min_score ? "medium" : "low";
+	out->model = "xgboost";
+	out->model_version = rec->version;
+	out->factor_method = "saabas";
+	out->factors = NULL;
+
+	if (factors)
+	{
+		StringInfoData buf;
+		int			ntop = Min(icpml_top_factors, spec->nfeatures);
+		int			t;
+
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '[');
+		/* top-n by |contribution| by selection: n is small (<= 32) */
+		for (t = 0; t < ntop; t++)
+		{
+			int			best = -1,
+						j;
+
+			for (j = 0; j < spec->nfeatures; j++)
+				if (mc->contrib[j] != 0.0 &&
+					(best < 0 || fabs(mc->contrib[j]) > fabs(mc->contrib[best])))
+					best = j;
+			if (best < 0)
+				break;
+			if (t > 0)
+				appendStringInfoChar(&buf, ',');
+			appendStringInfoString(&buf, "{\"factor\":");
+			escape_json(&buf, spec->feature_names[best]);
+			appendStringInfoString(&buf, ",\"value\":");
+			ModelCacheAppendValue(&buf, spec, best, mc->row[best]);
+			appendStringInfo(&buf, ",\"contribution\":%.6f}", mc->contrib[best]);
+			mc->contrib[best] = 0.0;
+		}
+		appendStringInfoChar(&buf, ']');
+		out->factors = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		pfree(buf.data);
+	}
 }

@@ -35,6 +35,9 @@ extern XgbBooster *ModelCacheBooster(ModelCache *mc);
 extern const FeatureSpec *ModelCacheSpec(ModelCache *mc);
 extern int32 ModelCacheVersion(ModelCache *mc);
 
+/* Feature j's value as text (level name for categoricals); NULL when missing. */
+extern char *ModelCacheFeatureValue(ModelCache *mc, int j, float v);
+
 /* Encode a row read with ModelCachePlan into the model's feature vector. */
 extern void ModelCacheEncode(ModelCache *mc, HeapTuple tuple, TupleDesc desc, float *row);
 

@@ -491,7 +491,7 @@ explain_icp_score(PG_FUNCTION_ARGS)
 				 (unsigned long long) len, spec->nfeatures);
 		for (i = 0; i < spec->nfeatures; i++)
 			ExplainPut(rsinfo, spec->feature_names[i],
-					   isnan(row[i]) ? NULL : psprintf("%.9g", row[i]), shap[i], "tree_shap");
+					   ModelCacheFeatureValue(sc.model, i, row[i]), shap[i], "tree_shap");
 		ExplainPut(rsinfo, "(bias)", NULL, shap[spec->nfeatures], "tree_shap");
 	}
 	else

@@ -45,3 +45,19 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION icpml.prewarm() IS
   'Load the deployed model (or the rules) into this backend now, for pooled connections; returns what scores';
+
+CREATE FUNCTION icpml.verify_model(
+  version integer DEFAULT NULL,
+  rows    integer DEFAULT 10000,
+  OUT model_version integer,
+  OUT n_rows bigint,
+  OUT n_trees integer,
+  OUT max_abs_margin_diff double precision,
+  OUT max_abs_contrib_diff double precision,
+  OUT max_abs_probability_diff double precision,
+  OUT max_abs_shap_sum_diff double precision)
+AS 'MODULE_PATHNAME', 'verify_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.verify_model(integer, integer) IS
+  'Compare icp_score''s native tree evaluation of a stored model (default: the deployed one) with XGBoost on rows of its relation: largest differences of margin, Saabas contributions and probability, and of exact SHAP sums against the margin';
