@@ -115,6 +115,9 @@ create index if not exists user_interactions_user_id_created_at_idx
 	on public.user_interactions (user_id, created_at desc);
 create index if not exists user_interactions_account_id_idx
 	on public.user_interactions (account_id);
+-- Serves "this user's interactions with these accounts" (recommend_accounts).
+create index if not exists user_interactions_user_id_account_id_idx
+	on public.user_interactions (user_id, account_id);
 
 comment on table public.user_interactions is
 	'Event log of what sales users do with accounts; the recommender''s feedback (rewards).';

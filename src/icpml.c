@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "icpml.h"
+#include "bandit.h"
 
 PG_MODULE_MAGIC;
 
@@ -67,6 +68,8 @@ _PG_init(void)
 							1000000, 1, 100000000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+
+	BanditDefineGucs();
 
 	MarkGUCPrefixReserved("icpml");
 }

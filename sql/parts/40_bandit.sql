@@ -1,0 +1,240 @@
+-- ---------------------------------------------------------------------------
+-- Account recommendations: a contextual bandit whose state lives in tables
+--
+--   recommend_accounts()   retrieval of M candidates (account_scores, RLS as
+--                          the caller) -> context vectors -> bandit ranking ->
+--                          every served item logged in icpml.recommendations
+--   feedback               user_interactions -> reward_map -> the impression
+--                          that showed the account (within reward_window) ->
+--                          one update of the bandit state per impression
+--   rebuild                the state recomputed from the finalized log
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE icpml.bandit_settings (
+  singleton              boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  default_policy         text NOT NULL DEFAULT 'linucb'
+                           CHECK (default_policy IN ('linucb', 'thompson', 'greedy',
+                                                     'epsilon_greedy', 'icp', 'random')),
+  alpha                  double precision NOT NULL DEFAULT 0.25
+                           CHECK (alpha >= 0 AND alpha < 'Infinity'),
+  v                      double precision NOT NULL DEFAULT 0.1
+                           CHECK (v >= 0 AND v < 'Infinity'),
+  epsilon                double precision NOT NULL DEFAULT 0.1
+                           CHECK (epsilon BETWEEN 0 AND 1),
+  lambda                 double precision NOT NULL DEFAULT 1.0
+                           CHECK (lambda > 0 AND lambda < 'Infinity'),
+  icp_prior              double precision NOT NULL DEFAULT 0.3
+                           CHECK (icp_prior > '-Infinity' AND icp_prior < 'Infinity'),
+  candidates             integer NOT NULL DEFAULT 1000 CHECK (candidates BETWEEN 1 AND 5000),
+  reward_window          interval NOT NULL DEFAULT '7 days' CHECK (reward_window > '0'),
+  gamma                  double precision NOT NULL DEFAULT 1.0 CHECK (gamma > 0 AND gamma <= 1),
+  refactor_every         integer NOT NULL DEFAULT 100 CHECK (refactor_every >= 1),
+  personalization        boolean NOT NULL DEFAULT true,
+  personalization_weight double precision NOT NULL DEFAULT 0.5
+                           CHECK (personalization_weight BETWEEN 0 AND 1),
+  exclude_dismissed      boolean NOT NULL DEFAULT true,
+  exclude_worked_types   text[] NOT NULL DEFAULT '{contact,meeting}',
+  history_limit          integer NOT NULL DEFAULT 200 CHECK (history_limit BETWEEN 0 AND 100000)
+);
+
+COMMENT ON TABLE icpml.bandit_settings IS
+  'One row: the recommender''s policy and its parameters (see the column comments)';
+COMMENT ON COLUMN icpml.bandit_settings.default_policy IS
+  'Policy recommend_accounts uses when called with policy => NULL: linucb, thompson, greedy, epsilon_greedy, icp (rank by ICP probability) or random';
+COMMENT ON COLUMN icpml.bandit_settings.alpha IS
+  'LinUCB: score = expected reward + alpha * sqrt(x'' A^-1 x)';
+COMMENT ON COLUMN icpml.bandit_settings.v IS
+  'Thompson sampling: theta is drawn from N(theta_hat, v^2 A^-1)';
+COMMENT ON COLUMN icpml.bandit_settings.epsilon IS
+  'epsilon_greedy: each slot is a uniformly random remaining candidate with probability epsilon';
+COMMENT ON COLUMN icpml.bandit_settings.lambda IS
+  'Ridge prior: a new state starts at A = lambda * I (changing it needs rebuild_bandit_state())';
+COMMENT ON COLUMN icpml.bandit_settings.icp_prior IS
+  'Prior mean of the shared model''s weight on the ICP probability: before any feedback the expected reward is icp_prior * probability (changing it needs rebuild_bandit_state())';
+COMMENT ON COLUMN icpml.bandit_settings.candidates IS
+  'Default number M of candidates retrieved before ranking (1..5000; recommend_accounts accepts k..5000)';
+COMMENT ON COLUMN icpml.bandit_settings.reward_window IS
+  'An interaction rewards an impression of the same (user, account) served at most this long before it; unrewarded impressions expire with reward 0 after it';
+COMMENT ON COLUMN icpml.bandit_settings.gamma IS
+  'Forgetting factor: each update does A <- gamma * A + (1 - gamma) * lambda * I + x x'', b <- gamma * b + r x (1 = no forgetting; the prior is never forgotten)';
+COMMENT ON COLUMN icpml.bandit_settings.refactor_every IS
+  'The Cholesky factor gets rank-1 updates and is recomputed from A every this many updates (every update when gamma < 1)';
+COMMENT ON COLUMN icpml.bandit_settings.personalization IS
+  'Blend a per-user model (prior centred on the shared model) into the shared model';
+COMMENT ON COLUMN icpml.bandit_settings.personalization_weight IS
+  'Weight w of the per-user model: theta = (1 - w) * theta_global + w * theta_user';
+COMMENT ON COLUMN icpml.bandit_settings.exclude_dismissed IS
+  'Never recommend an account the user dismissed';
+COMMENT ON COLUMN icpml.bandit_settings.exclude_worked_types IS
+  'Never recommend an account the user already has an interaction of one of these types with';
+COMMENT ON COLUMN icpml.bandit_settings.history_limit IS
+  'How many of the user''s most recent interactions feed the user-level context features';
+
+INSERT INTO icpml.bandit_settings DEFAULT VALUES;
+
+CREATE TABLE icpml.reward_map (
+  interaction_type text PRIMARY KEY,
+  reward           double precision NOT NULL
+                     CHECK (reward > '-Infinity' AND reward < 'Infinity')
+);
+
+COMMENT ON TABLE icpml.reward_map IS
+  'Reward of an impression by the interaction that followed it; types not listed here reward nothing (the impression stays pending and expires with 0)';
+
+INSERT INTO icpml.reward_map (interaction_type, reward) VALUES
+  ('view', 0.1), ('research', 0.3), ('save', 0.5), ('contact', 0.7), ('meeting', 1.0),
+  ('dismiss', 0.0);
+
+CREATE TRIGGER bandit_settings_invalidate
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.bandit_settings
+  FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+CREATE TRIGGER reward_map_invalidate
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.reward_map
+  FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+
+-- Every write of a state row takes a new version from this sequence.
+CREATE SEQUENCE icpml.bandit_state_version_seq;
+
+CREATE TABLE icpml.bandit_state (
+  scope                  text PRIMARY KEY
+                           CHECK (scope = 'global' OR scope ~ '^user:[0-9a-f-]{36}$'),
+  dim                    integer NOT NULL CHECK (dim BETWEEN 1 AND 64),
+  a                      double precision[] NOT NULL,
+  b                      double precision[] NOT NULL,
+  chol                   double precision[] NOT NULL,
+  n                      bigint NOT NULL DEFAULT 0,
+  updates_since_refactor integer NOT NULL DEFAULT 0,
+  version                bigint NOT NULL,
+  updated_at             timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE icpml.bandit_state IS
+  'Sufficient statistics of the ridge-regression bandit: A = lambda I + sum x x'' (dim x dim), b = sum r x, chol = lower Cholesky factor of A, n = updates; scope global (shared model) or user:<uuid> (personalisation)';
+
+CREATE SEQUENCE icpml.recommendations_finalize_seq;
+
+CREATE TABLE icpml.recommendations (
+  recommendation_id     bigserial PRIMARY KEY,
+  served_at             timestamptz NOT NULL DEFAULT now(),
+  user_id               uuid NOT NULL,
+  account_id            bigint NOT NULL,
+  rank                  integer NOT NULL,
+  policy                text NOT NULL,
+  context               real[] NOT NULL,
+  score                 double precision NOT NULL,
+  expected_reward       double precision NOT NULL,
+  propensity            double precision NOT NULL CHECK (propensity > 0 AND propensity <= 1),
+  state_version         bigint NOT NULL,
+  status                text NOT NULL DEFAULT 'pending'
+                          CHECK (status IN ('pending', 'rewarded', 'expired')),
+  reward                double precision,
+  reward_interaction_id bigint,
+  finalized_at          timestamptz,
+  finalize_seq          bigint UNIQUE,
+  CHECK ((status = 'pending') = (finalize_seq IS NULL))
+);
+
+COMMENT ON TABLE icpml.recommendations IS
+  'Every served recommendation (one row per listed account) with its context vector and propensity; status pending -> rewarded (an interaction within reward_window) or expired (reward 0); finalize_seq orders the state updates';
+
+CREATE INDEX recommendations_pending_idx ON icpml.recommendations
+  (user_id, account_id, served_at DESC) WHERE status = 'pending';
+CREATE INDEX recommendations_pending_served_idx ON icpml.recommendations
+  (served_at) WHERE status = 'pending';
+CREATE INDEX recommendations_reward_interaction_idx ON icpml.recommendations
+  (reward_interaction_id) WHERE reward_interaction_id IS NOT NULL;
+CREATE INDEX recommendations_user_finalized_idx ON icpml.recommendations
+  (user_id, finalize_seq) WHERE finalize_seq IS NOT NULL;
+CREATE INDEX recommendations_user_served_idx ON icpml.recommendations
+  (user_id, served_at DESC);
+
+CREATE FUNCTION icpml.recommend_accounts(
+  user_id uuid,
+  k integer DEFAULT 10,
+  policy text DEFAULT NULL,
+  candidates integer DEFAULT NULL,
+  seed bigint DEFAULT NULL)
+RETURNS TABLE(rank integer, account_id bigint, score double precision,
+              expected_reward double precision, exploration double precision,
+              icp_score integer, priority text, reason jsonb, recommendation_id bigint)
+AS 'MODULE_PATHNAME', 'recommend_accounts'
+LANGUAGE C VOLATILE
+ROWS 10;
+
+COMMENT ON FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint) IS
+  'The k (1..100) accounts this user should work next, ranked by the bandit policy over M (k..5000) candidates the caller may see; every row is logged for feedback';
+
+-- Statement trigger on the interactions relation (installed by
+-- enable_online_feedback): attributes new interactions to pending impressions.
+CREATE FUNCTION icpml.feedback_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'feedback_trigger'
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION icpml.feedback_trigger() IS
+  'AFTER INSERT statement trigger on the interactions relation: rewards pending recommendations and updates the bandit once per impression';
+
+CREATE FUNCTION icpml.process_feedback(as_of timestamptz DEFAULT now())
+RETURNS TABLE(rewarded bigint, expired bigint)
+AS 'MODULE_PATHNAME', 'process_feedback'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION icpml.process_feedback(timestamptz) IS
+  'Batch feedback (pg_cron): attribute interactions up to as_of not yet attributed, expire impressions older than reward_window with reward 0';
+
+CREATE FUNCTION icpml.rebuild_bandit_state()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rebuild_bandit_state'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.rebuild_bandit_state() IS
+  'Recompute every bandit state row from the finalized recommendations, in finalization order; returns the number of impressions replayed';
+
+-- enable/disable resolve icpml.interactions_relation with the caller's
+-- search_path (like recommend_accounts does), so they do not pin one; every
+-- name they use is schema-qualified.
+CREATE FUNCTION icpml.enable_online_feedback()
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  rel regclass;
+  col text;
+BEGIN
+  rel := pg_catalog.current_setting('icpml.interactions_relation')::regclass;
+  FOREACH col IN ARRAY ARRAY['interaction_id', 'user_id', 'account_id', 'interaction_type', 'created_at'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                   WHERE attrelid = rel AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+      RAISE EXCEPTION 'column "%" does not exist in interactions relation %', col, rel
+        USING ERRCODE = 'undefined_column',
+              HINT = 'The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.';
+    END IF;
+  END LOOP;
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %s', rel);
+  EXECUTE pg_catalog.format(
+    'CREATE TRIGGER icpml_feedback AFTER INSERT ON %s REFERENCING NEW TABLE AS icpml_new '
+    'FOR EACH STATEMENT EXECUTE FUNCTION icpml.feedback_trigger()', rel);
+  RETURN rel;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.enable_online_feedback() IS
+  'Install the feedback trigger on icpml.interactions_relation: new interactions reward recommendations at once';
+
+CREATE FUNCTION icpml.disable_online_feedback()
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  rel regclass;
+BEGIN
+  rel := pg_catalog.current_setting('icpml.interactions_relation')::regclass;
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %s', rel);
+  RETURN rel;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.disable_online_feedback() IS
+  'Remove the feedback trigger from icpml.interactions_relation (use process_feedback() from pg_cron instead)';

@@ -1,0 +1,165 @@
+/*
+ * bandit.h — the contextual bandit: linear algebra over small dense
+ * matrices, the ridge-regression state (A, b, Cholesky factor), the
+ * recommender's settings and reward map, and state storage.
+ *
+ * Shared by recommend.c (serving) and feedback.c (updates, rebuild).
+ */
+#ifndef ICPML_BANDIT_H
+#define ICPML_BANDIT_H
+
+#include "postgres.h"
+
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* Largest context dimension the state tables accept. */
+#define BANDIT_MAX_DIM 64
+
+/*
+ * The context vector (recommend.c builds it; every entry in [0, 1]):
+ *   0  bias                      1
+ *   1  icp_probability           ICP probability from icpml.account_scores
+ *   2  engineering_roles         log(1 + n) / log(1 + 50), capped at 1
+ *   3  open_engineering_roles    1 when hiring engineers
+ *   4  total_open_roles          log(1 + n) / log(1 + 200), capped at 1
+ *   5  engineering_blog          1 when it has an engineering blog
+ *   6  recent_funding            1 - age / 548 days for a round in the last 18 months
+ *   7..11 size bands             company_size in [1,50) [50,200) [200,1000)
+ *                                [1000,5000) [5000,inf); all 0 when unknown
+ *   12 research_recency          exp(-days since the last research run / 90)
+ *   13..17 own engagement        per type view, research, save, contact,
+ *                                meeting: 1 - exp(-sum of exp(-age / 30 days))
+ *                                over this user's interactions with the account
+ *   18 dismissed                 1 when this user dismissed the account
+ *   19 industry_share            share of the user's recent interactions with
+ *                                accounts of this industry
+ *   20 industry_reward           mean reward of those, shrunk towards the
+ *                                user's overall mean (2 pseudo-counts), clamped
+ *   21 size_band_share           share of the user's recent interactions with
+ *                                accounts of this size band
+ *   22 user_activity             1 - exp(-interactions in the last 30 days / 20)
+ */
+#define BANDIT_DIM 23
+
+#define CTX_BIAS 0
+#define CTX_ICP 1
+#define CTX_ENG_ROLES 2
+#define CTX_OPEN_ENG 3
+#define CTX_OPEN_ROLES 4
+#define CTX_BLOG 5
+#define CTX_FUNDING 6
+#define CTX_SIZE_BAND 7
+#define CTX_NSIZE_BANDS 5
+#define CTX_RESEARCH 12
+#define CTX_OWN 13
+#define CTX_DISMISSED 18
+#define CTX_INDUSTRY_SHARE 19
+#define CTX_INDUSTRY_REWARD 20
+#define CTX_SIZE_SHARE 21
+#define CTX_ACTIVITY 22
+
+extern const char *const BanditContextNames[BANDIT_DIM];
+
+/* Interaction types with a context feature of their own (CTX_OWN + i). */
+#define BANDIT_NOWN_TYPES 5
+extern const char *const BanditOwnTypes[BANDIT_NOWN_TYPES];
+
+typedef enum BanditPolicy
+{
+	POLICY_LINUCB,
+	POLICY_THOMPSON,
+	POLICY_GREEDY,
+	POLICY_EPSILON_GREEDY,
+	POLICY_ICP,
+	POLICY_RANDOM
+} BanditPolicy;
+
+/* icpml.bandit_settings and icpml.reward_map, cached per backend. */
+typedef struct BanditSettings
+{
+	BanditPolicy default_policy;
+	double		alpha;
+	double		v;
+	double		epsilon;
+	double		lambda;
+	double		icp_prior;
+	int			candidates;
+	Interval	reward_window;
+	double		gamma;
+	int			refactor_every;
+	bool		personalization;
+	double		personalization_weight;
+	bool		exclude_dismissed;
+	int			n_worked_types;
+	char	  **worked_types;
+	int			history_limit;
+	int			n_rewards;
+	char	  **reward_types;
+	double	   *rewards;
+} BanditSettings;
+
+/*
+ * One state row: A = lambda I + sum x x' (d x d, row-major), b = sum r x,
+ * L = lower Cholesky factor of A (row-major, upper part zero).
+ */
+typedef struct BanditState
+{
+	char		scope[48];		/* "global" or "user:<uuid>" */
+	int			d;
+	double	   *A;
+	double	   *b;
+	double	   *L;
+	int64		n;
+	int			updates_since_refactor;
+	int64		version;
+	bool		exists;			/* a row exists in icpml.bandit_state */
+	bool		dirty;			/* changed since it was read */
+} BanditState;
+
+/* GUC icpml.interactions_relation (bandit.c). */
+extern char *icpml_interactions_relation;
+extern void BanditDefineGucs(void);
+
+/* Policies by name. */
+extern bool BanditPolicyFromName(const char *name, BanditPolicy *out);
+extern const char *BanditPolicyName(BanditPolicy policy);
+
+/* SPI helpers (inside SPI_connect). */
+extern SPIPlanPtr BanditKeepPlan(const char *sql, int nargs, Oid *argtypes, int cursor_options);
+extern char *BanditInteractionsRelation(void);
+
+/* Settings and reward map (inside SPI_connect; read as the extension owner). */
+extern const BanditSettings *BanditGetSettings(void);
+extern bool BanditReward(const BanditSettings *cfg, const char *type, double *reward);
+
+/* Linear algebra (d <= BANDIT_MAX_DIM). */
+extern bool BanditCholesky(const double *A, double *L, int d);
+extern void BanditCholUpdate(double *L, const double *x, int d);
+extern void BanditForwardSolve(const double *L, const double *rhs, double *out, int d);
+extern void BanditBackSolve(const double *L, const double *rhs, double *out, int d);
+extern void BanditSolve(const double *L, const double *rhs, double *out, int d);
+extern double BanditQuadForm(const double *L, const double *x, int d);
+extern double BanditDot(const double *x, const double *y, int d);
+extern double BanditNormal(pg_prng_state *rng);
+
+/* State in memory. */
+extern void BanditStateInitPrior(BanditState *s, const char *scope, int d,
+								 const BanditSettings *cfg);
+extern void BanditStateUpdate(BanditState *s, const double *x, double r,
+							  const BanditSettings *cfg);
+extern void BanditUserScope(const pg_uuid_t *user, char *scope);
+
+/*
+ * State storage (inside SPI_connect; the caller has switched to the
+ * extension owner).  Load returns false when the row does not exist (the
+ * state is then the prior).  for_update locks the row; for the global row
+ * a missing row is created first so that it can be locked.
+ */
+extern bool BanditStateLoad(BanditState *s, const char *scope, bool for_update,
+							bool with_a, const BanditSettings *cfg);
+extern void BanditStateStore(BanditState *s);
+
+#endif							/* ICPML_BANDIT_H */

@@ -1,0 +1,535 @@
+/*
+ * feedback.c — rewards for served recommendations, bandit updates, rebuild.
+ *
+ * An impression (one row of icpml.recommendations) is finalized exactly
+ * once: pending -> rewarded (the first interaction of the same user with
+ * the same account within reward_window after it was served, reward from
+ * icpml.reward_map) or pending -> expired (nothing within the window,
+ * reward 0).  Finalizing updates the global state and the user's state with
+ * (context, reward) once.
+ *
+ * Locking protocol (every writer of the bandit state follows it, so there
+ * is no deadlock and no lost or double update):
+ *   1. lock the global state row (SELECT ... FOR UPDATE; created at the
+ *      prior when missing); held to the end of the transaction, so writers
+ *      are serialized;
+ *   2. finalize the impression with one UPDATE ... WHERE status = 'pending'
+ *      (under READ COMMITTED it sees every commit made before step 1
+ *      returned, so an impression another session rewarded is skipped);
+ *   3. lock and update the user's state row; write the rows back.
+ * The finalize_seq of an impression is drawn under that lock, so it orders
+ * the updates exactly as they were applied: rebuild_bandit_state() replays
+ * the log in finalize_seq order and reproduces the online state.
+ *
+ * The trigger is a statement trigger with a transition table: one query
+ * finds the new interactions that match a pending impression; a statement
+ * with none (the common case, e.g. bulk loads) takes no lock at all.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "icpml.h"
+#include "bandit.h"
+
+#define FEEDBACK_BATCH 10000
+
+PG_FUNCTION_INFO_V1(feedback_trigger);
+PG_FUNCTION_INFO_V1(process_feedback);
+PG_FUNCTION_INFO_V1(rebuild_bandit_state);
+
+typedef struct UserStateEntry
+{
+	char		scope[48];		/* hash key */
+	BanditState state;
+} UserStateEntry;
+
+typedef struct FeedbackCtx
+{
+	const BanditSettings *cfg;
+	BanditState global;
+	HTAB	   *users;
+	int64		rewarded;
+	int64		expired;
+} FeedbackCtx;
+
+static SPIPlanPtr plan_attribute = NULL;
+
+/* Lock the global state and prepare for updates (inside SPI, as the owner). */
+static void
+FeedbackBegin(FeedbackCtx *ctx)
+{
+	HASHCTL		hctl;
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = 48;
+	hctl.entrysize = sizeof(UserStateEntry);
+	hctl.hcxt = CurrentMemoryContext;
+	ctx->users = hash_create("icpml feedback users", 64, &hctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	(void) BanditStateLoad(&ctx->global, "global", true, true, ctx->cfg);
+}
+
+/* The context vector stored with an impression, as doubles. */
+static void
+FeedbackContext(Datum d, double *x)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	float4	   *v;
+	int			i;
+
+	if (ARR_ELEMTYPE(arr) != FLOAT4OID || ARR_HASNULL(arr) || ARR_NDIM(arr) != 1 ||
+		ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) != BANDIT_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a logged recommendation has a context of the wrong shape"),
+				 errhint("Contexts must be real[] of %d numbers; delete recommendations logged by another icpml version.",
+						 BANDIT_DIM)));
+	v = (float4 *) ARR_DATA_PTR(arr);
+	for (i = 0; i < BANDIT_DIM; i++)
+		x[i] = (double) v[i];
+}
+
+/* The state of one user, locked and read on first use. */
+static BanditState *
+FeedbackUserState(FeedbackCtx *ctx, Datum user)
+{
+	char		scope[48];
+	bool		found;
+	UserStateEntry *e;
+
+	BanditUserScope(DatumGetUUIDP(user), scope);
+	e = hash_search(ctx->users, scope, HASH_ENTER, &found);
+	if (!found)
+		(void) BanditStateLoad(&e->state, scope, true, true, ctx->cfg);
+	return &e->state;
+}
+
+/* Apply one finalized impression to the global and the user's state. */
+static void
+FeedbackApply(FeedbackCtx *ctx, Datum user, Datum context, double reward)
+{
+	double		x[BANDIT_DIM];
+
+	FeedbackContext(context, x);
+	BanditStateUpdate(&ctx->global, x, reward, ctx->cfg);
+	BanditStateUpdate(FeedbackUserState(ctx, user), x, reward, ctx->cfg);
+}
+
+/* Write back every changed state row. */
+static void
+FeedbackFinish(FeedbackCtx *ctx)
+{
+	HASH_SEQ_STATUS seq;
+	UserStateEntry *e;
+
+	if (ctx->global.dirty)
+		BanditStateStore(&ctx->global);
+	hash_seq_init(&seq, ctx->users);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->state.dirty)
+			BanditStateStore(&e->state);
+}
+
+/*
+ * Attribute one interaction: reward the most recent pending impression of
+ * (user, account) served within the window before it.  Returns true when
+ * one was rewarded (and the state updated).
+ */
+static bool
+FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum account,
+				  const char *type, Datum created_at)
+{
+	Datum		args[6];
+	double		reward;
+	int			ret;
+	bool		isnull;
+	Datum		ruser,
+				rctx;
+
+	if (!BanditReward(ctx->cfg, type, &reward))
+		return false;			/* not a rewarding type */
+
+	if (plan_attribute == NULL)
+	{
+		Oid			argtypes[6] = {UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID, FLOAT8OID, INTERVALOID};
+
+		plan_attribute = BanditKeepPlan("UPDATE icpml.recommendations AS r SET status = 'rewarded',"
+										" reward = $5, reward_interaction_id = $4, finalized_at = pg_catalog.now(),"
+										" finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
+										" WHERE r.recommendation_id = (SELECT p.recommendation_id"
+										" FROM icpml.recommendations AS p WHERE p.status = 'pending'"
+										" AND p.user_id = $1 AND p.account_id = $2"
+										" AND p.served_at <= $3 AND p.served_at >= $3 - $6"
+										" ORDER BY p.served_at DESC, p.recommendation_id DESC LIMIT 1 FOR UPDATE)"
+										" AND r.status = 'pending'"
+										" RETURNING r.user_id, r.context", 6, argtypes, 0);
+	}
+	args[0] = user;
+	args[1] = account;
+	args[2] = created_at;
+	args[3] = interaction_id;
+	args[4] = Float8GetDatum(reward);
+	args[5] = IntervalPGetDatum(&ctx->cfg->reward_window);
+	ret = SPI_execute_plan(plan_attribute, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "rewarding a recommendation failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return false;
+	ruser = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	rctx = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	FeedbackApply(ctx, ruser, rctx, reward);
+	ctx->rewarded++;
+	return true;
+}
+
+/*
+ * Attribute the interactions of an SPI result (columns interaction_id,
+ * user_id, account_id, interaction_type, created_at, in the order they
+ * happened).  The result is copied first: attribution runs queries.
+ */
+static void
+FeedbackAttributeAll(FeedbackCtx *ctx, SPITupleTable *tuptable, uint64 n)
+{
+	uint64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		bool		nulls[5];
+		Datum		v[5];
+		int			j;
+
+		CHECK_FOR_INTERRUPTS();
+		for (j = 0; j < 5; j++)
+			v[j] = SPI_getbinval(tup, desc, j + 1, &nulls[j]);
+		if (nulls[1] || nulls[2] || nulls[3] || nulls[4])
+			continue;
+		(void) FeedbackAttribute(ctx, v[0], v[1], v[2], TextDatumGetCString(v[3]), v[4]);
+	}
+}
+
+/* Does any row of a query result have a rewarding interaction type? */
+static bool
+FeedbackAnyRewarding(const BanditSettings *cfg, SPITupleTable *tuptable, uint64 n)
+{
+	uint64		i;
+	double		r;
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *type = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 4);
+
+		if (type != NULL && BanditReward(cfg, type, &r))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * AFTER INSERT ... REFERENCING NEW TABLE AS icpml_new FOR EACH STATEMENT
+ * trigger on the interactions relation (see enable_online_feedback()).
+ */
+Datum
+feedback_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	FeedbackCtx ctx;
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+	Datum		arg;
+	Oid			argtype = INTERVALOID;
+	SPITupleTable *matches;
+	uint64		nmatches;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("icpml.feedback_trigger() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) || trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("icpml.feedback_trigger() must be an AFTER INSERT statement trigger with a transition table"),
+				 errhint("Install it with SELECT icpml.enable_online_feedback().")));
+
+	SPI_connect();
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed (please report a bug)");
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = BanditGetSettings();
+
+	/* the new interactions that may reward a pending impression, in order */
+	arg = IntervalPGetDatum(&ctx.cfg->reward_window);
+	ret = SPI_execute_with_args("SELECT n.interaction_id::pg_catalog.int8, n.user_id::pg_catalog.uuid,"
+								" n.account_id::pg_catalog.int8, n.interaction_type::pg_catalog.text,"
+								" n.created_at::pg_catalog.timestamptz FROM icpml_new AS n"
+								" WHERE EXISTS (SELECT FROM icpml.recommendations AS p"
+								" WHERE p.status = 'pending' AND p.user_id = n.user_id"
+								" AND p.account_id = n.account_id AND p.served_at <= n.created_at"
+								" AND p.served_at >= n.created_at - $1)"
+								" ORDER BY n.created_at, n.interaction_id",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading new interactions failed: %s", SPI_result_code_string(ret));
+	matches = SPI_tuptable;
+	nmatches = SPI_processed;
+
+	if (nmatches > 0 && FeedbackAnyRewarding(ctx.cfg, matches, nmatches))
+	{
+		FeedbackBegin(&ctx);
+		FeedbackAttributeAll(&ctx, matches, nmatches);
+		FeedbackFinish(&ctx);
+	}
+
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* Order finalized rows by finalize_seq (column 3). */
+typedef struct ExpiredRow
+{
+	int64		seq;
+	Datum		user;
+	Datum		context;
+} ExpiredRow;
+
+static int
+FeedbackCompareSeq(const void *a, const void *b)
+{
+	int64		sa = ((const ExpiredRow *) a)->seq;
+	int64		sb = ((const ExpiredRow *) b)->seq;
+
+	return sa < sb ? -1 : (sa > sb ? 1 : 0);
+}
+
+/*
+ * process_feedback(as_of timestamptz) → table(rewarded bigint, expired bigint)
+ * Batch feedback for pg_cron.  Runs as the extension owner throughout (it
+ * reads every user's interactions); not for application roles.
+ */
+Datum
+process_feedback(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	FeedbackCtx ctx;
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+	char	   *rel;
+	Datum		args[2];
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INTERVALOID};
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = BanditGetSettings();
+	rel = BanditInteractionsRelation();
+	FeedbackBegin(&ctx);
+
+	/* 1. interactions up to as_of that match a pending impression, in order */
+	args[0] = TimestampTzGetDatum(as_of);
+	args[1] = IntervalPGetDatum(&ctx.cfg->reward_window);
+	ret = SPI_execute_with_args(psprintf("SELECT i.interaction_id::pg_catalog.int8, i.user_id::pg_catalog.uuid,"
+										 " i.account_id::pg_catalog.int8, i.interaction_type::pg_catalog.text,"
+										 " i.created_at::pg_catalog.timestamptz FROM %s AS i"
+										 " WHERE i.created_at <= $1"
+										 " AND EXISTS (SELECT FROM icpml.recommendations AS p"
+										 " WHERE p.status = 'pending' AND p.user_id = i.user_id"
+										 " AND p.account_id = i.account_id AND p.served_at <= i.created_at"
+										 " AND p.served_at >= i.created_at - $2)"
+										 " AND NOT EXISTS (SELECT FROM icpml.recommendations AS q"
+										 " WHERE q.reward_interaction_id = i.interaction_id)"
+										 " ORDER BY i.created_at, i.interaction_id", rel),
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading interactions failed: %s", SPI_result_code_string(ret));
+	FeedbackAttributeAll(&ctx, SPI_tuptable, SPI_processed);
+
+	/* 2. expire what is older than the window, in batches */
+	for (;;)
+	{
+		uint64		n,
+					i;
+		ExpiredRow *rows;
+		SPITupleTable *tt;
+
+		CHECK_FOR_INTERRUPTS();
+		ret = SPI_execute_with_args("UPDATE icpml.recommendations AS r SET status = 'expired', reward = 0,"
+									" finalized_at = pg_catalog.now(),"
+									" finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
+									" WHERE r.recommendation_id IN (SELECT p.recommendation_id"
+									" FROM icpml.recommendations AS p WHERE p.status = 'pending'"
+									" AND p.served_at < $1 - $2 ORDER BY p.recommendation_id"
+									" LIMIT " CppAsString2(FEEDBACK_BATCH) " FOR UPDATE)"
+									" AND r.status = 'pending'"
+									" RETURNING r.user_id, r.context, r.finalize_seq",
+									2, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "expiring recommendations failed: %s", SPI_result_code_string(ret));
+		n = SPI_processed;
+		tt = SPI_tuptable;
+		if (n == 0)
+			break;
+		rows = palloc(sizeof(ExpiredRow) * n);
+		for (i = 0; i < n; i++)
+		{
+			bool		isnull;
+			HeapTuple	tup = tt->vals[i];
+			TupleDesc	desc = tt->tupdesc;
+
+			rows[i].user = SPI_getbinval(tup, desc, 1, &isnull);
+			rows[i].context = SPI_getbinval(tup, desc, 2, &isnull);
+			rows[i].seq = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		/* apply in the order the sequence numbered them */
+		qsort(rows, n, sizeof(ExpiredRow), FeedbackCompareSeq);
+		for (i = 0; i < n; i++)
+			FeedbackApply(&ctx, rows[i].user, rows[i].context, 0.0);
+		ctx.expired += n;
+		SPI_freetuptable(tt);
+		pfree(rows);
+		if (n < FEEDBACK_BATCH)
+			break;
+	}
+
+	FeedbackFinish(&ctx);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+
+	values[0] = Int64GetDatum(ctx.rewarded);
+	values[1] = Int64GetDatum(ctx.expired);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* Replay finalized impressions from a query into states; returns the count. */
+static int64
+FeedbackReplay(const char *sql, bool per_user, const BanditSettings *cfg, BanditState *global)
+{
+	Portal		portal;
+	int64		count = 0;
+	BanditState user;
+	char		scope[48] = "";
+	MemoryContext replaycxt = AllocSetContextCreate(CurrentMemoryContext, "icpml replay",
+													ALLOCSET_DEFAULT_SIZES);
+
+	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
+	memset(&user, 0, sizeof(user));
+	for (;;)
+	{
+		uint64		i,
+					n;
+		SPITupleTable *tt;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, FEEDBACK_BATCH);
+		/* storing a state runs a query: keep this batch's own pointers */
+		tt = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	tup = tt->vals[i];
+			TupleDesc	desc = tt->tupdesc;
+			bool		isnull;
+			double		x[BANDIT_DIM];
+			double		r;
+
+			FeedbackContext(SPI_getbinval(tup, desc, 1, &isnull), x);
+			r = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+			if (isnull)
+				r = 0.0;
+			if (per_user)
+			{
+				char		next[48];
+
+				BanditUserScope(DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull)), next);
+				if (strcmp(next, scope) != 0)
+				{
+					if (scope[0] != '\0')
+						BanditStateStore(&user);
+					MemoryContextReset(replaycxt);
+					strlcpy(scope, next, sizeof(scope));
+					{
+						MemoryContext old = MemoryContextSwitchTo(replaycxt);
+
+						BanditStateInitPrior(&user, scope, BANDIT_DIM, cfg);
+						MemoryContextSwitchTo(old);
+					}
+				}
+				BanditStateUpdate(&user, x, r, cfg);
+			}
+			else
+				BanditStateUpdate(global, x, r, cfg);
+			count++;
+		}
+		SPI_freetuptable(tt);
+	}
+	if (per_user && scope[0] != '\0')
+		BanditStateStore(&user);
+	SPI_cursor_close(portal);
+	MemoryContextDelete(replaycxt);
+	return count;
+}
+
+/*
+ * rebuild_bandit_state() → bigint
+ * Recompute every state row from the finalized log, in finalization order
+ * (uses the current lambda, gamma and refactor_every).
+ */
+Datum
+rebuild_bandit_state(PG_FUNCTION_ARGS)
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	const BanditSettings *cfg;
+	BanditState locked;
+	BanditState global;
+	int64		count;
+	int			ret;
+
+	SPI_connect();
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	cfg = BanditGetSettings();
+
+	/* the global row lock keeps every feedback writer out until commit */
+	(void) BanditStateLoad(&locked, "global", true, false, cfg);
+
+	ret = SPI_execute("DELETE FROM icpml.bandit_state WHERE scope <> 'global'", false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "clearing icpml.bandit_state failed: %s", SPI_result_code_string(ret));
+
+	BanditStateInitPrior(&global, "global", BANDIT_DIM, cfg);
+	count = FeedbackReplay("SELECT context, reward FROM icpml.recommendations"
+						   " WHERE finalize_seq IS NOT NULL ORDER BY finalize_seq",
+						   false, cfg, &global);
+	(void) FeedbackReplay("SELECT context, reward, user_id FROM icpml.recommendations"
+						  " WHERE finalize_seq IS NOT NULL ORDER BY user_id, finalize_seq",
+						  true, cfg, NULL);
+	BanditStateStore(&global);
+
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	SPI_finish();
+	PG_RETURN_INT64(count);
+}
