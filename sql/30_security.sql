@@ -40,7 +40,7 @@ DROP POLICY only_mine ON account_signals;
 ALTER TABLE account_signals DISABLE ROW LEVEL SECURITY;
 REVOKE ALL ON account_signals, research_runs, account_features FROM icpml_test_rep;
 REVOKE ALL ON SCHEMA icpml FROM icpml_test_rep;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA icpml FROM icpml_test_rep;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA icpml FROM icpml_test_rep;
 DROP ROLE icpml_test_rep;
 
 SET client_min_messages = warning;

@@ -29,3 +29,57 @@ SELECT icpml.score_all() AS accounts_scored;
 SELECT priority, count(*) AS accounts, round(avg(probability)::numeric, 3) AS mean_probability,
        round(avg(icpml_ref.true_fit_probability(account_id))::numeric, 3) AS hidden_true_fit_rate
 FROM icpml.account_scores GROUP BY priority ORDER BY min(score) DESC;
+
+\echo
+\echo '== 4. Train an XGBoost model: 5-fold stratified CV against the rules on the same folds'
+SELECT version, deployed, deploy_reason, n_rows AS labelled_rows,
+       round(cv_roc_auc::numeric, 3) AS model_cv_auc, round(rules_cv_roc_auc::numeric, 3) AS rules_cv_auc,
+       round(cv_pr_auc::numeric, 3) AS model_pr_auc, round(cv_lift_at_10::numeric, 2) AS lift_top_decile,
+       round(seconds::numeric, 1) AS seconds
+FROM icpml.train_icp_model();
+SELECT feature, round(gain::numeric, 1) AS gain FROM icpml.model_feature_importance() LIMIT 5;
+
+\echo
+\echo '== 5. The same accounts, scored by the deployed model (native tree walk, Saabas factors)'
+SELECT account_id, score, priority, round(probability::numeric, 3) AS probability, model, model_version,
+       (SELECT string_agg(format('%s %s', f->>'factor', to_char((f->>'contribution')::numeric, 'SG0.00')), ', ')
+        FROM jsonb_array_elements(factors) f) AS top_factors
+FROM icpml.icp_score_batch(ARRAY[1, 2, 3, 4, 5, 6, 7, 8]);
+\echo 'exact TreeSHAP on demand (sums to the logit of the probability):'
+SELECT feature, value, round(contribution::numeric, 3) AS shap
+FROM icpml.explain_icp_score(3) ORDER BY abs(contribution) DESC LIMIT 5;
+\echo 'the native evaluator agrees with XGBoost on real rows:'
+SELECT n_rows, n_trees, max_abs_margin_diff, max_abs_probability_diff FROM icpml.verify_model();
+SELECT icpml.score_all() AS accounts_rescored;
+SELECT priority, count(*) AS accounts, round(avg(probability)::numeric, 3) AS mean_probability,
+       round(avg(icpml_ref.true_fit_probability(account_id))::numeric, 3) AS hidden_true_fit_rate
+FROM icpml.account_scores GROUP BY priority ORDER BY min(score) DESC;
+
+\echo
+\echo '== 6. Recommendations for a sales user (LinUCB over ICP fit, intent and the user''s own history)'
+SELECT user_id AS demo_user FROM sales_users ORDER BY user_id LIMIT 1 \gset
+SELECT icpml.enable_online_feedback() AS feedback_trigger_on;
+SELECT rank, account_id, round(score::numeric, 3) AS score, round(exploration::numeric, 3) AS exploration,
+       icp_score, priority, reason->>'summary' AS why
+FROM icpml.recommend_accounts(:'demo_user', 8, seed => 1);
+
+\echo
+\echo '== 7. The user acts on some of them; the bandit learns (trigger on user_interactions)'
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT r.user_id, r.account_id, CASE WHEN r.rank <= 2 THEN 'meeting' WHEN r.rank <= 4 THEN 'contact' ELSE 'dismiss' END
+FROM icpml.recommendations r
+WHERE r.user_id = :'demo_user' AND r.status = 'pending';
+SELECT status, count(*), round(avg(reward)::numeric, 2) AS mean_reward
+FROM icpml.recommendations GROUP BY status ORDER BY status;
+SELECT scope, n AS updates, version FROM icpml.bandit_state ORDER BY scope LIMIT 3;
+\echo 'the next list (contacted/met accounts are excluded, dismissed ones too):'
+SELECT rank, account_id, round(score::numeric, 3) AS score, icp_score, priority, reason->>'summary' AS why
+FROM icpml.recommend_accounts(:'demo_user', 8, seed => 2);
+
+\echo
+\echo '== 8. Nightly retraining with pg_cron'
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+SELECT icpml.schedule_retraining(cron => '0 3 * * *') AS cron_job_id;
+SELECT jobname, schedule, command FROM cron.job;
+\echo
+\echo 'Done. Everything above ran inside PostgreSQL: see README.md for the reference.'

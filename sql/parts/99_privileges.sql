@@ -3,14 +3,14 @@
 --
 --   PUBLIC          nothing
 --   anon            nothing
---   authenticated   USAGE on the schema, EXECUTE on scoring functions
+--   authenticated   USAGE on the schema, EXECUTE on scoring and recommend_accounts
 --   service_role    everything (administration, training, internal tables)
 --
 -- Roles that do not exist (plain PostgreSQL) are skipped; grant the same to
 -- your own roles with icpml.grant_scoring(role).
 -- ---------------------------------------------------------------------------
 
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA icpml FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA icpml FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA icpml FROM PUBLIC;
 REVOKE ALL ON SCHEMA icpml FROM PUBLIC;
 
@@ -28,7 +28,8 @@ BEGIN
   END IF;
   EXECUTE format('GRANT USAGE ON SCHEMA icpml TO %I', role_name);
   EXECUTE format('GRANT EXECUTE ON FUNCTION icpml.icp_score(bigint), icpml.icp_score_batch(bigint[]),'
-                 ' icpml.explain_icp_score(bigint), icpml.prewarm(), icpml.xgboost_version() TO %I', role_name);
+                 ' icpml.explain_icp_score(bigint), icpml.prewarm(), icpml.xgboost_version(),'
+                 ' icpml.recommend_accounts(uuid, integer, text, integer, bigint) TO %I', role_name);
 END
 $$;
 REVOKE ALL ON FUNCTION icpml.grant_scoring(name) FROM PUBLIC;
@@ -49,7 +50,7 @@ BEGIN
             HINT = 'Create the role first, or check its spelling.';
   END IF;
   EXECUTE format('GRANT USAGE ON SCHEMA icpml TO %I', role_name);
-  EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA icpml TO %I', role_name);
+  EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA icpml TO %I', role_name);
   EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA icpml TO %I', role_name);
   EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA icpml TO %I', role_name);
 END

@@ -17,7 +17,7 @@ END $$;
 CREATE EXTENSION icpml;
 RESET client_min_messages;
 
-SELECT plan(24);
+SELECT plan(29);
 
 SELECT has_schema('icpml');
 SELECT has_table('icpml', 'rule_weights', 'rule weights are a table');
@@ -50,6 +50,11 @@ SELECT ok(has_function_privilege('authenticated', 'icpml.icp_score_batch(bigint[
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.rule_weights', 'select,update'), 'authenticated cannot read or change rule weights');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.rule_settings', 'select,update'), 'authenticated cannot read or change rule settings');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.grant_admin(name)', 'execute'), 'authenticated cannot grant itself admin');
+SELECT ok(has_function_privilege('authenticated', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'authenticated can get recommendations');
+SELECT ok(NOT has_table_privilege('authenticated', 'icpml.recommendations', 'select,insert,update'), 'authenticated cannot read or forge the recommendation log');
+SELECT ok(NOT has_table_privilege('authenticated', 'icpml.bandit_state', 'select,update'), 'authenticated cannot read or change bandit state');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(timestamp with time zone)', 'execute'), 'authenticated cannot run batch feedback');
+SELECT ok(NOT has_function_privilege('anon', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'anon cannot get recommendations');
 
 -- service_role: administration
 SELECT ok(has_table_privilege('service_role', 'icpml.rule_weights', 'select,update'), 'service_role administers rule weights');
