@@ -22,6 +22,8 @@
 
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -67,6 +69,26 @@ IcpScoreFromProbability(double p)
 	int			s = (int) (p * 10.0) + 1;
 
 	return s < 1 ? 1 : (s > 10 ? 10 : s);
+}
+
+/*
+ * Sort order[0..n-1] (indexes into contrib) by |contrib|, largest first;
+ * stable, for the handful of factors an explanation shows.
+ */
+static inline void
+IcpmlOrderByMagnitude(const double *contrib, int *order, int n)
+{
+	int			i,
+				j;
+
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && fabs(contrib[order[j]]) > fabs(contrib[order[j - 1]]); j--)
+		{
+			int			t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
 }
 
 #endif							/* ICPML_H */

@@ -1123,7 +1123,6 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	double		contrib[BANDIT_DIM];
 	int			n = 0,
 				i,
-				j,
 				ind;
 
 	initStringInfo(&summary);
@@ -1154,14 +1153,7 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 		if (fabs(contrib[i]) >= 0.0005)
 			order[n++] = i;
 	}
-	for (i = 1; i < n; i++)
-		for (j = i; j > 0 && fabs(contrib[order[j]]) > fabs(contrib[order[j - 1]]); j--)
-		{
-			int			t = order[j];
-
-			order[j] = order[j - 1];
-			order[j - 1] = t;
-		}
+	IcpmlOrderByMagnitude(contrib, order, n);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"summary\":");

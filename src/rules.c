@@ -369,7 +369,6 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 	double		contrib[RULE_NFACTORS];
 	int			order[RULE_NFACTORS];
 	int			i,
-				j,
 				n;
 	StringInfoData buf;
 	bool		isnull;
@@ -394,14 +393,7 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 	for (i = 0, n = 0; i < RULE_NFACTORS; i++)
 		if (contrib[i] != 0.0)
 			order[n++] = i;
-	for (i = 1; i < n; i++)
-		for (j = i; j > 0 && fabs(contrib[order[j]]) > fabs(contrib[order[j - 1]]); j--)
-		{
-			int			t = order[j];
-
-			order[j] = order[j - 1];
-			order[j - 1] = t;
-		}
+	IcpmlOrderByMagnitude(contrib, order, n);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');

@@ -92,6 +92,28 @@ ScorerDuplicateKey(Scorer *sc, int64 key)
 			 errhint("The feature relation must hold one row per account; make its key unique.")));
 }
 
+/*
+ * Read one account's feature row as the caller into SPI_tuptable->vals[0];
+ * an unknown (or hidden) account or a duplicated key is an ERROR.
+ */
+static void
+ScorerReadOne(Scorer *sc, int64 account_id)
+{
+	Datum		arg = Int64GetDatum(account_id);
+	int			ret = SPI_execute_plan(ScorerPlan(sc, FEATURES_ONE), &arg, NULL, true, 2);
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
+						ScorerRelation(sc)),
+				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
+	if (SPI_processed > 1)
+		ScorerDuplicateKey(sc, account_id);
+}
+
 /* Form an icpml.icp_score_result tuple from an IcpScore. */
 static HeapTuple
 ScoreFormTuple(TupleDesc desc, const IcpScore *s)
@@ -136,9 +158,6 @@ icp_score(PG_FUNCTION_ARGS)
 	int64		account_id = PG_GETARG_INT64(0);
 	TupleDesc	desc;
 	Scorer		sc;
-	SPIPlanPtr	plan;
-	Datum		arg = Int64GetDatum(account_id);
-	int			ret;
 	IcpScore	s;
 	HeapTuple	result;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -150,18 +169,7 @@ icp_score(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ScorerInit(&sc);
-	plan = ScorerPlan(&sc, FEATURES_ONE);
-	ret = SPI_execute_plan(plan, &arg, NULL, true, 2);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
-						ScorerRelation(&sc)),
-				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
-	if (SPI_processed > 1)
-		ScorerDuplicateKey(&sc, account_id);
+	ScorerReadOne(&sc, account_id);
 
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
@@ -451,7 +459,6 @@ explain_icp_score(PG_FUNCTION_ARGS)
 	int64		account_id = PG_GETARG_INT64(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Scorer		sc;
-	Datum		arg = Int64GetDatum(account_id);
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -462,16 +469,7 @@ explain_icp_score(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ScorerInit(&sc);
-	if (SPI_execute_plan(ScorerPlan(&sc, FEATURES_ONE), &arg, NULL, true, 2) != SPI_OK_SELECT)
-		elog(ERROR, "reading features failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
-						ScorerRelation(&sc)),
-				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
-	if (SPI_processed > 1)
-		ScorerDuplicateKey(&sc, account_id);
+	ScorerReadOne(&sc, account_id);
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	spicxt = MemoryContextSwitchTo(callcxt);
