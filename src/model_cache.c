@@ -24,6 +24,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "factors.h"
 #include "icpml.h"
 #include "model_cache.h"
 #include "tree.h"
@@ -164,64 +165,57 @@ ModelCacheEncode(ModelCache *mc, HeapTuple tuple, TupleDesc desc, float *row)
 	SpecEncodeRow(mc->rec->spec, tuple, desc, 2, row);
 }
 
-/* Append feature j's encoded value as JSON (level name for categoricals). */
-static void
-ModelCacheAppendValue(StringInfo buf, const FeatureSpec *spec, int j, float v)
+/* The spec column that feature j belongs to. */
+static const SpecColumn *
+ModelCacheColumnOf(const FeatureSpec *spec, int j)
 {
 	int			c;
 
-	if (isnan(v))
-	{
-		appendStringInfoString(buf, "null");
-		return;
-	}
 	for (c = 0; c < spec->ncolumns; c++)
 	{
 		const SpecColumn *col = &spec->columns[c];
 
 		if (j >= col->first_feature && j < col->first_feature + col->nfeatures)
-		{
-			if (col->kind == SPEC_CATEGORICAL && v >= 0 && v < col->nlevels)
-			{
-				escape_json(buf, col->levels[(int) v]);
-				return;
-			}
-			if (col->kind == SPEC_BOOLEAN || col->kind == SPEC_TAGS)
-			{
-				appendStringInfoString(buf, v != 0 ? "true" : "false");
-				return;
-			}
-			break;
-		}
+			return col;
 	}
-	appendStringInfo(buf, "%.9g", v);
+	elog(ERROR, "feature %d is outside the model's spec (please report a bug)", j);
+	return NULL;				/* keep compiler quiet */
 }
 
 /* Feature j's encoded value as text (level name for categoricals); NULL if missing. */
 char *
 ModelCacheFeatureValue(ModelCache *mc, int j, float v)
 {
-	StringInfoData buf;
+	const SpecColumn *col;
 
 	if (isnan(v))
 		return NULL;
-	initStringInfo(&buf);
-	ModelCacheAppendValue(&buf, mc->rec->spec, j, v);
-	if (buf.data[0] == '"')
-	{
-		/* a level name: return it without the JSON quoting */
-		const SpecColumn *col = NULL;
-		int			c;
-
-		for (c = 0; c < mc->rec->spec->ncolumns; c++)
-		{
-			col = &mc->rec->spec->columns[c];
-			if (j >= col->first_feature && j < col->first_feature + col->nfeatures)
-				break;
-		}
+	col = ModelCacheColumnOf(mc->rec->spec, j);
+	if (col->kind == SPEC_CATEGORICAL && v >= 0 && v < col->nlevels)
 		return pstrdup(col->levels[(int) v]);
+	if (col->kind == SPEC_BOOLEAN || col->kind == SPEC_TAGS)
+		return pstrdup(v != 0 ? "true" : "false");
+	return psprintf("%.9g", v);
+}
+
+/* Push feature j's encoded value into a factors jsonb (same rendering as above). */
+static void
+ModelCachePushValue(FactorsBuilder *fb, const FeatureSpec *spec, int j, float v)
+{
+	const SpecColumn *col;
+
+	if (isnan(v))
+	{
+		FactorsValueNull(fb);
+		return;
 	}
-	return buf.data;
+	col = ModelCacheColumnOf(spec, j);
+	if (col->kind == SPEC_CATEGORICAL && v >= 0 && v < col->nlevels)
+		FactorsValueString(fb, col->levels[(int) v]);
+	else if (col->kind == SPEC_BOOLEAN || col->kind == SPEC_TAGS)
+		FactorsValueBool(fb, v != 0);
+	else
+		FactorsValueNumber(fb, v, 9);
 }
 
 /* Score one row: native margin, calibrated cut-offs, Saabas factors. */
@@ -256,12 +250,11 @@ ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc, IcpScore *
 
 	if (factors)
 	{
-		StringInfoData buf;
+		FactorsBuilder fb;
 		int			ntop = Min(icpml_top_factors, spec->nfeatures);
 		int			t;
 
-		initStringInfo(&buf);
-		appendStringInfoChar(&buf, '[');
+		FactorsBegin(&fb);
 		/* top-n by |contribution| by selection: n is small (<= 32) */
 		for (t = 0; t < ntop; t++)
 		{
@@ -274,17 +267,11 @@ ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc, IcpScore *
 					best = j;
 			if (best < 0)
 				break;
-			if (t > 0)
-				appendStringInfoChar(&buf, ',');
-			appendStringInfoString(&buf, "{\"factor\":");
-			escape_json(&buf, spec->feature_names[best]);
-			appendStringInfoString(&buf, ",\"value\":");
-			ModelCacheAppendValue(&buf, spec, best, mc->row[best]);
-			appendStringInfo(&buf, ",\"contribution\":%.6f}", mc->contrib[best]);
+			FactorsItemBegin(&fb, spec->feature_names[best]);
+			ModelCachePushValue(&fb, spec, best, mc->row[best]);
+			FactorsItemEnd(&fb, mc->contrib[best]);
 			mc->contrib[best] = 0.0;
 		}
-		appendStringInfoChar(&buf, ']');
-		out->factors = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-		pfree(buf.data);
+		out->factors = FactorsEnd(&fb);
 	}
 }

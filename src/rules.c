@@ -27,6 +27,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "factors.h"
 #include "icpml.h"
 #include "rules.h"
 
@@ -360,6 +361,39 @@ RulesAppendValue(StringInfo buf, Datum value, bool isnull, int col)
 	}
 }
 
+/* Push the raw input of RuleColumns[col] into a factors jsonb (as RulesAppendValue renders it). */
+static void
+RulesPushValue(FactorsBuilder *fb, Datum value, bool isnull, int col)
+{
+	Oid			type = RuleColumns[col].type;
+
+	if (isnull)
+		FactorsValueNull(fb);
+	else if (type == FLOAT8OID)
+		FactorsValueNumber(fb, DatumGetFloat8(value), 15);
+	else if (type == BOOLOID)
+		FactorsValueBool(fb, DatumGetBool(value));
+	else if (type == DATEOID)
+	{
+		int			y,
+					m,
+					d;
+
+		j2date(DatumGetDateADT(value) + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+		FactorsValueString(fb, psprintf("%04d-%02d-%02d", y, m, d));
+	}
+	else
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(value), TEXTOID, -1, false,
+						  TYPALIGN_INT, &elems, &enulls, &n);
+		FactorsValueTextArray(fb, elems, enulls, n);
+	}
+}
+
 /* Score a feature tuple (key + RuleColumns) into *out. */
 void
 RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
@@ -370,7 +404,7 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 	int			order[RULE_NFACTORS];
 	int			i,
 				n;
-	StringInfoData buf;
+	FactorsBuilder fb;
 	bool		isnull;
 
 	out->account_id = DatumGetInt64(heap_getattr(tuple, 1, desc, &isnull));
@@ -395,22 +429,17 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 			order[n++] = i;
 	IcpmlOrderByMagnitude(contrib, order, n);
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
+	FactorsBegin(&fb);
 	for (i = 0; i < Min(n, icpml_top_factors); i++)
 	{
 		int			fct = order[i];
 		int			col = RuleFactorColumn[fct];
 
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "{\"factor\":\"%s\",\"value\":", RuleFactorNames[fct]);
-		RulesAppendValue(&buf, values[col], nulls[col], col);
-		appendStringInfo(&buf, ",\"contribution\":%.6f}", contrib[fct]);
+		FactorsItemBegin(&fb, RuleFactorNames[fct]);
+		RulesPushValue(&fb, values[col], nulls[col], col);
+		FactorsItemEnd(&fb, contrib[fct]);
 	}
-	appendStringInfoChar(&buf, ']');
-	out->factors = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	pfree(buf.data);
+	out->factors = FactorsEnd(&fb);
 }
 
 /* See rules.h; a missing input's value is NULL. */
