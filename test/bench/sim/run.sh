@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# icpml recommendation benchmark: the simulator (reward and regret of every
+# policy against a known ground truth) and pgbench latency of
+# recommend_accounts at 10k and 1M accounts. Figures, not a test.
+#
+#   PGHOST=... PGPORT=... PGUSER=... test/bench/sim/run.sh
+#
+# Needs a role that may create databases and the icpml extension, pgbench,
+# python3 with numpy and psycopg2 (Debian: python3-numpy python3-psycopg2).
+# Creates and drops its own databases (icpml_sim_*, icpml_lat_*).
+#
+# Environment (defaults in brackets):
+#   ROUNDS [5000]          simulator rounds per policy (the full run: 100000)
+#   POLICIES [all six]     comma-separated subset of
+#                          linucb,thompson,greedy,epsilon_greedy,icp,random
+#   JOBS [1]               policies simulated in parallel (one backend each)
+#   SEED [42]              generator and simulator seed
+#   SIM_ACCOUNTS [10000] SIM_USERS [100] SIM_HISTORY [30000]
+#                          the simulated world's reference data
+#   FEEDBACK_EVERY [20]    expire unacted impressions every N rounds (batch
+#                          process_feedback; the online trigger rewards at once)
+#   ICP_MODEL [trained]    the simulator's ICP score: trained (train_icp_model,
+#                          deployed) or rules; the latency databases use rules
+#   LAT_ACCOUNTS ["10000 1000000"]  account-table sizes for pgbench
+#   LAT_SECONDS [20]       measured seconds per recommend_accounts run
+#   LAT_POLICIES [linucb,thompson]
+#   SIM [1] LATENCY [1]    set to 0 to skip a part
+#   OUT [a temp dir]       where the JSON results and the report go
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+export PYTHONDONTWRITEBYTECODE=1
+ROUNDS=${ROUNDS:-5000}
+SEED=${SEED:-42}
+JOBS=${JOBS:-1}
+POLICIES=${POLICIES:-linucb,thompson,greedy,epsilon_greedy,icp,random}
+SIM_ACCOUNTS=${SIM_ACCOUNTS:-10000}
+SIM_USERS=${SIM_USERS:-100}
+SIM_HISTORY=${SIM_HISTORY:-30000}
+LAT_ACCOUNTS=${LAT_ACCOUNTS:-"10000 1000000"}
+LAT_POLICIES=${LAT_POLICIES:-linucb,thompson}
+LAT_USERS=${LAT_USERS:-100}
+ICP_MODEL=${ICP_MODEL:-trained}
+SIM=${SIM:-1}
+LATENCY=${LATENCY:-1}
+OUT=${OUT:-$(mktemp -d /tmp/icpml_simbench.XXXXXX)}
+mkdir -p "$OUT"
+FEEDBACK_EVERY=${FEEDBACK_EVERY:-20}
+export ROUNDS SEED JOBS POLICIES FEEDBACK_EVERY
+
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# prepare DB ACCOUNTS USERS INTERACTIONS ICP_MODEL: reference data + icpml +
+# account_scores (ICP_MODEL trained: train_icp_model and deploy it first;
+# rules: the rule-based score)
+prepare() {
+  local db=$1 n=$2 users=$3 inter=$4 model=$5 t0=$SECONDS
+  dropdb --if-exists "$db"
+  createdb "$db"
+  psql_q -d "$db" -f "$repo/reference/icpml_reference_schema.sql" \
+                  -f "$repo/reference/icpml_generate.sql" >/dev/null
+  psql_q -d "$db" -c "select * from icpml_ref.generate(accounts => $n, users => $users,
+                        interactions => $inter, seed => $SEED)" >/dev/null
+  psql_q -d "$db" -c "create extension icpml"
+  if [ "$model" = trained ]; then
+    psql_q -d "$db" -c "select version, deployed, n_rows, round(cv_roc_auc::numeric, 3) as cv_auc,
+                               round(rules_cv_roc_auc::numeric, 3) as rules_cv_auc
+                        from icpml.train_icp_model(deploy => 'always', seed => $SEED)" >&2 \
+      || say "$db: training failed, the ICP score is the rule-based one"
+  fi
+  psql_q -d "$db" -c "select icpml.score_all()" \
+                  -c "select icpml.enable_online_feedback()" \
+                  -c "vacuum analyze" >/dev/null
+  say "$db: $n accounts, $users users, $inter interactions, ICP $model, scored ($((SECONDS - t0)) s)"
+}
+
+report=$OUT/report.md
+: >"$report"
+
+if [ "$SIM" = 1 ]; then
+  say "simulator: $ROUNDS rounds × {$POLICIES}, $JOBS job(s)"
+  prepare icpml_sim_base "$SIM_ACCOUNTS" "$SIM_USERS" "$SIM_HISTORY" "$ICP_MODEL"
+  "$PY" "$here/simulate.py" --rounds "$ROUNDS" --seed "$SEED" --policies "$POLICIES" \
+        --jobs "$JOBS" --base-db icpml_sim_base --json "$OUT/sim.json" --verbose \
+        | tee -a "$report"
+  dropdb --if-exists icpml_sim_base
+  cat >>"$report" <<EOF
+
+Command: \`ROUNDS=$ROUNDS POLICIES=$POLICIES JOBS=$JOBS SEED=$SEED ICP_MODEL=$ICP_MODEL FEEDBACK_EVERY=$FEEDBACK_EVERY LATENCY=0 test/bench/sim/run.sh\`
+EOF
+fi
+
+if [ "$LATENCY" = 1 ]; then
+  : >"$OUT/latency.jsonl"
+  for n in $LAT_ACCOUNTS; do
+    db=icpml_lat_$n
+    say "latency: $n accounts"
+    prepare "$db" "$n" "$LAT_USERS" "$((n < 100000 ? 3 * n : n))" rules
+    "$PY" "$here/latency.py" "$db" --users "$LAT_USERS" --accounts "$n" --seed "$SEED" \
+          --policies "$LAT_POLICIES" >>"$OUT/latency.jsonl"
+    dropdb --if-exists "$db"
+  done
+  {
+    echo
+    echo "Latency (pgbench, 1 client, prepared, per-transaction log; ${LAT_SECONDS:-20} s per recommend run):"
+    echo
+    "$PY" - "$OUT/latency.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| accounts | query | transactions | p50 ms | p99 ms | mean ms | load avg (cores) |")
+print("|---:|---|---:|---:|---:|---:|---:|")
+for r in rows:
+    print(f"| {r['accounts']:,} | {r['query']} | {r['n']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} "
+          f"| {r['mean_ms']:.3f} | {r.get('load1', 0):.1f} ({r.get('cores', '?')}) |")
+EOF
+    echo
+    echo "Command: \`LAT_ACCOUNTS=\"$LAT_ACCOUNTS\" SIM=0 test/bench/sim/run.sh\`"
+  } | tee -a "$report"
+fi
+
+say "report: $report"
