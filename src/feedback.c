@@ -346,13 +346,22 @@ process_feedback(PG_FUNCTION_ARGS)
 	rel = BanditInteractionsRelation();
 	FeedbackBegin(&ctx);
 
-	/* 1. interactions up to as_of that match a pending impression, in order */
+	/*
+	 * 1. interactions up to as_of that match a pending impression, in order.
+	 * The (user, account) semi-join and the lower time bound are implied by
+	 * the EXISTS; they let the planner start from the pending impressions
+	 * (few) instead of scanning every interaction ever logged.
+	 */
 	args[0] = TimestampTzGetDatum(as_of);
 	args[1] = IntervalPGetDatum(&ctx.cfg->reward_window);
 	ret = SPI_execute_with_args(psprintf("SELECT i.interaction_id::pg_catalog.int8, i.user_id::pg_catalog.uuid,"
 										 " i.account_id::pg_catalog.int8, i.interaction_type::pg_catalog.text,"
 										 " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-										 " WHERE i.created_at <= $1"
+										 " WHERE (i.user_id, i.account_id) IN (SELECT p.user_id, p.account_id"
+										 " FROM icpml.recommendations AS p WHERE p.status = 'pending')"
+										 " AND i.created_at <= $1"
+										 " AND i.created_at >= (SELECT pg_catalog.min(p.served_at)"
+										 " FROM icpml.recommendations AS p WHERE p.status = 'pending')"
 										 " AND EXISTS (SELECT FROM icpml.recommendations AS p"
 										 " WHERE p.status = 'pending' AND p.user_id = i.user_id"
 										 " AND p.account_id = i.account_id AND p.served_at <= i.created_at"
