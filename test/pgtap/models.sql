@@ -1,21 +1,6 @@
 -- pgTAP: the model store, its history, the training run log and their privileges.
 BEGIN;
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pgtap;
-
--- Shim: Supabase's API roles, created when absent (plain PostgreSQL).
-DO $$
-DECLARE r text;
-BEGIN
-  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-    END IF;
-  END LOOP;
-END $$;
-
-CREATE EXTENSION icpml;
-RESET client_min_messages;
+\ir include/setup.sql
 
 SELECT plan(73);
 
