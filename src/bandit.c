@@ -25,7 +25,6 @@
 
 #include <math.h>
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -33,10 +32,10 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/regproc.h"
 
 #include "icpml.h"
 #include "bandit.h"
+#include "features.h"
 
 char	   *icpml_interactions_relation = NULL;
 
@@ -537,25 +536,14 @@ BanditInteractionsRelation(void)
 	static const char *const needed[] = {
 		"interaction_id", "user_id", "account_id", "interaction_type", "created_at"
 	};
-	List	   *names;
 	Oid			relid;
 	char	   *display;
 	int			i;
 
-	if (icpml_interactions_relation == NULL || icpml_interactions_relation[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("icpml.interactions_relation is empty"),
-				 errhint("Set icpml.interactions_relation to the table of user interactions, e.g. public.user_interactions.")));
-	names = stringToQualifiedNameList(icpml_interactions_relation);
-	relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("interactions relation \"%s\" does not exist", icpml_interactions_relation),
-				 errhint("Load the reference schema (icpml_reference_schema.sql) or set icpml.interactions_relation to your own table or view.")));
-	display = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										 get_rel_name(relid));
+	relid = RelationResolve(icpml_interactions_relation, "interactions",
+							"icpml.interactions_relation",
+							"Set icpml.interactions_relation to the table of user interactions, e.g. public.user_interactions.",
+							&display);
 	for (i = 0; i < lengthof(needed); i++)
 		if (get_attnum(relid, needed[i]) == InvalidAttrNumber)
 			ereport(ERROR,

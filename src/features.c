@@ -22,9 +22,16 @@
 #include "icpml.h"
 #include "features.h"
 
-/* Resolve the configured relation; ERROR with a hint when it is unusable. */
+/*
+ * Resolve the relation a setting names (with the caller's search_path):
+ * `kind` ("feature", "interactions") names it in messages, `guc` is the
+ * setting to fix and `empty_hint` what to set it to.  ERROR with a hint
+ * when it is empty, missing or not a table or view; *display gets the
+ * quoted, schema-qualified name.
+ */
 Oid
-FeatureResolveRelation(const char *setting, char **display)
+RelationResolve(const char *setting, const char *kind, const char *guc,
+				const char *empty_hint, char **display)
 {
 	List	   *names;
 	RangeVar   *rv;
@@ -34,8 +41,8 @@ FeatureResolveRelation(const char *setting, char **display)
 	if (setting == NULL || setting[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("icpml.feature_relation is empty"),
-				 errhint("Set icpml.feature_relation to the table or view that holds one feature row per account, e.g. public.account_features.")));
+				 errmsg("%s is empty", guc),
+				 errhint("%s", empty_hint)));
 
 	names = stringToQualifiedNameList(setting);
 	rv = makeRangeVarFromNameList(names);
@@ -43,8 +50,8 @@ FeatureResolveRelation(const char *setting, char **display)
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("feature relation \"%s\" does not exist", setting),
-				 errhint("Load the reference schema (icpml_reference_schema.sql) or set icpml.feature_relation to your own table or view.")));
+				 errmsg("%s relation \"%s\" does not exist", kind, setting),
+				 errhint("Load the reference schema (icpml_reference_schema.sql) or set %s to your own table or view.", guc)));
 
 	relkind = get_rel_relkind(relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW &&
@@ -52,11 +59,20 @@ FeatureResolveRelation(const char *setting, char **display)
 		relkind != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("feature relation \"%s\" is not a table or view", setting)));
+				 errmsg("%s relation \"%s\" is not a table or view", kind, setting)));
 
 	*display = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
 	return relid;
+}
+
+/* Resolve a feature relation (icpml.feature_relation or a training argument). */
+Oid
+FeatureResolveRelation(const char *setting, char **display)
+{
+	return RelationResolve(setting, "feature", "icpml.feature_relation",
+						   "Set icpml.feature_relation to the table or view that holds one feature row per account, e.g. public.account_features.",
+						   display);
 }
 
 /* Check that column `name` exists in relid and can be read as `type`. */

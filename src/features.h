@@ -46,7 +46,9 @@ extern SPIPlanPtr FeatureReaderPlan(FeatureReader *reader, FeatureScope scope);
 extern void FeaturePlansBuild(const char *select_list, const char *relation_display,
 							  const char *key, SPIPlanPtr plans[3]);
 
-/* Resolve a relation name; ERROR with a hint when unusable. */
+/* Resolve a relation a setting names; ERROR with a hint when unusable. */
+extern Oid	RelationResolve(const char *setting, const char *kind, const char *guc,
+							const char *empty_hint, char **display);
 extern Oid	FeatureResolveRelation(const char *setting, char **display);
 
 #endif							/* ICPML_FEATURES_H */
