@@ -239,6 +239,18 @@ StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
 	return HeapTupleGetDatum(tuple);
 }
 
+/* The required version argument (argument 0); ERROR when NULL. */
+static int32
+StoreVersionArg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null"),
+				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
+	return PG_GETARG_INT32(0);
+}
+
 /* Optional text argument as a C string (NULL when SQL NULL). */
 static char *
 StoreTextArg(FunctionCallInfo fcinfo, int argno)
@@ -262,12 +274,7 @@ deploy_model(PG_FUNCTION_ARGS)
 	Datum		result = (Datum) 0;
 	bool		isnull = true;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("version must not be null"),
-				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
-	version = PG_GETARG_INT32(0);
+	version = StoreVersionArg(fcinfo);
 
 	StoreBegin(&st);
 	StoreLockDeployments();
@@ -411,12 +418,7 @@ delete_model(PG_FUNCTION_ARGS)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("version must not be null"),
-				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
-	version = PG_GETARG_INT32(0);
+	version = StoreVersionArg(fcinfo);
 	values[0] = Int32GetDatum(version);
 
 	StoreBegin(&st);
@@ -564,16 +566,12 @@ apply_deploy_policy(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	const char *reason = NULL;
+	int32		version = StoreVersionArg(fcinfo);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("version must not be null"),
-				 errhint("Pass a version listed by SELECT * FROM icpml.list_models().")));
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "apply_deploy_policy called in a wrong context (please report a bug)");
 
-	values[0] = BoolGetDatum(ModelStoreApplyPolicy(PG_GETARG_INT32(0),
+	values[0] = BoolGetDatum(ModelStoreApplyPolicy(version,
 												   StoreTextArg(fcinfo, 1), &reason));
 	values[1] = CStringGetTextDatum(reason);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
