@@ -8,7 +8,9 @@ SET client_min_messages = warning;
 \i reference/icpml_reference_schema.sql
 \set ECHO all
 RESET client_min_messages;
-TRUNCATE icpml.recommendations, icpml.bandit_state;
+TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
+-- the vocabularies come from this test's accounts (the first score_all() below)
+UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 
 INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
                              has_open_engineering_roles, total_open_roles, has_engineering_blog)

@@ -42,6 +42,7 @@ char	   *icpml_interactions_relation = NULL;
 const char *const BanditContextNames[BANDIT_DIM] = {
 	"bias",
 	"icp_probability",
+	"icp_logit",
 	"engineering_roles",
 	"open_engineering_roles",
 	"total_open_roles",
@@ -59,10 +60,50 @@ const char *const BanditContextNames[BANDIT_DIM] = {
 	"you_contacted",
 	"you_met",
 	"you_dismissed",
+	"fatigue",
+	"fatigue_x_icp",
 	"industry_share",
 	"industry_reward",
 	"size_band_share",
 	"user_activity",
+	"technology_affinity",
+	"industry_1",
+	"industry_2",
+	"industry_3",
+	"industry_4",
+	"industry_5",
+	"industry_6",
+	"industry_7",
+	"industry_8",
+	"industry_9",
+	"industry_10",
+	"industry_11",
+	"industry_12",
+	"technology_1",
+	"technology_2",
+	"technology_3",
+	"technology_4",
+	"technology_5",
+	"technology_6",
+	"technology_7",
+	"technology_8",
+	"technology_9",
+	"technology_10",
+	"technology_11",
+	"technology_12",
+	"technology_13",
+	"technology_14",
+	"technology_15",
+	"technology_16",
+	"technology_17",
+	"technology_18",
+	"technology_19",
+	"technology_20",
+	"technology_21",
+	"technology_22",
+	"technology_23",
+	"technology_24",
+	"account_engagement",
 };
 
 const char *const BanditOwnTypes[BANDIT_NOWN_TYPES] = {
@@ -173,7 +214,9 @@ BanditLoadSettings(void)
 	ret = SPI_execute("SELECT default_policy, alpha, v, epsilon, lambda, candidates,"
 					  " reward_window, gamma, refactor_every, personalization,"
 					  " personalization_weight, exclude_dismissed, exclude_worked_types,"
-					  " history_limit, icp_prior FROM icpml.bandit_settings", true, 0);
+					  " history_limit, icp_prior, fatigue_decay, position_bias,"
+					  " coalesce(industries, '{}'), coalesce(technologies, '{}'), personalization_prior"
+					  " FROM icpml.bandit_settings", true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -201,6 +244,15 @@ BanditLoadSettings(void)
 	MemoryContextSwitchTo(oldcxt);
 	cfg.history_limit = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
 	cfg.icp_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 15, &isnull));
+	cfg.fatigue_decay = DatumGetFloat8(SPI_getbinval(tup, desc, 16, &isnull));
+	cfg.position_bias = DatumGetFloat8(SPI_getbinval(tup, desc, 17, &isnull));
+	oldcxt = MemoryContextSwitchTo(bandit_cxt);
+	cfg.n_industries = BanditTextArray(SPI_getbinval(tup, desc, 18, &isnull), &cfg.industries);
+	cfg.n_technologies = BanditTextArray(SPI_getbinval(tup, desc, 19, &isnull), &cfg.technologies);
+	MemoryContextSwitchTo(oldcxt);
+	cfg.n_industries = Min(cfg.n_industries, CTX_NINDUSTRY_SLOTS);
+	cfg.n_technologies = Min(cfg.n_technologies, CTX_NTECH_SLOTS);
+	cfg.personalization_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
 
 	ret = SPI_execute("SELECT interaction_type, reward FROM icpml.reward_map"
 					  " ORDER BY interaction_type", true, 0);
@@ -426,15 +478,40 @@ void
 BanditStateInitPrior(BanditState *s, const char *scope, int d, const BanditSettings *cfg)
 {
 	int			i;
+	double		lambda = BanditPriorLambda(cfg, scope);
 
 	BanditStateAlloc(s, scope, d);
 	for (i = 0; i < d; i++)
 	{
-		s->A[i * d + i] = cfg->lambda;
-		s->L[i * d + i] = sqrt(cfg->lambda);
+		s->A[i * d + i] = lambda;
+		s->L[i * d + i] = sqrt(lambda);
 	}
 	if (strcmp(scope, "global") == 0 && d > CTX_ICP)
 		s->b[CTX_ICP] = cfg->lambda * cfg->icp_prior;
+}
+
+/*
+ * Examination probability of list position `rank` (1-based) under the
+ * position-based model: (1 / log2(rank + 1)) ^ position_bias (1 at rank 1;
+ * position_bias = 0 turns the correction off).
+ */
+double
+BanditExamination(const BanditSettings *cfg, int rank)
+{
+	if (cfg->position_bias <= 0.0 || rank <= 1)
+		return 1.0;
+	return pow(1.0 / log2((double) rank + 1.0), cfg->position_bias);
+}
+
+/*
+ * Ridge strength of a state's prior: lambda for the shared model,
+ * personalization_prior for a user's (how strongly the user's weights are
+ * pulled towards the shared model's).
+ */
+double
+BanditPriorLambda(const BanditSettings *cfg, const char *scope)
+{
+	return strcmp(scope, "global") == 0 ? cfg->lambda : cfg->personalization_prior;
 }
 
 /* One observation (x, r): update A, b, n and the Cholesky factor. */
@@ -448,7 +525,7 @@ BanditStateUpdate(BanditState *s, const double *x, double r, const BanditSetting
 
 	if (cfg->gamma < 1.0)
 	{
-		double		keep = (1.0 - cfg->gamma) * cfg->lambda;
+		double		keep = (1.0 - cfg->gamma) * BanditPriorLambda(cfg, s->scope);
 
 		for (i = 0; i < d * d; i++)
 			s->A[i] *= cfg->gamma;

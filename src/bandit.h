@@ -22,44 +22,73 @@
  * The context vector (recommend.c builds it; every entry in [0, 1]):
  *   0  bias                      1
  *   1  icp_probability           ICP probability from icpml.account_scores
- *   2  engineering_roles         log(1 + n) / log(1 + 50), capped at 1
- *   3  open_engineering_roles    1 when hiring engineers
- *   4  total_open_roles          log(1 + n) / log(1 + 200), capped at 1
- *   5  engineering_blog          1 when it has an engineering blog
- *   6  recent_funding            1 - age / 548 days for a round in the last 18 months
- *   7..11 size bands             company_size in [1,50) [50,200) [200,1000)
+ *   2  icp_logit                 (logit(probability) + 6) / 12, clamped
+ *   3  engineering_roles         log(1 + n) / log(1 + 50), capped at 1
+ *   4  open_engineering_roles    1 when hiring engineers
+ *   5  total_open_roles          log(1 + n) / log(1 + 200), capped at 1
+ *   6  engineering_blog          1 when it has an engineering blog
+ *   7  recent_funding            1 - age / 548 days for a round in the last 18 months
+ *   8..12 size bands             company_size in [1,50) [50,200) [200,1000)
  *                                [1000,5000) [5000,inf); all 0 when unknown
- *   12 research_recency          exp(-days since the last research run / 90)
- *   13..17 own engagement        per type view, research, save, contact,
+ *   13 research_recency          exp(-days since the last research run / 30)
+ *   14..18 own engagement        per type view, research, save, contact,
  *                                meeting: 1 - exp(-sum of exp(-age / 30 days))
  *                                over this user's interactions with the account
- *   18 dismissed                 1 when this user dismissed the account
- *   19 industry_share            share of the user's recent interactions with
+ *   19 dismissed                 1 when this user dismissed the account
+ *   20 fatigue                   1 - exp(-f / 10), f = sum over this user's
+ *                                unrewarded impressions of the account of
+ *                                fatigue_decay ^ (lists served to the user since)
+ *   21 fatigue_x_icp             fatigue * icp_probability
+ *   22 industry_share            share of the user's recent interactions with
  *                                accounts of this industry
- *   20 industry_reward           mean reward of those, shrunk towards the
+ *   23 industry_reward           mean reward of those, shrunk towards the
  *                                user's overall mean (2 pseudo-counts), clamped
- *   21 size_band_share           share of the user's recent interactions with
+ *   24 size_band_share           share of the user's recent interactions with
  *                                accounts of this size band
- *   22 user_activity             1 - exp(-interactions in the last 30 days / 20)
+ *   25 user_activity             1 - exp(-interactions in the last 30 days / 20)
+ *   26 technology_affinity       0.5 + 0.5 * clamp(sum over the vocabulary
+ *                                technologies t in the account's stack of
+ *                                (share of the user's recent interactions with
+ *                                accounts using t - share of the candidates
+ *                                using t), -1, 1); 0.5 when unknown
+ *   27..38 industry slots        1 when the industry is bandit_settings.industries[i]
+ *   39..62 technology slots      1 when the tech stack holds technologies[i]
+ *   63 account_engagement        what all users did with the account when it
+ *                                was recommended: reward / (examined + 3),
+ *                                capped at 1 (icpml.account_feedback; examined
+ *                                = impressions weighted by examination(rank))
  */
-#define BANDIT_DIM 23
+#define BANDIT_DIM 64
 
 #define CTX_BIAS 0
 #define CTX_ICP 1
-#define CTX_ENG_ROLES 2
-#define CTX_OPEN_ENG 3
-#define CTX_OPEN_ROLES 4
-#define CTX_BLOG 5
-#define CTX_FUNDING 6
-#define CTX_SIZE_BAND 7
+#define CTX_ICP_LOGIT 2
+#define CTX_ENG_ROLES 3
+#define CTX_OPEN_ENG 4
+#define CTX_OPEN_ROLES 5
+#define CTX_BLOG 6
+#define CTX_FUNDING 7
+#define CTX_SIZE_BAND 8
 #define CTX_NSIZE_BANDS 5
-#define CTX_RESEARCH 12
-#define CTX_OWN 13
-#define CTX_DISMISSED 18
-#define CTX_INDUSTRY_SHARE 19
-#define CTX_INDUSTRY_REWARD 20
-#define CTX_SIZE_SHARE 21
-#define CTX_ACTIVITY 22
+#define CTX_RESEARCH 13
+#define CTX_OWN 14
+#define CTX_DISMISSED 19
+#define CTX_FATIGUE 20
+#define CTX_FATIGUE_ICP 21
+#define CTX_INDUSTRY_SHARE 22
+#define CTX_INDUSTRY_REWARD 23
+#define CTX_SIZE_SHARE 24
+#define CTX_ACTIVITY 25
+#define CTX_TECH_AFFINITY 26
+#define CTX_INDUSTRY_SLOT 27
+#define CTX_NINDUSTRY_SLOTS 12
+#define CTX_TECH_SLOT 39
+#define CTX_NTECH_SLOTS 24
+
+#define CTX_ACCOUNT_ENGAGEMENT 63
+
+StaticAssertDecl(CTX_ACCOUNT_ENGAGEMENT + 1 == BANDIT_DIM, "context layout");
+StaticAssertDecl(BANDIT_DIM <= BANDIT_MAX_DIM, "context dimension");
 
 extern const char *const BanditContextNames[BANDIT_DIM];
 
@@ -92,10 +121,17 @@ typedef struct BanditSettings
 	int			refactor_every;
 	bool		personalization;
 	double		personalization_weight;
+	double		personalization_prior;
 	bool		exclude_dismissed;
 	int			n_worked_types;
 	char	  **worked_types;
 	int			history_limit;
+	double		fatigue_decay;
+	double		position_bias;
+	int			n_industries;
+	char	  **industries;
+	int			n_technologies;
+	char	  **technologies;
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;
@@ -150,6 +186,8 @@ extern void BanditStateInitPrior(BanditState *s, const char *scope, int d,
 								 const BanditSettings *cfg);
 extern void BanditStateUpdate(BanditState *s, const double *x, double r,
 							  const BanditSettings *cfg);
+extern double BanditExamination(const BanditSettings *cfg, int rank);
+extern double BanditPriorLambda(const BanditSettings *cfg, const char *scope);
 extern void BanditUserScope(const pg_uuid_t *user, char *scope);
 
 /*

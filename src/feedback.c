@@ -54,10 +54,20 @@ typedef struct UserStateEntry
 	BanditState state;
 } UserStateEntry;
 
+/* Per-account sums of finalized impressions, flushed to icpml.account_feedback. */
+typedef struct AccountFeedbackEntry
+{
+	int64		account_id;		/* hash key */
+	int64		n;
+	double		examined;
+	double		reward;
+} AccountFeedbackEntry;
+
 typedef struct FeedbackCtx
 {
 	const BanditSettings *cfg;
 	BanditState global;
+	HTAB	   *accounts;
 	HTAB	   *users;
 	int64		rewarded;
 	int64		expired;
@@ -77,6 +87,12 @@ FeedbackBegin(FeedbackCtx *ctx)
 	hctl.hcxt = CurrentMemoryContext;
 	ctx->users = hash_create("icpml feedback users", 64, &hctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(int64);
+	hctl.entrysize = sizeof(AccountFeedbackEntry);
+	hctl.hcxt = CurrentMemoryContext;
+	ctx->accounts = hash_create("icpml feedback accounts", 256, &hctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	(void) BanditStateLoad(&ctx->global, "global", true, true, ctx->cfg);
 }
 
@@ -115,24 +131,104 @@ FeedbackUserState(FeedbackCtx *ctx, Datum user)
 	return &e->state;
 }
 
+/*
+ * Scale a logged context by the examination probability of the rank it was
+ * served at (position-based model: E[reward] = examination(rank) * x' theta,
+ * so the regression is on examination(rank) * x).
+ */
+static void
+FeedbackExamine(const BanditSettings *cfg, int rank, double *x)
+{
+	double		e = BanditExamination(cfg, rank);
+	int			i;
+
+	if (e == 1.0)
+		return;
+	for (i = 0; i < BANDIT_DIM; i++)
+		x[i] *= e;
+}
+
 /* Apply one finalized impression to the global and the user's state. */
 static void
-FeedbackApply(FeedbackCtx *ctx, Datum user, Datum context, double reward)
+FeedbackApply(FeedbackCtx *ctx, Datum user, Datum account, Datum context, int rank,
+			  double reward)
 {
 	double		x[BANDIT_DIM];
+	int64		id = DatumGetInt64(account);
+	bool		found;
+	AccountFeedbackEntry *a = hash_search(ctx->accounts, &id, HASH_ENTER, &found);
+
+	if (!found)
+		a->n = 0, a->examined = 0.0, a->reward = 0.0;
+	a->n++;
+	a->examined += BanditExamination(ctx->cfg, rank);
+	a->reward += reward;
 
 	FeedbackContext(context, x);
+	FeedbackExamine(ctx->cfg, rank, x);
 	BanditStateUpdate(&ctx->global, x, reward, ctx->cfg);
 	BanditStateUpdate(FeedbackUserState(ctx, user), x, reward, ctx->cfg);
 }
 
-/* Write back every changed state row. */
+/* Add the per-account sums to icpml.account_feedback (one statement). */
+static void
+FeedbackFlushAccounts(FeedbackCtx *ctx)
+{
+	static SPIPlanPtr plan = NULL;
+	long		n = hash_get_num_entries(ctx->accounts);
+	Datum	   *ids,
+			   *cnt,
+			   *ex,
+			   *rw;
+	Datum		args[4];
+	HASH_SEQ_STATUS seq;
+	AccountFeedbackEntry *a;
+	int			i = 0;
+
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+
+		plan = BanditKeepPlan("INSERT INTO icpml.account_feedback AS f (account_id, impressions, examined, reward)"
+							  " SELECT u.a, u.n, u.e, u.r FROM ROWS FROM (pg_catalog.unnest($1),"
+							  " pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							  " AS u(a, n, e, r) ORDER BY u.a"
+							  " ON CONFLICT (account_id) DO UPDATE SET"
+							  " impressions = f.impressions + excluded.impressions,"
+							  " examined = f.examined + excluded.examined,"
+							  " reward = f.reward + excluded.reward", 4, argtypes, 0);
+	}
+	ids = palloc(sizeof(Datum) * n);
+	cnt = palloc(sizeof(Datum) * n);
+	ex = palloc(sizeof(Datum) * n);
+	rw = palloc(sizeof(Datum) * n);
+	hash_seq_init(&seq, ctx->accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		ids[i] = Int64GetDatum(a->account_id);
+		cnt[i] = Int64GetDatum(a->n);
+		ex[i] = Float8GetDatum(a->examined);
+		rw[i] = Float8GetDatum(a->reward);
+		i++;
+	}
+	args[0] = PointerGetDatum(construct_array(ids, i, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(cnt, i, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(ex, i, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(rw, i, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "writing icpml.account_feedback failed");
+}
+
+/* Write back every changed state row and the account sums. */
 static void
 FeedbackFinish(FeedbackCtx *ctx)
 {
 	HASH_SEQ_STATUS seq;
 	UserStateEntry *e;
 
+	FeedbackFlushAccounts(ctx);
 	if (ctx->global.dirty)
 		BanditStateStore(&ctx->global);
 	hash_seq_init(&seq, ctx->users);
@@ -156,6 +252,7 @@ FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum acco
 	bool		isnull;
 	Datum		ruser,
 				rctx;
+	int			rank;
 
 	if (!BanditReward(ctx->cfg, type, &reward))
 		return false;			/* not a rewarding type */
@@ -173,7 +270,7 @@ FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum acco
 										" AND p.served_at <= $3 AND p.served_at >= $3 - $6"
 										" ORDER BY p.served_at DESC, p.recommendation_id DESC LIMIT 1 FOR UPDATE)"
 										" AND r.status = 'pending'"
-										" RETURNING r.user_id, r.context", 6, argtypes, 0);
+										" RETURNING r.user_id, r.context, r.rank", 6, argtypes, 0);
 	}
 	args[0] = user;
 	args[1] = account;
@@ -188,7 +285,8 @@ FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum acco
 		return false;
 	ruser = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	rctx = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	FeedbackApply(ctx, ruser, rctx, reward);
+	rank = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	FeedbackApply(ctx, ruser, account, rctx, rank, reward);
 	ctx->rewarded++;
 	return true;
 }
@@ -307,6 +405,8 @@ typedef struct ExpiredRow
 	int64		seq;
 	Datum		user;
 	Datum		context;
+	Datum		account;
+	int			rank;
 } ExpiredRow;
 
 static int
@@ -391,7 +491,7 @@ process_feedback(PG_FUNCTION_ARGS)
 									" AND p.served_at < $1 - $2 ORDER BY p.recommendation_id"
 									" LIMIT " CppAsString2(FEEDBACK_BATCH) " FOR UPDATE)"
 									" AND r.status = 'pending'"
-									" RETURNING r.user_id, r.context, r.finalize_seq",
+									" RETURNING r.user_id, r.context, r.finalize_seq, r.rank, r.account_id",
 									2, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "expiring recommendations failed: %s", SPI_result_code_string(ret));
@@ -409,11 +509,13 @@ process_feedback(PG_FUNCTION_ARGS)
 			rows[i].user = SPI_getbinval(tup, desc, 1, &isnull);
 			rows[i].context = SPI_getbinval(tup, desc, 2, &isnull);
 			rows[i].seq = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+			rows[i].rank = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			rows[i].account = SPI_getbinval(tup, desc, 5, &isnull);
 		}
 		/* apply in the order the sequence numbered them */
 		qsort(rows, n, sizeof(ExpiredRow), FeedbackCompareSeq);
 		for (i = 0; i < n; i++)
-			FeedbackApply(&ctx, rows[i].user, rows[i].context, 0.0);
+			FeedbackApply(&ctx, rows[i].user, rows[i].account, rows[i].context, rows[i].rank, 0.0);
 		ctx.expired += n;
 		SPI_freetuptable(tt);
 		pfree(rows);
@@ -430,6 +532,12 @@ process_feedback(PG_FUNCTION_ARGS)
 	SPI_finish();
 	return (Datum) 0;
 }
+
+/*
+ * Replays skip impressions logged with a context of another dimension (by
+ * an icpml version with another context layout; the upgrade finalizes them).
+ */
+#define FEEDBACK_SAME_DIM " AND pg_catalog.cardinality(context) = " CppAsString2(BANDIT_DIM)
 
 /* Replay finalized impressions from a query into states; returns the count. */
 static int64
@@ -469,11 +577,12 @@ FeedbackReplay(const char *sql, bool per_user, const BanditSettings *cfg, Bandit
 			r = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
 			if (isnull)
 				r = 0.0;
+			FeedbackExamine(cfg, DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)), x);
 			if (per_user)
 			{
 				char		next[48];
 
-				BanditUserScope(DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull)), next);
+				BanditUserScope(DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull)), next);
 				if (strcmp(next, scope) != 0)
 				{
 					if (scope[0] != '\0')
@@ -505,7 +614,7 @@ FeedbackReplay(const char *sql, bool per_user, const BanditSettings *cfg, Bandit
 /*
  * rebuild_bandit_state() → bigint
  * Recompute every state row from the finalized log, in finalization order
- * (uses the current lambda, gamma and refactor_every).
+ * (uses the current lambda, gamma, refactor_every and position_bias).
  */
 Datum
 rebuild_bandit_state(PG_FUNCTION_ARGS)
@@ -529,12 +638,34 @@ rebuild_bandit_state(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "clearing icpml.bandit_state failed: %s", SPI_result_code_string(ret));
 
+	/* the per-account sums, from every finalized impression */
+	{
+		Oid			argtype = FLOAT8OID;
+		Datum		arg = Float8GetDatum(cfg->position_bias);
+
+		if (SPI_execute("DELETE FROM icpml.account_feedback", false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "clearing icpml.account_feedback failed");
+		ret = SPI_execute_with_args("INSERT INTO icpml.account_feedback (account_id, impressions, examined, reward)"
+									" SELECT r.account_id, pg_catalog.count(*),"
+									" pg_catalog.sum(CASE WHEN r.rank <= 1 OR $1 <= 0 THEN 1.0::pg_catalog.float8"
+									" ELSE pg_catalog.power(pg_catalog.ln(2.0::pg_catalog.float8)"
+									" / pg_catalog.ln(r.rank + 1.0::pg_catalog.float8), $1) END),"
+									" pg_catalog.sum(COALESCE(r.reward, 0))"
+									" FROM icpml.recommendations AS r WHERE r.finalize_seq IS NOT NULL"
+									" GROUP BY r.account_id ORDER BY r.account_id",
+									1, &argtype, &arg, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "rebuilding icpml.account_feedback failed: %s", SPI_result_code_string(ret));
+	}
+
 	BanditStateInitPrior(&global, "global", BANDIT_DIM, cfg);
-	count = FeedbackReplay("SELECT context, reward FROM icpml.recommendations"
-						   " WHERE finalize_seq IS NOT NULL ORDER BY finalize_seq",
+	count = FeedbackReplay("SELECT context, reward, rank FROM icpml.recommendations"
+						   " WHERE finalize_seq IS NOT NULL" FEEDBACK_SAME_DIM
+						   " ORDER BY finalize_seq",
 						   false, cfg, &global);
-	(void) FeedbackReplay("SELECT context, reward, user_id FROM icpml.recommendations"
-						  " WHERE finalize_seq IS NOT NULL ORDER BY user_id, finalize_seq",
+	(void) FeedbackReplay("SELECT context, reward, rank, user_id FROM icpml.recommendations"
+						  " WHERE finalize_seq IS NOT NULL" FEEDBACK_SAME_DIM
+						  " ORDER BY user_id, finalize_seq",
 						  true, cfg, NULL);
 	BanditStateStore(&global);
 

@@ -23,14 +23,15 @@
  *  3. context   one vector per candidate (bandit.h documents its entries).
  *  4. ranking   in C: theta from the Cholesky factors of the global and the
  *               user's state, then per candidate mu = theta' x and, for
- *               LinUCB, x' A^-1 x by one triangular solve (O(d^2)).
+ *               LinUCB, x' A^-1 x by triangular solves (O(d^2)).
  *  5. logging   one INSERT of the k served rows into icpml.recommendations
  *               (as the owner) with context, score and propensity.
  *
  * Personalisation: the user's state (A_u, b_u) is a ridge regression whose
- * prior is centred on the shared model: theta_u = A_u^-1 (lambda theta_g +
- * b_u), so a user without history gets the shared model, and theta =
- * (1 - w) theta_g + w theta_u, x' A^-1 x blended with the same weights.
+ * prior (strength personalization_prior) is centred on the shared model:
+ * theta_u = A_u^-1 (personalization_prior theta_g + b_u), so a user without
+ * history gets the shared model, and theta = (1 - w) theta_g + w theta_u;
+ * LinUCB's uncertainty is x' A_g^-1 x + w x' A_u^-1 x.
  *
  * Memory: everything lives in the SPI procedure context and goes away at
  * SPI_finish; the result rows are copied into the tuplestore before that.
@@ -62,6 +63,8 @@
 #define RECOMMEND_MAX_K 100
 #define RECOMMEND_MAX_CANDIDATES 5000
 #define RECOMMEND_NATTS 9
+/* impressions read for the fatigue feature (most recent first) */
+#define RECOMMEND_FATIGUE_ROWS 500
 /* extra posterior draws that estimate a Thompson propensity */
 #define RECOMMEND_TS_SAMPLES 20
 #define RECOMMEND_MAX_INDUSTRIES 256
@@ -79,9 +82,13 @@ static const FeatureColumn RecommendColumns[] = {
 	{"company_size", FLOAT8OID},
 	{"funding_date", DATEOID},
 	{"researched_at", TIMESTAMPTZOID},
+	{"tech_stack", TEXTARRAYOID},
 };
 
 static FeatureReader recommend_reader = {RecommendColumns, lengthof(RecommendColumns)};
+
+/* Columns of a feature read: the key, then RecommendColumns. */
+#define RECOMMEND_NCOLS (1 + (int) lengthof(RecommendColumns))
 
 /* Plans over the interactions relation, rebuilt when the GUC changes. */
 static char *interactions_setting = NULL;
@@ -90,6 +97,8 @@ static SPIPlanPtr plan_own = NULL;
 static SPIPlanPtr plan_retrieve = NULL;
 static SPIPlanPtr plan_log = NULL;
 static SPIPlanPtr plan_tiers = NULL;
+static SPIPlanPtr plan_fatigue = NULL;
+static SPIPlanPtr plan_engagement = NULL;
 
 /* One scanned account of account_scores (candidate or not). */
 typedef struct RecRow
@@ -107,6 +116,11 @@ typedef struct RecRow
 	int			size_band;		/* -1 when unknown */
 	double		funding;		/* recent_funding feature */
 	double		research;		/* research_recency feature */
+	int			industry_slot;	/* index in cfg->industries, -1 none */
+	uint32		tech_slots;		/* bit i: tech stack holds cfg->technologies[i] */
+	bool		tech_known;		/* tech stack not NULL */
+	double		fatigue;		/* decayed count of ignored impressions */
+	double		engagement;		/* account_engagement feature */
 	double		own[BANDIT_NOWN_TYPES];
 	int			own_best;		/* best own interaction type, -1 none */
 	bool		dismissed;
@@ -121,6 +135,8 @@ typedef struct AccountEntry
 	bool		seen;			/* feature row read */
 	int			industry;		/* index in the industry list, -1 unknown */
 	int			size_band;
+	uint32		tech_slots;		/* as RecRow.tech_slots */
+	bool		tech_known;		/* its tech stack is not NULL */
 } AccountEntry;
 
 /* One interaction of the user's recent history. */
@@ -168,6 +184,8 @@ typedef struct RecommendCall
 	int			nindustries;
 	int			size_count[CTX_NSIZE_BANDS];
 	int			n_known;		/* history items whose account is visible */
+	int			tech_count[CTX_NTECH_SLOTS];	/* history items using each technology */
+	int			n_tech_known;	/* history items whose account's stack is known */
 	double		mean_reward;
 
 	/* contexts and ranking */
@@ -412,6 +430,36 @@ RecIndustry(RecommendCall *call, const char *name, bool add)
 	return i;
 }
 
+/* Bit mask of the technology slots a tech_stack text[] holds. */
+static uint32
+RecTechSlots(const BanditSettings *cfg, Datum stack)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(stack);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n,
+				i,
+				j;
+	uint32		mask = 0;
+
+	if (ARR_NDIM(arr) == 0)
+		return 0;
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *t;
+
+		if (enulls[i])
+			continue;
+		t = TextDatumGetCString(elems[i]);
+		for (j = 0; j < cfg->n_technologies; j++)
+			if (strcmp(t, cfg->technologies[j]) == 0)
+				mask |= (uint32) 1 << j;
+		pfree(t);
+	}
+	return mask;
+}
+
 /*
  * Read feature rows (as the caller) for ids[0..n-1]; fills the rows and
  * the history entries they belong to.
@@ -435,15 +483,15 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull[9];
-		Datum		v[9];
+		bool		isnull[RECOMMEND_NCOLS];
+		Datum		v[RECOMMEND_NCOLS];
 		int			j;
 		AccountEntry *e;
 		int64		id;
 		char	   *industry = NULL;
 		int			band;
 
-		for (j = 0; j < 9; j++)
+		for (j = 0; j < RECOMMEND_NCOLS; j++)
 			v[j] = SPI_getbinval(tup, desc, j + 1, &isnull[j]);
 		if (isnull[0])
 			continue;
@@ -458,6 +506,8 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 		{
 			e->seen = true;
 			e->size_band = band;
+			e->tech_known = !isnull[9];
+			e->tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
 			if (industry != NULL)
 				e->industry = RecIndustry(call, industry, true);
 		}
@@ -489,8 +539,15 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 			{
 				double		age = Max(0.0, RecAgeDays(call, v[8]));
 
-				r->research = exp(-age / 90.0);
+				r->research = exp(-age / 30.0);
 			}
+			r->industry_slot = -1;
+			if (industry != NULL)
+				for (j = 0; j < call->cfg->n_industries; j++)
+					if (strcmp(industry, call->cfg->industries[j]) == 0)
+						r->industry_slot = j;
+			r->tech_known = !isnull[9];
+			r->tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
@@ -700,7 +757,9 @@ RecommendHistoryStats(RecommendCall *call)
 	double		total = 0.0;
 
 	call->n_known = 0;
+	call->n_tech_known = 0;
 	memset(call->size_count, 0, sizeof(call->size_count));
+	memset(call->tech_count, 0, sizeof(call->tech_count));
 	for (j = 0; j < call->nhist; j++)
 	{
 		HistItem   *h = &call->hist[j];
@@ -712,6 +771,15 @@ RecommendHistoryStats(RecommendCall *call)
 			continue;			/* hidden from the caller, or gone */
 		(void) BanditReward(call->cfg, h->type, &r);
 		call->n_known++;
+		if (e->tech_known)
+		{
+			int			t;
+
+			call->n_tech_known++;
+			for (t = 0; t < CTX_NTECH_SLOTS; t++)
+				if (e->tech_slots & ((uint32) 1 << t))
+					call->tech_count[t]++;
+		}
 		total += r;
 		band = e->row >= 0 ? call->rows[e->row].size_band : e->size_band;
 		if (band >= 0)
@@ -730,6 +798,121 @@ RecommendHistoryStats(RecommendCall *call)
 	call->mean_reward = call->n_known > 0 ? total / call->n_known : 0.0;
 }
 
+/*
+ * Fatigue of every candidate: the user's impressions of it that were not
+ * rewarded (pending or expired), each weighted fatigue_decay ^ (lists served
+ * to the user since, counting the one being built), over the most recent
+ * RECOMMEND_FATIGUE_ROWS impressions (read as the owner: icpml's own log).
+ */
+static void
+RecommendLoadFatigue(RecommendCall *call)
+{
+	Datum		args[2];
+	int			ret;
+	uint64		i;
+	Oid			saveUserId;
+	int			saveSecContext;
+	double		weight = 1.0;
+	TimestampTz last = 0;
+
+	if (call->ncand == 0 || call->cfg->fatigue_decay <= 0.0)
+		return;
+	if (plan_fatigue == NULL)
+	{
+		Oid			argtypes[2] = {UUIDOID, INT4OID};
+
+		plan_fatigue = BanditKeepPlan("SELECT r.account_id, r.served_at, r.status = 'rewarded'"
+									  " FROM icpml.recommendations AS r WHERE r.user_id = $1"
+									  " ORDER BY r.served_at DESC LIMIT $2", 2, argtypes, 0);
+	}
+	args[0] = UUIDPGetDatum(call->user);
+	args[1] = Int32GetDatum(RECOMMEND_FATIGUE_ROWS);
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	ret = SPI_execute_plan(plan_fatigue, args, NULL, true, 0);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the recommendation log failed: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n1,
+					n2,
+					n3;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &n1));
+		TimestampTz served = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &n2));
+		bool		rewarded = DatumGetBool(SPI_getbinval(tup, desc, 3, &n3));
+		AccountEntry *e;
+
+		if (i == 0 || served != last)
+		{
+			weight *= call->cfg->fatigue_decay; /* one more list since */
+			last = served;
+			if (weight < 1e-4)
+				break;
+		}
+		if (rewarded)
+			continue;
+		e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+		if (e != NULL && e->row >= 0)
+			call->rows[e->row].fatigue += weight;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Every candidate's account_engagement: what all users did with it when it
+ * was recommended (icpml.account_feedback, read as the owner).
+ */
+static void
+RecommendLoadEngagement(RecommendCall *call)
+{
+	Datum	   *ids;
+	Datum		arg;
+	int			ret,
+				c;
+	uint64		i;
+	Oid			saveUserId;
+	int			saveSecContext;
+
+	if (call->ncand == 0)
+		return;
+	if (plan_engagement == NULL)
+	{
+		Oid			argtype = INT8ARRAYOID;
+
+		plan_engagement = BanditKeepPlan("SELECT f.account_id, f.examined, f.reward"
+										 " FROM icpml.account_feedback AS f"
+										 " WHERE f.account_id = ANY ($1)", 1, &argtype, 0);
+	}
+	ids = palloc(sizeof(Datum) * call->ncand);
+	for (c = 0; c < call->ncand; c++)
+		ids[c] = Int64GetDatum(call->rows[call->cand[c]].account_id);
+	arg = PointerGetDatum(construct_array(ids, call->ncand, INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	ret = SPI_execute_plan(plan_engagement, &arg, NULL, true, 0);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading icpml.account_feedback failed: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n1,
+					n2,
+					n3;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &n1));
+		double		examined = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &n2));
+		double		reward = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &n3));
+		AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+
+		if (e != NULL && e->row >= 0 && examined >= 0.0)
+			call->rows[e->row].engagement = Min(1.0, Max(0.0, reward / (examined + 3.0)));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
 /* Phase 3: the context vector of every candidate. */
 static void
 RecommendContexts(RecommendCall *call)
@@ -737,6 +920,26 @@ RecommendContexts(RecommendCall *call)
 	int			c,
 				t;
 	double		activity = 1.0 - exp(-call->n_30d / 20.0);
+	double		tech_lift[CTX_NTECH_SLOTS];
+	int			tech_cand[CTX_NTECH_SLOTS];
+	int			n_stack = 0;
+
+	/* share of the user's history using each technology, over the candidates' */
+	memset(tech_cand, 0, sizeof(tech_cand));
+	for (c = 0; c < call->ncand; c++)
+	{
+		RecRow	   *r = &call->rows[call->cand[c]];
+
+		if (!r->tech_known)
+			continue;
+		n_stack++;
+		for (t = 0; t < CTX_NTECH_SLOTS; t++)
+			if (r->tech_slots & ((uint32) 1 << t))
+				tech_cand[t]++;
+	}
+	for (t = 0; t < CTX_NTECH_SLOTS; t++)
+		tech_lift[t] = call->n_tech_known > 0 && n_stack > 0 ?
+			(double) call->tech_count[t] / call->n_tech_known - (double) tech_cand[t] / n_stack : 0.0;
 
 	call->X = palloc0(sizeof(double) * call->ncand * BANDIT_DIM);
 	for (c = 0; c < call->ncand; c++)
@@ -747,6 +950,11 @@ RecommendContexts(RecommendCall *call)
 
 		x[CTX_BIAS] = 1.0;
 		x[CTX_ICP] = Min(1.0, Max(0.0, r->probability));
+		{
+			double		p = Min(1.0 - 1e-6, Max(1e-6, r->probability));
+
+			x[CTX_ICP_LOGIT] = Min(1.0, Max(0.0, (log(p / (1.0 - p)) + 6.0) / 12.0));
+		}
 		x[CTX_ENG_ROLES] = RecLogScale(r->eng_roles, 50.0);
 		x[CTX_OPEN_ENG] = r->hiring ? 1.0 : 0.0;
 		x[CTX_OPEN_ROLES] = RecLogScale(r->open_roles, 200.0);
@@ -758,6 +966,22 @@ RecommendContexts(RecommendCall *call)
 		for (t = 0; t < BANDIT_NOWN_TYPES; t++)
 			x[CTX_OWN + t] = 1.0 - exp(-r->own[t]);
 		x[CTX_DISMISSED] = r->dismissed ? 1.0 : 0.0;
+		x[CTX_FATIGUE] = 1.0 - exp(-r->fatigue / 10.0);
+		x[CTX_FATIGUE_ICP] = x[CTX_FATIGUE] * x[CTX_ICP];
+		if (r->industry_slot >= 0)
+			x[CTX_INDUSTRY_SLOT + r->industry_slot] = 1.0;
+		{
+			double		lift = 0.0;
+
+			for (t = 0; t < CTX_NTECH_SLOTS; t++)
+				if (r->tech_slots & ((uint32) 1 << t))
+				{
+					x[CTX_TECH_SLOT + t] = 1.0;
+					lift += tech_lift[t];
+				}
+			x[CTX_TECH_AFFINITY] = 0.5 + 0.5 * Min(1.0, Max(-1.0, lift));
+		}
+		x[CTX_ACCOUNT_ENGAGEMENT] = r->engagement;
 		if (call->n_known > 0)
 		{
 			double		n_ind = ind >= 0 ? call->industries[ind].n : 0;
@@ -841,7 +1065,7 @@ RecThompsonTheta(RecommendCall *call, const BanditState *g, const BanditState *u
 		return;
 	}
 	for (i = 0; i < d; i++)
-		rhs[i] = call->cfg->lambda * tg[i] + u->b[i];
+		rhs[i] = call->cfg->personalization_prior * tg[i] + u->b[i];
 	BanditSolve(u->L, rhs, tu_mean, d);
 	RecDrawTheta(u, tu_mean, call->cfg->v, &call->rng, tu);
 	for (i = 0; i < d; i++)
@@ -886,7 +1110,7 @@ RecommendRank(RecommendCall *call)
 
 	BanditSolve(g.L, g.b, theta_g, d);
 	for (i = 0; i < d; i++)
-		rhs[i] = cfg->lambda * theta_g[i] + u.b[i];
+		rhs[i] = cfg->personalization_prior * theta_g[i] + u.b[i];
 	BanditSolve(u.L, rhs, theta_u, d);
 	for (i = 0; i < d; i++)
 		call->theta[i] = (1.0 - w) * theta_g[i] + w * theta_u[i];
@@ -900,10 +1124,15 @@ RecommendRank(RecommendCall *call)
 			for (c = 0; c < call->ncand; c++)
 			{
 				const double *x = call->X + c * d;
-				double		q = BanditQuadForm(g.L, x, d);
+				double		q;
 
+				/*
+				 * the shared model's uncertainty plus the user's deviation
+				 * from it (the user's prior is centred on the shared model)
+				 */
+				q = BanditQuadForm(g.L, x, d);
 				if (w > 0.0)
-					q = (1.0 - w) * q + w * BanditQuadForm(u.L, x, d);
+					q += w * BanditQuadForm(u.L, x, d);
 				call->explore[c] = cfg->alpha * sqrt(Max(q, 0.0));
 				call->score[c] = call->mu[c] + call->explore[c];
 			}
@@ -1111,6 +1340,17 @@ RecVerb(int t)
 	return verbs[t];
 }
 
+/* Name of context entry i; vocabulary slots name their value. */
+static const char *
+RecSignalName(const BanditSettings *cfg, int i)
+{
+	if (i >= CTX_INDUSTRY_SLOT && i < CTX_INDUSTRY_SLOT + cfg->n_industries)
+		return psprintf("industry=%s", cfg->industries[i - CTX_INDUSTRY_SLOT]);
+	if (i >= CTX_TECH_SLOT && i < CTX_TECH_SLOT + cfg->n_technologies)
+		return psprintf("technology=%s", cfg->technologies[i - CTX_TECH_SLOT]);
+	return BanditContextNames[i];
+}
+
 /* The reason jsonb of one listed candidate. */
 static Jsonb *
 RecommendReason(RecommendCall *call, int c, bool explored)
@@ -1170,8 +1410,10 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	{
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "{\"signal\":\"%s\",\"value\":%.4f,\"contribution\":%.4f}",
-						 BanditContextNames[order[i]], x[order[i]], contrib[order[i]]);
+		appendStringInfoString(&buf, "{\"signal\":");
+		escape_json(&buf, RecSignalName(call->cfg, order[i]));
+		appendStringInfo(&buf, ",\"value\":%.4f,\"contribution\":%.4f}",
+						 x[order[i]], contrib[order[i]]);
 	}
 	appendStringInfo(&buf, "],\"exploration\":%s,\"policy\":\"%s\"}",
 					 explored ? "true" : "false", BanditPolicyName(call->policy));
@@ -1322,6 +1564,8 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	RecommendLoadHistory(call);
 	RecommendRetrieve(call);
 	RecommendHistoryStats(call);
+	RecommendLoadFatigue(call);
+	RecommendLoadEngagement(call);
 	RecommendContexts(call);
 	RecommendRank(call);
 

@@ -325,6 +325,34 @@ ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
 }
 
 /*
+ * The first score_all() also fills the recommender's industry and technology
+ * vocabularies (icpml.set_bandit_vocabulary(), as the caller) while they
+ * were never set, so that the context's one-hot slots mean something.
+ */
+static void
+ScoreAllFillVocabulary(void)
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+	bool		unset = false;
+
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	ret = SPI_execute("SELECT industries IS NULL AND technologies IS NULL FROM icpml.bandit_settings",
+					  true, 0);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		unset = !isnull && DatumGetBool(d);
+	}
+	if (unset && SPI_execute("SELECT FROM icpml.set_bandit_vocabulary()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "filling the recommender vocabulary failed");
+}
+
+/*
  * score_all(batch_size integer) → bigint
  * Score every row of the scorer's relation (read as the caller through a
  * cursor) and make icpml.account_scores hold exactly those rows.
@@ -426,6 +454,8 @@ score_all(PG_FUNCTION_ARGS)
 	if (SPI_execute_plan(prune, &atarg, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pruning icpml.account_scores failed");
 	CatalogRestoreUser(saveUserId, saveSecContext);
+
+	ScoreAllFillVocabulary();
 
 	SPI_finish();
 	PG_RETURN_INT64(total);

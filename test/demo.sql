@@ -73,8 +73,16 @@ SELECT status, count(*), round(avg(reward)::numeric, 2) AS mean_reward
 FROM icpml.recommendations GROUP BY status ORDER BY status;
 SELECT scope, n AS updates, version FROM icpml.bandit_state ORDER BY scope LIMIT 3;
 \echo 'the next list (contacted/met accounts are excluded, dismissed ones too):'
+CREATE TEMP TABLE next_list AS SELECT * FROM icpml.recommend_accounts(:'demo_user', 8, seed => 2);
 SELECT rank, account_id, round(score::numeric, 3) AS score, icp_score, priority, reason->>'summary' AS why
-FROM icpml.recommend_accounts(:'demo_user', 8, seed => 2);
+FROM next_list ORDER BY rank;
+\echo 'why the first one: the largest terms of its expected reward (64-entry context: ICP, signals,'
+\echo 'intent, fatigue, the user''s history, industry/technology slots, what all users did with it):'
+SELECT s->>'signal' AS signal, s->>'value' AS value, s->>'contribution' AS contribution
+FROM next_list, jsonb_array_elements(reason->'top_signals') s WHERE rank = 1;
+\echo 'the vocabulary of the industry and technology slots (filled by the first score_all()):'
+SELECT array_to_string(industries, ', ') AS industries, array_to_string(technologies[1:8], ', ') || ', ...' AS technologies
+FROM icpml.bandit_settings;
 
 \echo
 \echo '== 8. Nightly retraining with pg_cron'

@@ -30,11 +30,19 @@ CREATE TABLE icpml.bandit_settings (
   gamma                  double precision NOT NULL DEFAULT 1.0 CHECK (gamma > 0 AND gamma <= 1),
   refactor_every         integer NOT NULL DEFAULT 100 CHECK (refactor_every >= 1),
   personalization        boolean NOT NULL DEFAULT true,
-  personalization_weight double precision NOT NULL DEFAULT 0.5
+  personalization_weight double precision NOT NULL DEFAULT 1.0
                            CHECK (personalization_weight BETWEEN 0 AND 1),
   exclude_dismissed      boolean NOT NULL DEFAULT true,
   exclude_worked_types   text[] NOT NULL DEFAULT '{contact,meeting}',
-  history_limit          integer NOT NULL DEFAULT 200 CHECK (history_limit BETWEEN 0 AND 100000)
+  history_limit          integer NOT NULL DEFAULT 200 CHECK (history_limit BETWEEN 0 AND 100000),
+  fatigue_decay          double precision NOT NULL DEFAULT 0.9
+                           CHECK (fatigue_decay >= 0 AND fatigue_decay < 1),
+  position_bias          double precision NOT NULL DEFAULT 1.0
+                           CHECK (position_bias BETWEEN 0 AND 4),
+  industries             text[] CHECK (pg_catalog.cardinality(industries) <= 12),
+  technologies           text[] CHECK (pg_catalog.cardinality(technologies) <= 24),
+  personalization_prior  double precision NOT NULL DEFAULT 300.0
+                           CHECK (personalization_prior > 0 AND personalization_prior < 'Infinity')
 );
 
 COMMENT ON TABLE icpml.bandit_settings IS
@@ -48,7 +56,7 @@ COMMENT ON COLUMN icpml.bandit_settings.v IS
 COMMENT ON COLUMN icpml.bandit_settings.epsilon IS
   'epsilon_greedy: each slot is a uniformly random remaining candidate with probability epsilon';
 COMMENT ON COLUMN icpml.bandit_settings.lambda IS
-  'Ridge prior: a new state starts at A = lambda * I (changing it needs rebuild_bandit_state())';
+  'Ridge prior of the shared model: its state starts at A = lambda * I (changing it needs rebuild_bandit_state())';
 COMMENT ON COLUMN icpml.bandit_settings.icp_prior IS
   'Prior mean of the shared model''s weight on the ICP probability: before any feedback the expected reward is icp_prior * probability (changing it needs rebuild_bandit_state())';
 COMMENT ON COLUMN icpml.bandit_settings.candidates IS
@@ -63,12 +71,22 @@ COMMENT ON COLUMN icpml.bandit_settings.personalization IS
   'Blend a per-user model (prior centred on the shared model) into the shared model';
 COMMENT ON COLUMN icpml.bandit_settings.personalization_weight IS
   'Weight w of the per-user model: theta = (1 - w) * theta_global + w * theta_user';
+COMMENT ON COLUMN icpml.bandit_settings.personalization_prior IS
+  'Ridge strength of a user''s model around the shared model: theta_user = (personalization_prior I + sum x x'')^-1 (personalization_prior theta_global + sum r x); larger = more data before a user departs from the shared model (changing it needs rebuild_bandit_state())';
 COMMENT ON COLUMN icpml.bandit_settings.exclude_dismissed IS
   'Never recommend an account the user dismissed';
 COMMENT ON COLUMN icpml.bandit_settings.exclude_worked_types IS
   'Never recommend an account the user already has an interaction of one of these types with';
 COMMENT ON COLUMN icpml.bandit_settings.history_limit IS
   'How many of the user''s most recent interactions feed the user-level context features';
+COMMENT ON COLUMN icpml.bandit_settings.fatigue_decay IS
+  'Fatigue: an impression the user did not act on counts fatigue_decay ^ (lists served to the user since) towards the fatigue feature of that account';
+COMMENT ON COLUMN icpml.bandit_settings.position_bias IS
+  'Position-based model: rank r is examined with probability (1 / log2(r + 1)) ^ position_bias, and an impression updates the bandit with its context scaled by that (0 = no correction; changing it needs rebuild_bandit_state())';
+COMMENT ON COLUMN icpml.bandit_settings.industries IS
+  'Industry vocabulary: context slot i is 1 for accounts of industries[i] (at most 12; NULL until set_bandit_vocabulary() or score_all() fills it)';
+COMMENT ON COLUMN icpml.bandit_settings.technologies IS
+  'Technology vocabulary: context slot i is 1 when the account''s tech_stack holds technologies[i] (at most 24)';
 
 INSERT INTO icpml.bandit_settings DEFAULT VALUES;
 
@@ -110,6 +128,16 @@ CREATE TABLE icpml.bandit_state (
 
 COMMENT ON TABLE icpml.bandit_state IS
   'Sufficient statistics of the ridge-regression bandit: A = lambda I + sum x x'' (dim x dim), b = sum r x, chol = lower Cholesky factor of A, n = updates; scope global (shared model) or user:<uuid> (personalisation)';
+
+CREATE TABLE icpml.account_feedback (
+  account_id  bigint PRIMARY KEY,
+  impressions bigint NOT NULL CHECK (impressions >= 0),
+  examined    double precision NOT NULL CHECK (examined >= 0),
+  reward      double precision NOT NULL
+);
+
+COMMENT ON TABLE icpml.account_feedback IS
+  'What every user did with an account when it was recommended, summed over its finalized impressions: impressions, examined (each weighted by the examination probability of its rank) and reward; feeds the context''s account_engagement (rebuild_bandit_state() recomputes it)';
 
 CREATE SEQUENCE icpml.recommendations_finalize_seq;
 
@@ -238,3 +266,82 @@ $$;
 
 COMMENT ON FUNCTION icpml.disable_online_feedback() IS
   'Remove the feedback trigger from icpml.interactions_relation (use process_feedback() from pg_cron instead)';
+
+-- The industry and technology vocabularies of the context's one-hot slots.
+-- Reads the feature relation as the caller; a column the relation does not
+-- have gives an empty vocabulary.  Changing a vocabulary the bandit has
+-- already learned with changes what its weights mean, so it needs reset.
+CREATE FUNCTION icpml.set_bandit_vocabulary(
+  industries text[] DEFAULT NULL,
+  technologies text[] DEFAULT NULL,
+  reset boolean DEFAULT false)
+RETURNS TABLE(industry_slots text[], technology_slots text[])
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+  rel regclass;
+  v_ind text[] := industries;
+  v_tech text[] := technologies;
+  old_ind text[];
+  old_tech text[];
+  learned boolean;
+BEGIN
+  IF v_ind IS NULL OR v_tech IS NULL THEN
+    rel := pg_catalog.current_setting('icpml.feature_relation')::regclass;
+  END IF;
+  IF v_ind IS NULL THEN
+    v_ind := '{}';
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute
+               WHERE attrelid = rel AND attname = 'industry' AND attnum > 0 AND NOT attisdropped) THEN
+      EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT f.industry::pg_catalog.text AS v,'
+        ' pg_catalog.count(*) AS n FROM %s AS f WHERE f.industry IS NOT NULL GROUP BY 1'
+        ' ORDER BY 2 DESC, 1 LIMIT 12) AS s', rel) INTO v_ind;
+    END IF;
+  END IF;
+  IF v_tech IS NULL THEN
+    v_tech := '{}';
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute
+               WHERE attrelid = rel AND attname = 'tech_stack' AND attnum > 0 AND NOT attisdropped) THEN
+      EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT t.v, pg_catalog.count(*) AS n'
+        ' FROM %s AS f, pg_catalog.unnest(f.tech_stack::pg_catalog.text[]) AS t(v)'
+        ' WHERE t.v IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 24) AS s', rel) INTO v_tech;
+    END IF;
+  END IF;
+  v_ind := COALESCE(v_ind, '{}');
+  v_tech := COALESCE(v_tech, '{}');
+  IF pg_catalog.cardinality(v_ind) > 12 OR pg_catalog.cardinality(v_tech) > 24 THEN
+    RAISE EXCEPTION 'too many vocabulary entries: % industries, % technologies',
+        pg_catalog.cardinality(v_ind), pg_catalog.cardinality(v_tech)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The context has 12 industry slots and 24 technology slots; pass the most common ones.';
+  END IF;
+  IF pg_catalog.array_position(v_ind, NULL) IS NOT NULL OR pg_catalog.array_position(v_tech, NULL) IS NOT NULL
+     OR (SELECT pg_catalog.count(DISTINCT e) <> pg_catalog.cardinality(v_ind) FROM pg_catalog.unnest(v_ind) AS e)
+     OR (SELECT pg_catalog.count(DISTINCT e) <> pg_catalog.cardinality(v_tech) FROM pg_catalog.unnest(v_tech) AS e) THEN
+    RAISE EXCEPTION 'vocabulary entries must be distinct and not NULL'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+
+  SELECT s.industries, s.technologies INTO old_ind, old_tech
+  FROM icpml.bandit_settings AS s FOR UPDATE;
+  IF old_ind IS DISTINCT FROM v_ind OR old_tech IS DISTINCT FROM v_tech THEN
+    learned := EXISTS (SELECT FROM icpml.bandit_state AS st WHERE st.n > 0);
+    IF learned AND (old_ind IS NOT NULL OR old_tech IS NOT NULL) AND NOT reset THEN
+      RAISE EXCEPTION 'the bandit has learned with another vocabulary'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Pass reset => true to restart the bandit from its prior (icpml.recommendations is kept), or keep the current vocabulary.';
+    END IF;
+    IF reset THEN
+      DELETE FROM icpml.bandit_state;
+    END IF;
+    UPDATE icpml.bandit_settings AS s SET industries = v_ind, technologies = v_tech;
+  END IF;
+  RETURN QUERY SELECT v_ind, v_tech;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.set_bandit_vocabulary(text[], text[], boolean) IS
+  'Set the industry (<= 12) and technology (<= 24) vocabularies of the recommender''s context; NULL derives the most frequent from icpml.feature_relation; reset => true clears the bandit state when the vocabulary changes';
