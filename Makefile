@@ -6,9 +6,15 @@ MODULE_big = icpml
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is assembled from one part per module (sql/parts/NN_*.sql).
+# Install scripts of released versions are kept, frozen, in sql/frozen/ so that
+# CREATE EXTENSION icpml VERSION 'A' works; sql/icpml--A--B.sql upgrade them.
+# sql/frozen/icpml--0.1.0.sql is exactly what this rule built at commit 375c8d7:
+#   for f in $(git ls-tree --name-only 375c8d7 sql/parts/ | LC_ALL=C sort); do
+#     git show 375c8d7:$f; done > sql/frozen/icpml--0.1.0.sql
 SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) \
+DATA = $(wildcard sql/frozen/$(EXTENSION)--*.sql) \
+	$(wildcard sql/$(EXTENSION)--*--*.sql) \
 	$(wildcard reference/*.sql)
 
 # pg_regress: sql/NAME.sql against expected/NAME.out (install scripts excluded)
