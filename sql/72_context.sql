@@ -86,7 +86,8 @@ SELECT icpml.rebuild_bandit_state();
 
 -- account engagement: every user's feedback summed per account (examined
 -- weighted like the update), and another user's context reads it as
--- reward / (examined + 3)
+-- (reward + 3 m0) / (examined + 3), m0 = the candidates' pooled rate
+-- 0.1 / (1 + 0.6309 + 0.5) = 0.0469: an account nobody has seen gets m0
 SELECT l3.rank, f.impressions, round(f.examined::numeric, 4) AS examined, f.reward
 FROM l3 JOIN icpml.account_feedback f USING (account_id) ORDER BY l3.rank;
 CREATE TEMP TABLE ld AS
@@ -95,7 +96,7 @@ SELECT l3.rank, round(r.context[64]::numeric, 4) AS account_engagement
 FROM ld JOIN icpml.recommendations r USING (recommendation_id)
 JOIN l3 ON l3.account_id = ld.account_id
 ORDER BY l3.rank;
-SELECT count(*) FILTER (WHERE r.context[64] > 0) AS engaged_others
+SELECT count(*) AS unseen, count(*) FILTER (WHERE round(r.context[64]::numeric, 4) = 0.0469) AS at_m0
 FROM ld JOIN icpml.recommendations r USING (recommendation_id)
 WHERE ld.account_id NOT IN (SELECT account_id FROM l3);
 -- rebuild recomputes the sums from the log: the same numbers

@@ -54,9 +54,13 @@
  *   27..38 industry slots        1 when the industry is bandit_settings.industries[i]
  *   39..62 technology slots      1 when the tech stack holds technologies[i]
  *   63 account_engagement        what all users did with the account when it
- *                                was recommended: reward / (examined + 3),
- *                                capped at 1 (icpml.account_feedback; examined
- *                                = impressions weighted by examination(rank))
+ *                                was recommended: (reward + 3 m0) / (examined
+ *                                + 3), capped at 1 (icpml.account_feedback;
+ *                                examined = impressions weighted by
+ *                                examination(rank); m0 = the candidates'
+ *                                pooled reward / examined).  LinUCB adds its
+ *                                standard error to the uncertainty, Thompson
+ *                                sampling draws it.
  */
 #define BANDIT_DIM 64
 

@@ -121,6 +121,7 @@ typedef struct RecRow
 	bool		tech_known;		/* tech stack not NULL */
 	double		fatigue;		/* decayed count of ignored impressions */
 	double		engagement;		/* account_engagement feature */
+	double		engagement_sd;	/* its standard error */
 	double		own[BANDIT_NOWN_TYPES];
 	int			own_best;		/* best own interaction type, -1 none */
 	bool		dismissed;
@@ -193,6 +194,7 @@ typedef struct RecommendCall
 	double	   *mu;
 	double	   *score;
 	double	   *explore;
+	double	   *eng_sd;			/* per candidate: standard error of account_engagement */
 	double		theta[BANDIT_DIM];
 	int			chosen[RECOMMEND_MAX_K];
 	double		propensity[RECOMMEND_MAX_K];
@@ -874,6 +876,12 @@ RecommendLoadEngagement(RecommendCall *call)
 	uint64		i;
 	Oid			saveUserId;
 	int			saveSecContext;
+	double	   *examined,
+			   *reward,
+				sum_e = 0.0,
+				sum_r = 0.0,
+				m0,
+				v0;
 
 	if (call->ncand == 0)
 		return;
@@ -895,6 +903,8 @@ RecommendLoadEngagement(RecommendCall *call)
 	CatalogRestoreUser(saveUserId, saveSecContext);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading icpml.account_feedback failed: %s", SPI_result_code_string(ret));
+	examined = palloc0(sizeof(double) * call->nrows);
+	reward = palloc0(sizeof(double) * call->nrows);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -903,14 +913,36 @@ RecommendLoadEngagement(RecommendCall *call)
 					n2,
 					n3;
 		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &n1));
-		double		examined = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &n2));
-		double		reward = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &n3));
+		double		ex = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &n2));
+		double		rw = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &n3));
 		AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
 
-		if (e != NULL && e->row >= 0 && examined >= 0.0)
-			call->rows[e->row].engagement = Min(1.0, Max(0.0, reward / (examined + 3.0)));
+		if (e != NULL && e->row >= 0 && ex >= 0.0 && !n2 && !n3)
+		{
+			examined[e->row] = ex;
+			reward[e->row] = rw;
+			sum_e += ex;
+			sum_r += rw;
+		}
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	/*
+	 * Shrink each account towards the candidates' pooled rate m0 (3 pseudo
+	 * impressions), so that an account nobody has seen yet is average, not
+	 * bad; its standard error sqrt(m0 (1 - m0) / (examined + 3)) bounds the
+	 * spread of rewards in [0, 1] with mean m0.
+	 */
+	m0 = sum_e >= 1.0 ? Min(1.0, Max(0.0, sum_r / sum_e)) : 0.0;
+	v0 = Max(m0 * (1.0 - m0), 1e-6);
+	for (c = 0; c < call->ncand; c++)
+	{
+		int			j = call->cand[c];
+		RecRow	   *r = &call->rows[j];
+
+		r->engagement = Min(1.0, Max(0.0, (reward[j] + 3.0 * m0) / (examined[j] + 3.0)));
+		r->engagement_sd = sqrt(v0 / (examined[j] + 3.0));
+	}
 }
 
 /* Phase 3: the context vector of every candidate. */
@@ -942,6 +974,7 @@ RecommendContexts(RecommendCall *call)
 			(double) call->tech_count[t] / call->n_tech_known - (double) tech_cand[t] / n_stack : 0.0;
 
 	call->X = palloc0(sizeof(double) * call->ncand * BANDIT_DIM);
+	call->eng_sd = palloc0(sizeof(double) * Max(call->ncand, 1));
 	for (c = 0; c < call->ncand; c++)
 	{
 		RecRow	   *r = &call->rows[call->cand[c]];
@@ -982,6 +1015,7 @@ RecommendContexts(RecommendCall *call)
 			x[CTX_TECH_AFFINITY] = 0.5 + 0.5 * Min(1.0, Max(-1.0, lift));
 		}
 		x[CTX_ACCOUNT_ENGAGEMENT] = r->engagement;
+		call->eng_sd[c] = r->engagement_sd;
 		if (call->n_known > 0)
 		{
 			double		n_ind = ind >= 0 ? call->industries[ind].n : 0;
@@ -1072,6 +1106,20 @@ RecThompsonTheta(RecommendCall *call, const BanditState *g, const BanditState *u
 		out[i] = (1.0 - w) * tg[i] + w * tu[i];
 }
 
+/*
+ * Thompson scores of one posterior draw th: th' x, with each account's
+ * engagement drawn from its own posterior (mean x[engagement], sd eng_sd).
+ */
+static void
+RecThompsonScores(RecommendCall *call, const double *th, double *out)
+{
+	int			c;
+
+	for (c = 0; c < call->ncand; c++)
+		out[c] = BanditDot(th, call->X + c * BANDIT_DIM, BANDIT_DIM) +
+			th[CTX_ACCOUNT_ENGAGEMENT] * call->eng_sd[c] * BanditNormal(&call->rng);
+}
+
 /* Phase 4: score the candidates under the policy and choose k of them. */
 static void
 RecommendRank(RecommendCall *call)
@@ -1084,6 +1132,7 @@ RecommendRank(RecommendCall *call)
 	double		theta_u[BANDIT_MAX_DIM];
 	double		rhs[BANDIT_MAX_DIM];
 	double		w = cfg->personalization ? cfg->personalization_weight : 0.0;
+	double		eng_w;
 	int			d = BANDIT_DIM;
 	int			c,
 				i,
@@ -1117,6 +1166,7 @@ RecommendRank(RecommendCall *call)
 
 	for (c = 0; c < call->ncand; c++)
 		call->mu[c] = BanditDot(call->theta, call->X + c * d, d);
+	eng_w = call->theta[CTX_ACCOUNT_ENGAGEMENT];
 
 	switch (call->policy)
 	{
@@ -1133,6 +1183,8 @@ RecommendRank(RecommendCall *call)
 				q = BanditQuadForm(g.L, x, d);
 				if (w > 0.0)
 					q += w * BanditQuadForm(u.L, x, d);
+				/* and that of the account's engagement estimate */
+				q += eng_w * eng_w * call->eng_sd[c] * call->eng_sd[c];
 				call->explore[c] = cfg->alpha * sqrt(Max(q, 0.0));
 				call->score[c] = call->mu[c] + call->explore[c];
 			}
@@ -1142,11 +1194,9 @@ RecommendRank(RecommendCall *call)
 				double		th[BANDIT_MAX_DIM];
 
 				RecThompsonTheta(call, &g, &u, theta_g, w, th);
+				RecThompsonScores(call, th, call->score);
 				for (c = 0; c < call->ncand; c++)
-				{
-					call->score[c] = BanditDot(th, call->X + c * d, d);
 					call->explore[c] = call->score[c] - call->mu[c];
-				}
 			}
 			break;
 		case POLICY_ICP:
@@ -1234,8 +1284,7 @@ RecommendRank(RecommendCall *call)
 			int			ntop = 0;
 
 			RecThompsonTheta(call, &g, &u, theta_g, w, th);
-			for (c = 0; c < call->ncand; c++)
-				s[c] = BanditDot(th, call->X + c * d, d);
+			RecThompsonScores(call, th, s);
 			/* this draw's top kk, best first (insertion into a short list) */
 			for (c = 0; c < call->ncand; c++)
 			{
