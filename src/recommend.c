@@ -800,6 +800,21 @@ RecommendHistoryStats(RecommendCall *call)
 	call->mean_reward = call->n_known > 0 ? total / call->n_known : 0.0;
 }
 
+/* Run a read-only plan over one of icpml's own tables as the extension owner. */
+static void
+RecOwnerSelect(SPIPlanPtr plan, Datum *args, const char *table)
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			ret;
+
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	ret = SPI_execute_plan(plan, args, NULL, true, 0);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading %s failed: %s", table, SPI_result_code_string(ret));
+}
+
 /*
  * Fatigue of every candidate: the user's impressions of it that were not
  * rewarded (pending or expired), each weighted fatigue_decay ^ (lists served
@@ -810,10 +825,7 @@ static void
 RecommendLoadFatigue(RecommendCall *call)
 {
 	Datum		args[2];
-	int			ret;
 	uint64		i;
-	Oid			saveUserId;
-	int			saveSecContext;
 	double		weight = 1.0;
 	TimestampTz last = 0;
 
@@ -829,11 +841,7 @@ RecommendLoadFatigue(RecommendCall *call)
 	}
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(RECOMMEND_FATIGUE_ROWS);
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan_fatigue, args, NULL, true, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading the recommendation log failed: %s", SPI_result_code_string(ret));
+	RecOwnerSelect(plan_fatigue, args, "icpml.recommendations");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -871,11 +879,8 @@ RecommendLoadEngagement(RecommendCall *call)
 {
 	Datum	   *ids;
 	Datum		arg;
-	int			ret,
-				c;
+	int			c;
 	uint64		i;
-	Oid			saveUserId;
-	int			saveSecContext;
 	double	   *examined,
 			   *reward,
 				sum_e = 0.0,
@@ -898,11 +903,7 @@ RecommendLoadEngagement(RecommendCall *call)
 		ids[c] = Int64GetDatum(call->rows[call->cand[c]].account_id);
 	arg = PointerGetDatum(construct_array(ids, call->ncand, INT8OID, 8, FLOAT8PASSBYVAL,
 										  TYPALIGN_DOUBLE));
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan_engagement, &arg, NULL, true, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading icpml.account_feedback failed: %s", SPI_result_code_string(ret));
+	RecOwnerSelect(plan_engagement, &arg, "icpml.account_feedback");
 	examined = palloc0(sizeof(double) * call->nrows);
 	reward = palloc0(sizeof(double) * call->nrows);
 	for (i = 0; i < SPI_processed; i++)
