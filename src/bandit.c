@@ -61,7 +61,7 @@ const char *const BanditContextNames[BANDIT_DIM] = {
 	"you_met",
 	"you_dismissed",
 	"fatigue",
-	"fatigue_x_icp",
+	"ignored",
 	"industry_share",
 	"industry_reward",
 	"size_band_share",

@@ -38,7 +38,9 @@
  *   20 fatigue                   1 - exp(-f / 10), f = sum over this user's
  *                                unrewarded impressions of the account of
  *                                fatigue_decay ^ (lists served to the user since)
- *   21 fatigue_x_icp             fatigue * icp_probability
+ *   21 ignored                   1 - exp(-e / 3), e = sum over the same impressions
+ *                                of examination(rank), not decayed: evidence
+ *                                that this user does not want the account
  *   22 industry_share            share of the user's recent interactions with
  *                                accounts of this industry
  *   23 industry_reward           mean reward of those, shrunk towards the
@@ -78,7 +80,7 @@
 #define CTX_OWN 14
 #define CTX_DISMISSED 19
 #define CTX_FATIGUE 20
-#define CTX_FATIGUE_ICP 21
+#define CTX_IGNORED 21
 #define CTX_INDUSTRY_SHARE 22
 #define CTX_INDUSTRY_REWARD 23
 #define CTX_SIZE_SHARE 24

@@ -120,6 +120,7 @@ typedef struct RecRow
 	uint32		tech_slots;		/* bit i: tech stack holds cfg->technologies[i] */
 	bool		tech_known;		/* tech stack not NULL */
 	double		fatigue;		/* decayed count of ignored impressions */
+	double		ignored;		/* ignored impressions weighted by examination */
 	double		engagement;		/* account_engagement feature */
 	double		engagement_sd;	/* its standard error */
 	double		own[BANDIT_NOWN_TYPES];
@@ -816,10 +817,12 @@ RecOwnerSelect(SPIPlanPtr plan, Datum *args, const char *table)
 }
 
 /*
- * Fatigue of every candidate: the user's impressions of it that were not
- * rewarded (pending or expired), each weighted fatigue_decay ^ (lists served
- * to the user since, counting the one being built), over the most recent
- * RECOMMEND_FATIGUE_ROWS impressions (read as the owner: icpml's own log).
+ * Fatigue and ignored evidence of every candidate: the user's impressions of
+ * it that were not rewarded (pending or expired), each weighted
+ * fatigue_decay ^ (lists served to the user since, counting the one being
+ * built), resp. by the examination probability of its rank, over the most
+ * recent RECOMMEND_FATIGUE_ROWS impressions (read as the owner: icpml's own
+ * log).
  */
 static void
 RecommendLoadFatigue(RecommendCall *call)
@@ -829,13 +832,13 @@ RecommendLoadFatigue(RecommendCall *call)
 	double		weight = 1.0;
 	TimestampTz last = 0;
 
-	if (call->ncand == 0 || call->cfg->fatigue_decay <= 0.0)
+	if (call->ncand == 0)
 		return;
 	if (plan_fatigue == NULL)
 	{
 		Oid			argtypes[2] = {UUIDOID, INT4OID};
 
-		plan_fatigue = BanditKeepPlan("SELECT r.account_id, r.served_at, r.status = 'rewarded'"
+		plan_fatigue = BanditKeepPlan("SELECT r.account_id, r.served_at, r.status = 'rewarded', r.rank"
 									  " FROM icpml.recommendations AS r WHERE r.user_id = $1"
 									  " ORDER BY r.served_at DESC LIMIT $2", 2, argtypes, 0);
 	}
@@ -858,14 +861,18 @@ RecommendLoadFatigue(RecommendCall *call)
 		{
 			weight *= call->cfg->fatigue_decay; /* one more list since */
 			last = served;
-			if (weight < 1e-4)
-				break;
 		}
 		if (rewarded)
 			continue;
 		e = hash_search(call->accounts, &id, HASH_FIND, NULL);
 		if (e != NULL && e->row >= 0)
+		{
+			bool		n4;
+			int			rank = DatumGetInt32(SPI_getbinval(tup, desc, 4, &n4));
+
 			call->rows[e->row].fatigue += weight;
+			call->rows[e->row].ignored += BanditExamination(call->cfg, n4 ? 1 : rank);
+		}
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -1001,7 +1008,7 @@ RecommendContexts(RecommendCall *call)
 			x[CTX_OWN + t] = 1.0 - exp(-r->own[t]);
 		x[CTX_DISMISSED] = r->dismissed ? 1.0 : 0.0;
 		x[CTX_FATIGUE] = 1.0 - exp(-r->fatigue / 10.0);
-		x[CTX_FATIGUE_ICP] = x[CTX_FATIGUE] * x[CTX_ICP];
+		x[CTX_IGNORED] = 1.0 - exp(-r->ignored / 3.0);
 		if (r->industry_slot >= 0)
 			x[CTX_INDUSTRY_SLOT + r->industry_slot] = 1.0;
 		{
