@@ -219,6 +219,7 @@ def run_policy(args, policy, data, settings):
 REFERENCES = {
     "true_mu0": "ranks the M candidates by the true static utility mu0 (knows taste and noise, blind to fatigue)",
     "true_fit": "ranks the M candidates by the true fit probability (a perfect ICP score, no personalisation)",
+    "true_structured": "ranks the M candidates by the true expected reward without its idiosyncratic part (knows fit, taste, intent and fatigue; not the per-pair noise)",
 }
 
 
@@ -237,7 +238,12 @@ def run_reference(args, name, data, settings):
         u = int(users[t])
         cand = candidate_mask(world, u, m, k)
         idx = np.flatnonzero(cand)
-        key = world.mu0[u, idx] if name == "true_mu0" else fitp[idx]
+        if name == "true_mu0":
+            key = world.mu0[u, idx]
+        elif name == "true_structured":
+            key = (world.mu0_structured[u] * world.fatigue_factor(u))[idx]
+        else:
+            key = fitp[idx]
         top = idx[np.lexsort((world.account_ids[idx], -key))[:k]]
         cum["oracle"] += world.oracle(u, k)
         cum["oracle_cand"] += world.oracle(u, k, cand)
@@ -325,7 +331,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 1)))
     ap.add_argument("--feedback-every", type=int, default=int(os.environ.get("FEEDBACK_EVERY", 20)),
                     help="expire unrewarded impressions every N rounds (0: never)")
-    ap.add_argument("--reference", default=os.environ.get("REFERENCE", "true_mu0,true_fit"),
+    ap.add_argument("--reference", default=os.environ.get("REFERENCE", "true_mu0,true_fit,true_structured"),
                     help="offline reference policies with access to the truth (empty: none)")
     ap.add_argument("--keep-dbs", action="store_true")
     ap.add_argument("--set-nthread", action="store_true")

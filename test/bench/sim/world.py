@@ -203,6 +203,9 @@ class World:
              + B_INT * data["intent"][None, :]
              + SIGMA * eps)
         self.mu0 = MU_MAX * sigmoid(z)
+        # the same without the idiosyncratic part: what the observable
+        # structure (fit, taste, intent) determines
+        self.mu0_structured = MU_MAX * sigmoid(z - SIGMA * eps)
         self.icp = data["icp"]
         # accounts in retrieval order (ICP probability desc, account id)
         self.icp_order = np.lexsort((self.account_ids, -self.icp))
@@ -222,6 +225,10 @@ class World:
     def mu(self, u):
         """Current expected reward of every account for user u (0: closed)."""
         return self.mu0[u] * np.exp(-FATIGUE_RATE * self.fatigue[u]) * self.open[u]
+
+    def fatigue_factor(self, u):
+        """exp(-FATIGUE_RATE * f(u, .)) after the decay a new list brings."""
+        return np.exp(-FATIGUE_RATE * FATIGUE_DECAY * self.fatigue[u]) * self.open[u]
 
     def oracle(self, u, k, eligible=None):
         """Expected reward of the best list of k for user u: the true top-k
