@@ -399,18 +399,45 @@ BanditSolve(const double *L, const double *rhs, double *out, int d)
 	BanditBackSolve(L, z, out, d);
 }
 
-/* x' A^-1 x = |L^-1 x|^2. */
-double
-BanditQuadForm(const double *L, const double *x, int d)
+/*
+ * A^-1 = L^-T L^-1 from the Cholesky factor (d x d, row-major), added to
+ * out with weight w: for serving, where every candidate's x' A^-1 x then
+ * costs only the products of its non-zero entries.
+ */
+void
+BanditAddInverse(const double *L, int d, double w, double *out)
 {
-	double		z[BANDIT_MAX_DIM];
-	double		s = 0.0;
-	int			i;
+	double		linv[BANDIT_MAX_DIM * BANDIT_MAX_DIM];
+	int			i,
+				j,
+				k;
 
-	BanditForwardSolve(L, x, z, d);
+	/* column j of L^-1 by forward substitution (zero above the diagonal) */
+	memset(linv, 0, sizeof(double) * d * d);
+	for (j = 0; j < d; j++)
+	{
+		linv[j * d + j] = 1.0 / L[j * d + j];
+		for (i = j + 1; i < d; i++)
+		{
+			double		s = 0.0;
+
+			for (k = j; k < i; k++)
+				s += L[i * d + k] * linv[k * d + j];
+			linv[i * d + j] = -s / L[i * d + i];
+		}
+	}
+	/* (L^-T L^-1)_ij = sum over r >= max(i, j) of linv_ri linv_rj */
 	for (i = 0; i < d; i++)
-		s += z[i] * z[i];
-	return s;
+		for (j = 0; j <= i; j++)
+		{
+			double		s = 0.0;
+
+			for (k = i; k < d; k++)
+				s += linv[k * d + i] * linv[k * d + j];
+			out[i * d + j] += w * s;
+			if (j != i)
+				out[j * d + i] += w * s;
+		}
 }
 
 /* Dot product. */

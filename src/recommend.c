@@ -23,7 +23,8 @@
  *  3. context   one vector per candidate (bandit.h documents its entries).
  *  4. ranking   in C: theta from the Cholesky factors of the global and the
  *               user's state, then per candidate mu = theta' x and, for
- *               LinUCB, x' A^-1 x by triangular solves (O(d^2)).
+ *               LinUCB, x' A^-1 x with A^-1 derived once per call; both
+ *               over the candidate's non-zero entries only (about 20 of 64).
  *  5. logging   one INSERT of the k served rows into icpml.recommendations
  *               (as the owner) with context, score and propensity.
  *
@@ -196,6 +197,8 @@ typedef struct RecommendCall
 	double	   *score;
 	double	   *explore;
 	double	   *eng_sd;			/* per candidate: standard error of account_engagement */
+	int		   *nz;				/* ncand x BANDIT_DIM: indices of the non-zero entries */
+	int		   *nnz;			/* per candidate: how many */
 	double		theta[BANDIT_DIM];
 	int			chosen[RECOMMEND_MAX_K];
 	double		propensity[RECOMMEND_MAX_K];
@@ -983,6 +986,8 @@ RecommendContexts(RecommendCall *call)
 
 	call->X = palloc0(sizeof(double) * call->ncand * BANDIT_DIM);
 	call->eng_sd = palloc0(sizeof(double) * Max(call->ncand, 1));
+	call->nz = palloc(sizeof(int) * Max(call->ncand, 1) * BANDIT_DIM);
+	call->nnz = palloc0(sizeof(int) * Max(call->ncand, 1));
 	for (c = 0; c < call->ncand; c++)
 	{
 		RecRow	   *r = &call->rows[call->cand[c]];
@@ -1036,8 +1041,13 @@ RecommendContexts(RecommendCall *call)
 				x[CTX_SIZE_SHARE] = (double) call->size_count[r->size_band] / call->n_known;
 		}
 		x[CTX_ACTIVITY] = activity;
+		call->nnz[c] = 0;
 		for (t = 0; t < BANDIT_DIM; t++)
+		{
 			x[t] = RecRound(x[t]);
+			if (x[t] != 0.0)
+				call->nz[c * BANDIT_DIM + call->nnz[c]++] = t;
+		}
 	}
 }
 
@@ -1114,6 +1124,41 @@ RecThompsonTheta(RecommendCall *call, const BanditState *g, const BanditState *u
 		out[i] = (1.0 - w) * tg[i] + w * tu[i];
 }
 
+/* theta' x of candidate c over its non-zero entries. */
+static inline double
+RecSparseDot(const RecommendCall *call, int c, const double *theta)
+{
+	const double *x = call->X + c * BANDIT_DIM;
+	const int  *nz = call->nz + c * BANDIT_DIM;
+	double		s = 0.0;
+	int			i;
+
+	for (i = 0; i < call->nnz[c]; i++)
+		s += theta[nz[i]] * x[nz[i]];
+	return s;
+}
+
+/* x' M x of candidate c over its non-zero entries (M symmetric, d x d). */
+static double
+RecSparseQuad(const RecommendCall *call, int c, const double *M)
+{
+	const double *x = call->X + c * BANDIT_DIM;
+	const int  *nz = call->nz + c * BANDIT_DIM;
+	double		s = 0.0;
+	int			i,
+				j;
+
+	for (i = 0; i < call->nnz[c]; i++)
+	{
+		double		row = 0.0;
+
+		for (j = 0; j < i; j++)
+			row += M[nz[i] * BANDIT_DIM + nz[j]] * x[nz[j]];
+		s += x[nz[i]] * (2.0 * row + M[nz[i] * BANDIT_DIM + nz[i]] * x[nz[i]]);
+	}
+	return s;
+}
+
 /*
  * Thompson scores of one posterior draw th: th' x, with each account's
  * engagement drawn from its own posterior (mean x[engagement], sd eng_sd).
@@ -1124,7 +1169,7 @@ RecThompsonScores(RecommendCall *call, const double *th, double *out)
 	int			c;
 
 	for (c = 0; c < call->ncand; c++)
-		out[c] = BanditDot(th, call->X + c * BANDIT_DIM, BANDIT_DIM) +
+		out[c] = RecSparseDot(call, c, th) +
 			th[CTX_ACCOUNT_ENGAGEMENT] * call->eng_sd[c] * BanditNormal(&call->rng);
 }
 
@@ -1173,28 +1218,34 @@ RecommendRank(RecommendCall *call)
 		call->theta[i] = (1.0 - w) * theta_g[i] + w * theta_u[i];
 
 	for (c = 0; c < call->ncand; c++)
-		call->mu[c] = BanditDot(call->theta, call->X + c * d, d);
+		call->mu[c] = RecSparseDot(call, c, call->theta);
 	eng_w = call->theta[CTX_ACCOUNT_ENGAGEMENT];
 
 	switch (call->policy)
 	{
 		case POLICY_LINUCB:
-			for (c = 0; c < call->ncand; c++)
 			{
-				const double *x = call->X + c * d;
-				double		q;
-
 				/*
-				 * the shared model's uncertainty plus the user's deviation
-				 * from it (the user's prior is centred on the shared model)
+				 * x' (A_g^-1 + w A_u^-1) x: the shared model's uncertainty
+				 * plus the user's deviation from it (the user's prior is
+				 * centred on the shared model).  The inverses come from the
+				 * Cholesky factors once per call (O(d^3)); each candidate then
+				 * costs the products of its non-zero entries only.
 				 */
-				q = BanditQuadForm(g.L, x, d);
+				double	   *M = palloc0(sizeof(double) * d * d);
+
+				BanditAddInverse(g.L, d, 1.0, M);
 				if (w > 0.0)
-					q += w * BanditQuadForm(u.L, x, d);
-				/* and that of the account's engagement estimate */
-				q += eng_w * eng_w * call->eng_sd[c] * call->eng_sd[c];
-				call->explore[c] = cfg->alpha * sqrt(Max(q, 0.0));
-				call->score[c] = call->mu[c] + call->explore[c];
+					BanditAddInverse(u.L, d, w, M);
+				for (c = 0; c < call->ncand; c++)
+				{
+					double		q = RecSparseQuad(call, c, M);
+
+					/* and the uncertainty of the account's engagement */
+					q += eng_w * eng_w * call->eng_sd[c] * call->eng_sd[c];
+					call->explore[c] = cfg->alpha * sqrt(Max(q, 0.0));
+					call->score[c] = call->mu[c] + call->explore[c];
+				}
 			}
 			break;
 		case POLICY_THOMPSON:
