@@ -75,6 +75,35 @@ typedef struct FeedbackCtx
 
 static SPIPlanPtr plan_attribute = NULL;
 
+/* An empty hash of per-account sums (AccountFeedbackEntry by account id). */
+static HTAB *
+FeedbackAccountsCreate(void)
+{
+	HASHCTL		hctl;
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(int64);
+	hctl.entrysize = sizeof(AccountFeedbackEntry);
+	hctl.hcxt = CurrentMemoryContext;
+	return hash_create("icpml feedback accounts", 256, &hctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Count one finalized impression (served at rank) in its account's sums. */
+static void
+FeedbackAccountAdd(HTAB *accounts, const BanditSettings *cfg, int64 account_id, int rank,
+				   double reward)
+{
+	bool		found;
+	AccountFeedbackEntry *a = hash_search(accounts, &account_id, HASH_ENTER, &found);
+
+	if (!found)
+		a->n = 0, a->examined = 0.0, a->reward = 0.0;
+	a->n++;
+	a->examined += BanditExamination(cfg, rank);
+	a->reward += reward;
+}
+
 /* Lock the global state and prepare for updates (inside SPI, as the owner). */
 static void
 FeedbackBegin(FeedbackCtx *ctx)
@@ -87,12 +116,7 @@ FeedbackBegin(FeedbackCtx *ctx)
 	hctl.hcxt = CurrentMemoryContext;
 	ctx->users = hash_create("icpml feedback users", 64, &hctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	memset(&hctl, 0, sizeof(hctl));
-	hctl.keysize = sizeof(int64);
-	hctl.entrysize = sizeof(AccountFeedbackEntry);
-	hctl.hcxt = CurrentMemoryContext;
-	ctx->accounts = hash_create("icpml feedback accounts", 256, &hctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctx->accounts = FeedbackAccountsCreate();
 	(void) BanditStateLoad(&ctx->global, "global", true, true, ctx->cfg);
 }
 
@@ -154,28 +178,19 @@ FeedbackApply(FeedbackCtx *ctx, Datum user, Datum account, Datum context, int ra
 			  double reward)
 {
 	double		x[BANDIT_DIM];
-	int64		id = DatumGetInt64(account);
-	bool		found;
-	AccountFeedbackEntry *a = hash_search(ctx->accounts, &id, HASH_ENTER, &found);
-
-	if (!found)
-		a->n = 0, a->examined = 0.0, a->reward = 0.0;
-	a->n++;
-	a->examined += BanditExamination(ctx->cfg, rank);
-	a->reward += reward;
-
+	FeedbackAccountAdd(ctx->accounts, ctx->cfg, DatumGetInt64(account), rank, reward);
 	FeedbackContext(context, x);
 	FeedbackExamine(ctx->cfg, rank, x);
 	BanditStateUpdate(&ctx->global, x, reward, ctx->cfg);
 	BanditStateUpdate(FeedbackUserState(ctx, user), x, reward, ctx->cfg);
 }
 
-/* Add the per-account sums to icpml.account_feedback (one statement). */
+/* Add the per-account sums of a hash to icpml.account_feedback (one statement). */
 static void
-FeedbackFlushAccounts(FeedbackCtx *ctx)
+FeedbackFlushAccounts(HTAB *accounts)
 {
 	static SPIPlanPtr plan = NULL;
-	long		n = hash_get_num_entries(ctx->accounts);
+	long		n = hash_get_num_entries(accounts);
 	Datum	   *ids,
 			   *cnt,
 			   *ex,
@@ -204,7 +219,7 @@ FeedbackFlushAccounts(FeedbackCtx *ctx)
 	cnt = palloc(sizeof(Datum) * n);
 	ex = palloc(sizeof(Datum) * n);
 	rw = palloc(sizeof(Datum) * n);
-	hash_seq_init(&seq, ctx->accounts);
+	hash_seq_init(&seq, accounts);
 	while ((a = hash_seq_search(&seq)) != NULL)
 	{
 		ids[i] = Int64GetDatum(a->account_id);
@@ -228,7 +243,7 @@ FeedbackFinish(FeedbackCtx *ctx)
 	HASH_SEQ_STATUS seq;
 	UserStateEntry *e;
 
-	FeedbackFlushAccounts(ctx);
+	FeedbackFlushAccounts(ctx->accounts);
 	if (ctx->global.dirty)
 		BanditStateStore(&ctx->global);
 	hash_seq_init(&seq, ctx->users);
@@ -612,6 +627,44 @@ FeedbackReplay(const char *sql, bool per_user, const BanditSettings *cfg, Bandit
 }
 
 /*
+ * The per-account sums of every finalized impression, read through a
+ * cursor (the accounts' hash is the only thing kept).
+ */
+static HTAB *
+FeedbackReplayAccounts(const BanditSettings *cfg)
+{
+	HTAB	   *accounts = FeedbackAccountsCreate();
+	Portal		portal = SPI_cursor_open_with_args(NULL, "SELECT account_id, rank, reward"
+												   " FROM icpml.recommendations"
+												   " WHERE finalize_seq IS NOT NULL",
+												   0, NULL, NULL, NULL, true, 0);
+
+	for (;;)
+	{
+		uint64		i;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, FEEDBACK_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			int			rank = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			double		reward = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+
+			FeedbackAccountAdd(accounts, cfg, id, rank, isnull ? 0.0 : reward);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	return accounts;
+}
+
+/*
  * rebuild_bandit_state() → bigint
  * Recompute every state row from the finalized log, in finalization order
  * (uses the current lambda, gamma, refactor_every and position_bias).
@@ -638,25 +691,10 @@ rebuild_bandit_state(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "clearing icpml.bandit_state failed: %s", SPI_result_code_string(ret));
 
-	/* the per-account sums, from every finalized impression */
-	{
-		Oid			argtype = FLOAT8OID;
-		Datum		arg = Float8GetDatum(cfg->position_bias);
-
-		if (SPI_execute("DELETE FROM icpml.account_feedback", false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "clearing icpml.account_feedback failed");
-		ret = SPI_execute_with_args("INSERT INTO icpml.account_feedback (account_id, impressions, examined, reward)"
-									" SELECT r.account_id, pg_catalog.count(*),"
-									" pg_catalog.sum(CASE WHEN r.rank <= 1 OR $1 <= 0 THEN 1.0::pg_catalog.float8"
-									" ELSE pg_catalog.power(pg_catalog.ln(2.0::pg_catalog.float8)"
-									" / pg_catalog.ln(r.rank + 1.0::pg_catalog.float8), $1) END),"
-									" pg_catalog.sum(COALESCE(r.reward, 0))"
-									" FROM icpml.recommendations AS r WHERE r.finalize_seq IS NOT NULL"
-									" GROUP BY r.account_id ORDER BY r.account_id",
-									1, &argtype, &arg, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "rebuilding icpml.account_feedback failed: %s", SPI_result_code_string(ret));
-	}
+	/* the per-account sums, from every finalized impression (any context size) */
+	if (SPI_execute("DELETE FROM icpml.account_feedback", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "clearing icpml.account_feedback failed");
+	FeedbackFlushAccounts(FeedbackReplayAccounts(cfg));
 
 	BanditStateInitPrior(&global, "global", BANDIT_DIM, cfg);
 	count = FeedbackReplay("SELECT context, reward, rank FROM icpml.recommendations"
