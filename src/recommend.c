@@ -496,6 +496,7 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 		int64		id;
 		char	   *industry = NULL;
 		int			band;
+		uint32		tech_slots;
 
 		for (j = 0; j < RECOMMEND_NCOLS; j++)
 			v[j] = SPI_getbinval(tup, desc, j + 1, &isnull[j]);
@@ -508,12 +509,13 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 		if (!isnull[1])
 			industry = TextDatumGetCString(v[1]);
 		band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
+		tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
 		if (!e->seen)
 		{
 			e->seen = true;
 			e->size_band = band;
 			e->tech_known = !isnull[9];
-			e->tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
+			e->tech_slots = tech_slots;
 			if (industry != NULL)
 				e->industry = RecIndustry(call, industry, true);
 		}
@@ -553,7 +555,7 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 					if (strcmp(industry, call->cfg->industries[j]) == 0)
 						r->industry_slot = j;
 			r->tech_known = !isnull[9];
-			r->tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
+			r->tech_slots = tech_slots;
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
