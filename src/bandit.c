@@ -440,18 +440,6 @@ BanditAddInverse(const double *L, int d, double w, double *out)
 		}
 }
 
-/* Dot product. */
-double
-BanditDot(const double *x, const double *y, int d)
-{
-	double		s = 0.0;
-	int			i;
-
-	for (i = 0; i < d; i++)
-		s += x[i] * y[i];
-	return s;
-}
-
 /* A standard normal draw (Box-Muller). */
 double
 BanditNormal(pg_prng_state *rng)

@@ -184,7 +184,6 @@ extern void BanditForwardSolve(const double *L, const double *rhs, double *out, 
 extern void BanditBackSolve(const double *L, const double *rhs, double *out, int d);
 extern void BanditSolve(const double *L, const double *rhs, double *out, int d);
 extern void BanditAddInverse(const double *L, int d, double w, double *out);
-extern double BanditDot(const double *x, const double *y, int d);
 extern double BanditNormal(pg_prng_state *rng);
 
 /* State in memory. */
