@@ -60,6 +60,7 @@
 #include "icpml.h"
 #include "bandit.h"
 #include "features.h"
+#include "spi_scan.h"
 
 #define RECOMMEND_MAX_K 100
 #define RECOMMEND_MAX_CANDIDATES 5000
@@ -167,7 +168,9 @@ typedef struct RecommendCall
 	BanditPolicy policy;
 	const BanditSettings *cfg;
 	TimestampTz now;
+	DateADT		today;			/* now as a date in the session time zone */
 	pg_prng_state rng;
+	int			tech_len[CTX_NTECH_SLOTS];	/* strlen of cfg->technologies[i] */
 
 	/* history */
 	HistItem   *hist;
@@ -358,13 +361,28 @@ RecAgeDays(RecommendCall *call, Datum ts)
 	return (double) (call->now - DatumGetTimestampTz(ts)) / (double) USECS_PER_DAY;
 }
 
+/* One row of the history: account, interaction type, when. */
+static void
+RecHistoryRow(TupleTableSlot *slot, void *arg)
+{
+	RecommendCall *call = (RecommendCall *) arg;
+	HistItem   *h;
+
+	if (slot->tts_isnull[0] || slot->tts_isnull[1])
+		return;
+	h = &call->hist[call->nhist++];
+	h->account_id = DatumGetInt64(slot->tts_values[0]);
+	h->type = TextDatumGetCString(slot->tts_values[1]);
+	h->age_days = slot->tts_isnull[2] ? 1e9 : RecAgeDays(call, slot->tts_values[2]);
+	if (h->age_days <= 30.0)
+		call->n_30d++;
+}
+
 /* Phase 1: the user's recent interactions (as the caller). */
 static void
 RecommendLoadHistory(RecommendCall *call)
 {
 	Datum		args[2];
-	int			ret;
-	uint64		i;
 
 	call->nhist = 0;
 	call->n_30d = 0;
@@ -372,32 +390,8 @@ RecommendLoadHistory(RecommendCall *call)
 		return;
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(call->cfg->history_limit);
-	ret = SPI_execute_plan(plan_history, args, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading the interaction history failed: %s", SPI_result_code_string(ret));
-	call->hist = palloc(sizeof(HistItem) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3;
-		Datum		acc = SPI_getbinval(tup, desc, 1, &n1);
-		Datum		type = SPI_getbinval(tup, desc, 2, &n2);
-		Datum		ts = SPI_getbinval(tup, desc, 3, &n3);
-		HistItem   *h;
-
-		if (n1 || n2)
-			continue;
-		h = &call->hist[call->nhist++];
-		h->account_id = DatumGetInt64(acc);
-		h->type = TextDatumGetCString(type);
-		h->age_days = n3 ? 1e9 : RecAgeDays(call, ts);
-		if (h->age_days <= 30.0)
-			call->n_30d++;
-	}
-	SPI_freetuptable(SPI_tuptable);
+	call->hist = palloc(sizeof(HistItem) * call->cfg->history_limit);
+	(void) SpiScan(plan_history, args, false, RecHistoryRow, call, "the interaction history");
 }
 
 /* Find or create the hash entry of an account. */
@@ -437,10 +431,12 @@ RecIndustry(RecommendCall *call, const char *name, bool add)
 }
 
 /* Bit mask of the technology slots a tech_stack text[] holds. */
+/* Bit i set when the text[] stack holds cfg->technologies[i]. */
 static uint32
-RecTechSlots(const BanditSettings *cfg, Datum stack)
+RecTechSlots(RecommendCall *call, Datum stack)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(stack);
+	const BanditSettings *cfg = call->cfg;
 	Datum	   *elems;
 	bool	   *enulls;
 	int			n,
@@ -448,117 +444,157 @@ RecTechSlots(const BanditSettings *cfg, Datum stack)
 				j;
 	uint32		mask = 0;
 
-	if (ARR_NDIM(arr) == 0)
+	if (ARR_NDIM(arr) == 0 || cfg->n_technologies == 0)
 		return 0;
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
 	for (i = 0; i < n; i++)
 	{
-		char	   *t;
+		text	   *t;
+		int			len;
 
 		if (enulls[i])
 			continue;
-		t = TextDatumGetCString(elems[i]);
+		t = (text *) DatumGetPointer(elems[i]);
+		len = VARSIZE_ANY_EXHDR(t);
 		for (j = 0; j < cfg->n_technologies; j++)
-			if (strcmp(t, cfg->technologies[j]) == 0)
+			if (call->tech_len[j] == len && memcmp(VARDATA_ANY(t), cfg->technologies[j], len) == 0)
 				mask |= (uint32) 1 << j;
-		pfree(t);
 	}
 	return mask;
 }
 
 /*
- * Read feature rows (as the caller) for ids[0..n-1]; fills the rows and
- * the history entries they belong to.
+ * One feature row: fills the history entry of the account and, for a
+ * scanned row, the row (first sighting only).
  */
+static void
+RecFeatureRow(TupleTableSlot *slot, void *arg)
+{
+	RecommendCall *call = (RecommendCall *) arg;
+	Datum	   *v = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+	AccountEntry *e;
+	int64		id;
+	char	   *industry = NULL;
+	int			band,
+				j;
+	uint32		tech_slots;
+
+	if (isnull[0])
+		return;
+	id = DatumGetInt64(v[0]);
+	e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+	if (e == NULL)
+		return;					/* not asked for */
+	if (e->seen && (e->row < 0 || call->rows[e->row].visible))
+		return;					/* a duplicate key: the first row counts */
+	if (!isnull[1])
+		industry = TextDatumGetCString(v[1]);
+	band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
+	tech_slots = isnull[9] ? 0 : RecTechSlots(call, v[9]);
+	if (!e->seen)
+	{
+		e->seen = true;
+		e->size_band = band;
+		e->tech_known = !isnull[9];
+		e->tech_slots = tech_slots;
+		if (industry != NULL)
+			e->industry = RecIndustry(call, industry, true);
+	}
+
+	/* a scanned row (possibly also in the history) */
+	if (e->row >= 0)
+	{
+		RecRow	   *r = &call->rows[e->row];
+
+		r->visible = true;
+		r->industry = industry;
+		r->eng_roles = RecCount(v[2], isnull[2]);
+		r->hiring = !isnull[3] && DatumGetBool(v[3]);
+		r->open_roles = RecCount(v[4], isnull[4]);
+		r->blog = !isnull[5] && DatumGetBool(v[5]);
+		r->size_band = band;
+		r->funding = 0.0;
+		if (!isnull[7] && !DATE_NOT_FINITE(DatumGetDateADT(v[7])))
+		{
+			double		age = (double) (call->today - DatumGetDateADT(v[7]));
+
+			if (age >= 0 && age <= 548.0)
+				r->funding = 1.0 - age / 548.0;
+		}
+		r->research = 0.0;
+		if (!isnull[8] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[8])))
+		{
+			double		age = Max(0.0, RecAgeDays(call, v[8]));
+
+			r->research = exp(-age / 30.0);
+		}
+		r->industry_slot = -1;
+		if (industry != NULL)
+			for (j = 0; j < call->cfg->n_industries; j++)
+				if (strcmp(industry, call->cfg->industries[j]) == 0)
+					r->industry_slot = j;
+		r->tech_known = !isnull[9];
+		r->tech_slots = tech_slots;
+	}
+}
+
+/* Read the feature rows (as the caller) of ids[0..n-1]. */
 static void
 RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 {
-	SPIPlanPtr	plan = FeatureReaderPlan(&recommend_reader, true);
 	Datum		arg;
-	int			ret;
-	uint64		i;
 
 	if (n == 0)
 		return;
 	arg = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	ret = SPI_execute_plan(plan, &arg, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
+	(void) SpiScan(FeatureReaderPlan(&recommend_reader, FEATURES_MANY), &arg, false,
+				   RecFeatureRow, call, "features");
+}
 
-	for (i = 0; i < SPI_processed; i++)
+/* What ReadOwn's rows refer to. */
+typedef struct RecOwnScan
+{
+	RecommendCall *call;
+	int			first;			/* rows before it were read already */
+} RecOwnScan;
+
+/* One of the user's interactions with a scanned row. */
+static void
+RecOwnRow(TupleTableSlot *slot, void *arg)
+{
+	RecOwnScan *scan = (RecOwnScan *) arg;
+	RecommendCall *call = scan->call;
+	int64		id;
+	AccountEntry *e;
+	RecRow	   *r;
+	char	   *t;
+	int			ti,
+				w;
+
+	if (slot->tts_isnull[0] || slot->tts_isnull[1])
+		return;
+	id = DatumGetInt64(slot->tts_values[0]);
+	e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+	if (e == NULL || e->row < scan->first)
+		return;
+	r = &call->rows[e->row];
+	t = TextDatumGetCString(slot->tts_values[1]);
+	if (strcmp(t, "dismiss") == 0)
+		r->dismissed = true;
+	for (w = 0; w < call->cfg->n_worked_types; w++)
+		if (strcmp(t, call->cfg->worked_types[w]) == 0)
+			r->worked = true;
+	ti = RecOwnType(t);
+	if (ti >= 0)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull[RECOMMEND_NCOLS];
-		Datum		v[RECOMMEND_NCOLS];
-		int			j;
-		AccountEntry *e;
-		int64		id;
-		char	   *industry = NULL;
-		int			band;
-		uint32		tech_slots;
+		double		age = slot->tts_isnull[2] ? 1e9 : Max(0.0, RecAgeDays(call, slot->tts_values[2]));
 
-		for (j = 0; j < RECOMMEND_NCOLS; j++)
-			v[j] = SPI_getbinval(tup, desc, j + 1, &isnull[j]);
-		if (isnull[0])
-			continue;
-		id = DatumGetInt64(v[0]);
-		e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-		if (e == NULL)
-			continue;			/* not asked for */
-		if (!isnull[1])
-			industry = TextDatumGetCString(v[1]);
-		band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
-		tech_slots = isnull[9] ? 0 : RecTechSlots(call->cfg, v[9]);
-		if (!e->seen)
-		{
-			e->seen = true;
-			e->size_band = band;
-			e->tech_known = !isnull[9];
-			e->tech_slots = tech_slots;
-			if (industry != NULL)
-				e->industry = RecIndustry(call, industry, true);
-		}
-
-		/* a scanned row (possibly also in the history, read again on its page) */
-		if (e->row >= 0 && !call->rows[e->row].visible)
-		{
-			RecRow	   *r = &call->rows[e->row];
-
-			r->visible = true;
-			r->industry = industry;
-			r->eng_roles = RecCount(v[2], isnull[2]);
-			r->hiring = !isnull[3] && DatumGetBool(v[3]);
-			r->open_roles = RecCount(v[4], isnull[4]);
-			r->blog = !isnull[5] && DatumGetBool(v[5]);
-			r->size_band = band;
-			r->funding = 0.0;
-			if (!isnull[7] && !DATE_NOT_FINITE(DatumGetDateADT(v[7])))
-			{
-				DateADT		today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
-																		TimestampTzGetDatum(call->now)));
-				double		age = (double) (today - DatumGetDateADT(v[7]));
-
-				if (age >= 0 && age <= 548.0)
-					r->funding = 1.0 - age / 548.0;
-			}
-			r->research = 0.0;
-			if (!isnull[8] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[8])))
-			{
-				double		age = Max(0.0, RecAgeDays(call, v[8]));
-
-				r->research = exp(-age / 30.0);
-			}
-			r->industry_slot = -1;
-			if (industry != NULL)
-				for (j = 0; j < call->cfg->n_industries; j++)
-					if (strcmp(industry, call->cfg->industries[j]) == 0)
-						r->industry_slot = j;
-			r->tech_known = !isnull[9];
-			r->tech_slots = tech_slots;
-		}
+		r->own[ti] += exp(-age / 30.0);
+		if (ti > r->own_best)
+			r->own_best = ti;
 	}
-	SPI_freetuptable(SPI_tuptable);
+	pfree(t);
 }
 
 /* The user's interactions with the rows first..nrows-1 (as the caller). */
@@ -567,9 +603,8 @@ RecommendReadOwn(RecommendCall *call, int first)
 {
 	Datum	   *ids;
 	Datum		args[2];
-	int			ret,
-				j;
-	uint64		i;
+	RecOwnScan	scan = {call, first};
+	int			j;
 
 	if (call->nrows == first)
 		return;
@@ -579,50 +614,40 @@ RecommendReadOwn(RecommendCall *call, int first)
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = PointerGetDatum(construct_array(ids, call->nrows - first, INT8OID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	ret = SPI_execute_plan(plan_own, args, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading the user's interactions failed: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3;
-		Datum		acc = SPI_getbinval(tup, desc, 1, &n1);
-		Datum		type = SPI_getbinval(tup, desc, 2, &n2);
-		Datum		ts = SPI_getbinval(tup, desc, 3, &n3);
-		int64		id;
-		AccountEntry *e;
-		RecRow	   *r;
-		char	   *t;
-		int			ti,
-					w;
+	(void) SpiScan(plan_own, args, false, RecOwnRow, &scan, "the user's interactions");
+}
 
-		if (n1 || n2)
-			continue;
-		id = DatumGetInt64(acc);
-		e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-		if (e == NULL || e->row < first)
-			continue;
-		r = &call->rows[e->row];
-		t = TextDatumGetCString(type);
-		if (strcmp(t, "dismiss") == 0)
-			r->dismissed = true;
-		for (w = 0; w < call->cfg->n_worked_types; w++)
-			if (strcmp(t, call->cfg->worked_types[w]) == 0)
-				r->worked = true;
-		ti = RecOwnType(t);
-		if (ti >= 0)
-		{
-			double		age = n3 ? 1e9 : Max(0.0, RecAgeDays(call, ts));
+/* State of one retrieval page. */
+typedef struct RecPageScan
+{
+	RecommendCall *call;
+	Datum	   *ids;			/* feature rows to read */
+	int			nids;
+} RecPageScan;
 
-			r->own[ti] += exp(-age / 30.0);
-			if (ti > r->own_best)
-				r->own_best = ti;
-		}
-	}
-	SPI_freetuptable(SPI_tuptable);
+/* One account_scores row of a retrieval page. */
+static void
+RecPageRow(TupleTableSlot *slot, void *arg)
+{
+	RecPageScan *scan = (RecPageScan *) arg;
+	RecommendCall *call = scan->call;
+	RecRow	   *r = &call->rows[call->nrows];
+	AccountEntry *e;
+
+	r->account_id = DatumGetInt64(slot->tts_values[0]);
+	e = RecEntry(call, r->account_id);
+	if (e->row >= 0)
+		return;					/* cannot happen with a primary key */
+	e->row = call->nrows++;
+	r->probability = slot->tts_isnull[1] ? 0.0 : DatumGetFloat8(slot->tts_values[1]);
+	if (isnan(r->probability))
+		r->probability = 0.0;
+	r->icp_score = IcpScoreFromProbability(r->probability);
+	r->priority = NULL;			/* read for the listed rows only */
+	r->own_best = -1;
+	r->size_band = -1;
+	r->eng_roles = r->open_roles = -1;
+	scan->ids[scan->nids++] = Int64GetDatum(r->account_id);
 }
 
 /* Phase 2: retrieval, paging down the score order when too few survive. */
@@ -660,64 +685,39 @@ RecommendRetrieve(RecommendCall *call)
 	for (;;)
 	{
 		Datum		args[2];
-		int			ret,
-					first_row = call->nrows,
+		int			first_row = call->nrows,
 					nfetched,
-					nids = 0,
 					j;
-		uint64		i;
 		Oid			saveUserId;
 		int			saveSecContext;
-		Datum	   *ids;
+		RecPageScan scan;
 
 		CHECK_FOR_INTERRUPTS();
 
-		args[0] = Int32GetDatum(page);
-		args[1] = Int64GetDatum(offset);
-		CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-		ret = SPI_execute_plan(plan_retrieve, args, NULL, false, 0);
-		CatalogRestoreUser(saveUserId, saveSecContext);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "reading icpml.account_scores failed: %s", SPI_result_code_string(ret));
-		nfetched = (int) SPI_processed;
-		if (nfetched == 0 && offset == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("icpml.account_scores is empty"),
-					 errhint("Materialise the ICP scores first: SELECT icpml.score_all(); schedule it to keep them fresh.")));
-		if (call->nrows + nfetched > call->rows_cap)
+		/* room for a full page of rows, and of ids to read with the history's */
+		if (call->nrows + page > call->rows_cap)
 		{
-			int			newcap = call->nrows + nfetched;
+			int			newcap = call->nrows + page;
 
 			call->rows = repalloc(call->rows, sizeof(RecRow) * newcap);
 			memset(call->rows + call->rows_cap, 0, sizeof(RecRow) * (newcap - call->rows_cap));
 			call->rows_cap = newcap;
 		}
-		ids = palloc(sizeof(Datum) * (nfetched + (first ? call->nhist : 0)));
-		for (i = 0; i < (uint64) nfetched; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			RecRow	   *r = &call->rows[call->nrows];
-			AccountEntry *e;
+		scan.call = call;
+		scan.ids = palloc(sizeof(Datum) * (page + (first ? call->nhist : 0)));
+		scan.nids = 0;
 
-			r->account_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			e = RecEntry(call, r->account_id);
-			if (e->row >= 0)
-				continue;		/* cannot happen with a primary key */
-			e->row = call->nrows++;
-			r->probability = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-			if (isnull || isnan(r->probability))
-				r->probability = 0.0;
-			r->icp_score = IcpScoreFromProbability(r->probability);
-			r->priority = NULL; /* read for the listed rows only */
-			r->own_best = -1;
-			r->size_band = -1;
-			r->eng_roles = r->open_roles = -1;
-			ids[nids++] = Int64GetDatum(r->account_id);
-		}
-		SPI_freetuptable(SPI_tuptable);
+		args[0] = Int32GetDatum(page);
+		args[1] = Int64GetDatum(offset);
+		CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+		nfetched = (int) SpiScan(plan_retrieve, args, false, RecPageRow, &scan,
+								 "icpml.account_scores");
+		CatalogRestoreUser(saveUserId, saveSecContext);
+		if (nfetched == 0 && offset == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("icpml.account_scores is empty"),
+					 errhint("Materialise the ICP scores first: SELECT icpml.score_all(); schedule it to keep them fresh.")));
 		offset += nfetched;
 
 		/* the accounts of the history: their industry and size, on the first page */
@@ -729,11 +729,11 @@ RecommendRetrieve(RecommendCall *call)
 				if (e->row < 0 && !e->seen && e->industry == -1 && e->size_band != -2)
 				{
 					e->size_band = -2;	/* marks "already asked for" */
-					ids[nids++] = Int64GetDatum(call->hist[j].account_id);
+					scan.ids[scan.nids++] = Int64GetDatum(call->hist[j].account_id);
 				}
 			}
 
-		RecommendReadFeatures(call, ids, nids);
+		RecommendReadFeatures(call, scan.ids, scan.nids);
 		RecommendReadOwn(call, first_row);
 
 		for (j = first_row; j < call->nrows && call->ncand < call->M; j++)
@@ -806,19 +806,17 @@ RecommendHistoryStats(RecommendCall *call)
 	call->mean_reward = call->n_known > 0 ? total / call->n_known : 0.0;
 }
 
-/* Run a read-only plan over one of icpml's own tables as the extension owner. */
+/* Scan a read-only plan over one of icpml's own tables as the extension owner. */
 static void
-RecOwnerSelect(SPIPlanPtr plan, Datum *args, const char *table)
+RecOwnerScan(SPIPlanPtr plan, Datum *args, SpiRowCallback callback, void *arg,
+			 const char *table)
 {
 	Oid			saveUserId;
 	int			saveSecContext;
-	int			ret;
 
 	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan, args, NULL, true, 0);
+	(void) SpiScan(plan, args, true, callback, arg, table);
 	CatalogRestoreUser(saveUserId, saveSecContext);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading %s failed: %s", table, SPI_result_code_string(ret));
 }
 
 /*
@@ -829,13 +827,47 @@ RecOwnerSelect(SPIPlanPtr plan, Datum *args, const char *table)
  * recent RECOMMEND_FATIGUE_ROWS impressions (read as the owner: icpml's own
  * log).
  */
+typedef struct RecFatigueScan
+{
+	RecommendCall *call;
+	double		weight;			/* fatigue_decay ^ lists served since */
+	TimestampTz last;			/* served_at of the previous row */
+	bool		any;
+} RecFatigueScan;
+
+/* One impression, most recent first. */
+static void
+RecFatigueRow(TupleTableSlot *slot, void *arg)
+{
+	RecFatigueScan *scan = (RecFatigueScan *) arg;
+	RecommendCall *call = scan->call;
+	int64		id = DatumGetInt64(slot->tts_values[0]);
+	TimestampTz served = DatumGetTimestampTz(slot->tts_values[1]);
+	AccountEntry *e;
+
+	if (!scan->any || served != scan->last)
+	{
+		scan->weight *= call->cfg->fatigue_decay;	/* one more list since */
+		scan->last = served;
+		scan->any = true;
+	}
+	if (DatumGetBool(slot->tts_values[2]))
+		return;					/* rewarded */
+	e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+	if (e != NULL && e->row >= 0)
+	{
+		int			rank = slot->tts_isnull[3] ? 1 : DatumGetInt32(slot->tts_values[3]);
+
+		call->rows[e->row].fatigue += scan->weight;
+		call->rows[e->row].ignored += BanditExamination(call->cfg, rank);
+	}
+}
+
 static void
 RecommendLoadFatigue(RecommendCall *call)
 {
 	Datum		args[2];
-	uint64		i;
-	double		weight = 1.0;
-	TimestampTz last = 0;
+	RecFatigueScan scan = {call, 1.0, 0, false};
 
 	if (call->ncand == 0)
 		return;
@@ -849,56 +881,53 @@ RecommendLoadFatigue(RecommendCall *call)
 	}
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(RECOMMEND_FATIGUE_ROWS);
-	RecOwnerSelect(plan_fatigue, args, "icpml.recommendations");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &n1));
-		TimestampTz served = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &n2));
-		bool		rewarded = DatumGetBool(SPI_getbinval(tup, desc, 3, &n3));
-		AccountEntry *e;
-
-		if (i == 0 || served != last)
-		{
-			weight *= call->cfg->fatigue_decay; /* one more list since */
-			last = served;
-		}
-		if (rewarded)
-			continue;
-		e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-		if (e != NULL && e->row >= 0)
-		{
-			bool		n4;
-			int			rank = DatumGetInt32(SPI_getbinval(tup, desc, 4, &n4));
-
-			call->rows[e->row].fatigue += weight;
-			call->rows[e->row].ignored += BanditExamination(call->cfg, n4 ? 1 : rank);
-		}
-	}
-	SPI_freetuptable(SPI_tuptable);
+	RecOwnerScan(plan_fatigue, args, RecFatigueRow, &scan, "icpml.recommendations");
 }
 
 /*
  * Every candidate's account_engagement: what all users did with it when it
  * was recommended (icpml.account_feedback, read as the owner).
  */
+typedef struct RecEngagementScan
+{
+	RecommendCall *call;
+	double	   *examined;		/* per row */
+	double	   *reward;
+	double		sum_e;
+	double		sum_r;
+} RecEngagementScan;
+
+/* One account_feedback row of a candidate. */
+static void
+RecEngagementRow(TupleTableSlot *slot, void *arg)
+{
+	RecEngagementScan *scan = (RecEngagementScan *) arg;
+	int64		id = DatumGetInt64(slot->tts_values[0]);
+	AccountEntry *e = hash_search(scan->call->accounts, &id, HASH_FIND, NULL);
+	double		ex,
+				rw;
+
+	if (e == NULL || e->row < 0 || slot->tts_isnull[1] || slot->tts_isnull[2])
+		return;
+	ex = DatumGetFloat8(slot->tts_values[1]);
+	rw = DatumGetFloat8(slot->tts_values[2]);
+	if (ex < 0.0)
+		return;
+	scan->examined[e->row] = ex;
+	scan->reward[e->row] = rw;
+	scan->sum_e += ex;
+	scan->sum_r += rw;
+}
+
 static void
 RecommendLoadEngagement(RecommendCall *call)
 {
 	Datum	   *ids;
 	Datum		arg;
 	int			c;
-	uint64		i;
-	double	   *examined,
-			   *reward,
-				sum_e = 0.0,
-				sum_r = 0.0,
-				m0,
+	double		m0,
 				v0;
+	RecEngagementScan scan;
 
 	if (call->ncand == 0)
 		return;
@@ -915,30 +944,11 @@ RecommendLoadEngagement(RecommendCall *call)
 		ids[c] = Int64GetDatum(call->rows[call->cand[c]].account_id);
 	arg = PointerGetDatum(construct_array(ids, call->ncand, INT8OID, 8, FLOAT8PASSBYVAL,
 										  TYPALIGN_DOUBLE));
-	RecOwnerSelect(plan_engagement, &arg, "icpml.account_feedback");
-	examined = palloc0(sizeof(double) * call->nrows);
-	reward = palloc0(sizeof(double) * call->nrows);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &n1));
-		double		ex = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &n2));
-		double		rw = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &n3));
-		AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-
-		if (e != NULL && e->row >= 0 && ex >= 0.0 && !n2 && !n3)
-		{
-			examined[e->row] = ex;
-			reward[e->row] = rw;
-			sum_e += ex;
-			sum_r += rw;
-		}
-	}
-	SPI_freetuptable(SPI_tuptable);
+	scan.call = call;
+	scan.examined = palloc0(sizeof(double) * call->nrows);
+	scan.reward = palloc0(sizeof(double) * call->nrows);
+	scan.sum_e = scan.sum_r = 0.0;
+	RecOwnerScan(plan_engagement, &arg, RecEngagementRow, &scan, "icpml.account_feedback");
 
 	/*
 	 * Shrink each account towards the candidates' pooled rate m0 (3 pseudo
@@ -946,15 +956,15 @@ RecommendLoadEngagement(RecommendCall *call)
 	 * bad; its standard error sqrt(m0 (1 - m0) / (examined + 3)) bounds the
 	 * spread of rewards in [0, 1] with mean m0.
 	 */
-	m0 = sum_e >= 1.0 ? Min(1.0, Max(0.0, sum_r / sum_e)) : 0.0;
+	m0 = scan.sum_e >= 1.0 ? Min(1.0, Max(0.0, scan.sum_r / scan.sum_e)) : 0.0;
 	v0 = Max(m0 * (1.0 - m0), 1e-6);
 	for (c = 0; c < call->ncand; c++)
 	{
 		int			j = call->cand[c];
 		RecRow	   *r = &call->rows[j];
 
-		r->engagement = Min(1.0, Max(0.0, (reward[j] + 3.0 * m0) / (examined[j] + 3.0)));
-		r->engagement_sd = sqrt(v0 / (examined[j] + 3.0));
+		r->engagement = Min(1.0, Max(0.0, (scan.reward[j] + 3.0 * m0) / (scan.examined[j] + 3.0)));
+		r->engagement_sd = sqrt(v0 / (scan.examined[j] + 3.0));
 	}
 }
 
@@ -1660,11 +1670,15 @@ recommend_accounts(PG_FUNCTION_ARGS)
 
 	RecommendCheckCaller(call->user);
 	call->now = GetCurrentTransactionStartTimestamp();
+	call->today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
+													  TimestampTzGetDatum(call->now)));
 
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
 	call->cfg = BanditGetSettings();
+	for (j = 0; j < call->cfg->n_technologies && j < CTX_NTECH_SLOTS; j++)
+		call->tech_len[j] = strlen(call->cfg->technologies[j]);
 	if (PG_ARGISNULL(2))
 		call->policy = call->cfg->default_policy;
 	if (call->M == 0)
