@@ -440,14 +440,29 @@ BanditAddInverse(const double *L, int d, double w, double *out)
 		}
 }
 
-/* A standard normal draw (Box-Muller). */
-double
-BanditNormal(pg_prng_state *rng)
+/*
+ * n independent standard normal draws into out (Marsaglia's polar method:
+ * two draws per accepted point of the unit disc, no trigonometry).
+ */
+void
+BanditNormals(pg_prng_state *rng, double *out, int n)
 {
-	double		u1 = 1.0 - pg_prng_double(rng);	/* (0, 1]: log is finite */
-	double		u2 = pg_prng_double(rng);
+	int			i = 0;
 
-	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+	while (i < n)
+	{
+		double		u = 2.0 * pg_prng_double(rng) - 1.0;
+		double		v = 2.0 * pg_prng_double(rng) - 1.0;
+		double		s = u * u + v * v;
+		double		f;
+
+		if (s >= 1.0 || s == 0.0)
+			continue;
+		f = sqrt(-2.0 * log(s) / s);
+		out[i++] = u * f;
+		if (i < n)
+			out[i++] = v * f;
+	}
 }
 
 /* "user:<uuid>" for a user id. */

@@ -184,7 +184,7 @@ extern void BanditForwardSolve(const double *L, const double *rhs, double *out, 
 extern void BanditBackSolve(const double *L, const double *rhs, double *out, int d);
 extern void BanditSolve(const double *L, const double *rhs, double *out, int d);
 extern void BanditAddInverse(const double *L, int d, double w, double *out);
-extern double BanditNormal(pg_prng_state *rng);
+extern void BanditNormals(pg_prng_state *rng, double *out, int n);
 
 /* State in memory. */
 extern void BanditStateInitPrior(BanditState *s, const char *scope, int d,

@@ -111,6 +111,7 @@ typedef struct RecRow
 	char	   *priority;
 	bool		visible;		/* the caller can read its feature row */
 	char	   *industry;		/* NULL when unknown */
+	int			ind;			/* its index in call->industries, -1 none */
 	double		eng_roles;		/* < 0 when unknown */
 	double		open_roles;
 	bool		hiring;
@@ -155,6 +156,8 @@ typedef struct HistItem
 typedef struct IndustryStat
 {
 	char	   *name;
+	int			len;			/* strlen(name) */
+	int			slot;			/* index in cfg->industries, -1 none */
 	int			n;
 	double		reward;
 	int			best_type;		/* index in BanditOwnTypes, -1 none */
@@ -411,26 +414,43 @@ RecEntry(RecommendCall *call, int64 account_id)
 	return e;
 }
 
-/* Index of an industry in the user's industry list (adding it), or -1. */
+/* Index of an industry in bandit_settings.industries (its one-hot slot), or -1. */
 static int
-RecIndustry(RecommendCall *call, const char *name, bool add)
+RecIndustrySlot(const BanditSettings *cfg, const char *name)
 {
+	int			j;
+
+	for (j = 0; j < cfg->n_industries; j++)
+		if (strcmp(name, cfg->industries[j]) == 0)
+			return j;
+	return -1;
+}
+
+/*
+ * Index of the industry name[0..len-1] in the call's industry list, adding
+ * it; -1 when the list is full (RECOMMEND_MAX_INDUSTRIES distinct names).
+ */
+static int
+RecIndustry(RecommendCall *call, const char *name, int len)
+{
+	IndustryStat *s;
 	int			i;
 
 	for (i = 0; i < call->nindustries; i++)
-		if (strcmp(call->industries[i].name, name) == 0)
+		if (call->industries[i].len == len && memcmp(call->industries[i].name, name, len) == 0)
 			return i;
-	if (!add || call->nindustries >= RECOMMEND_MAX_INDUSTRIES)
+	if (call->nindustries >= RECOMMEND_MAX_INDUSTRIES)
 		return -1;
-	call->industries[i].name = pstrdup(name);
-	call->industries[i].n = 0;
-	call->industries[i].reward = 0;
-	call->industries[i].best_type = -1;
-	call->nindustries++;
+	s = &call->industries[call->nindustries++];
+	s->name = pnstrdup(name, len);
+	s->len = len;
+	s->slot = RecIndustrySlot(call->cfg, s->name);
+	s->n = 0;
+	s->reward = 0;
+	s->best_type = -1;
 	return i;
 }
 
-/* Bit mask of the technology slots a tech_stack text[] holds. */
 /* Bit i set when the text[] stack holds cfg->technologies[i]. */
 static uint32
 RecTechSlots(RecommendCall *call, Datum stack)
@@ -476,8 +496,8 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 	AccountEntry *e;
 	int64		id;
 	char	   *industry = NULL;
-	int			band,
-				j;
+	int			ind = -1,
+				band;
 	uint32		tech_slots;
 
 	if (isnull[0])
@@ -489,7 +509,12 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 	if (e->seen && (e->row < 0 || call->rows[e->row].visible))
 		return;					/* a duplicate key: the first row counts */
 	if (!isnull[1])
-		industry = TextDatumGetCString(v[1]);
+	{
+		text	   *t = DatumGetTextPP(v[1]);
+
+		ind = RecIndustry(call, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		industry = ind >= 0 ? call->industries[ind].name : text_to_cstring(t);
+	}
 	band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
 	tech_slots = isnull[9] ? 0 : RecTechSlots(call, v[9]);
 	if (!e->seen)
@@ -498,8 +523,7 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 		e->size_band = band;
 		e->tech_known = !isnull[9];
 		e->tech_slots = tech_slots;
-		if (industry != NULL)
-			e->industry = RecIndustry(call, industry, true);
+		e->industry = ind;
 	}
 
 	/* a scanned row (possibly also in the history) */
@@ -509,6 +533,7 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 
 		r->visible = true;
 		r->industry = industry;
+		r->ind = ind;
 		r->eng_roles = RecCount(v[2], isnull[2]);
 		r->hiring = !isnull[3] && DatumGetBool(v[3]);
 		r->open_roles = RecCount(v[4], isnull[4]);
@@ -529,11 +554,8 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 
 			r->research = exp(-age / 30.0);
 		}
-		r->industry_slot = -1;
-		if (industry != NULL)
-			for (j = 0; j < call->cfg->n_industries; j++)
-				if (strcmp(industry, call->cfg->industries[j]) == 0)
-					r->industry_slot = j;
+		r->industry_slot = ind >= 0 ? call->industries[ind].slot :
+			industry != NULL ? RecIndustrySlot(call->cfg, industry) : -1;
 		r->tech_known = !isnull[9];
 		r->tech_slots = tech_slots;
 	}
@@ -647,6 +669,7 @@ RecPageRow(TupleTableSlot *slot, void *arg)
 	r->own_best = -1;
 	r->size_band = -1;
 	r->eng_roles = r->open_roles = -1;
+	r->ind = -1;
 	scan->ids[scan->nids++] = Int64GetDatum(r->account_id);
 }
 
@@ -1004,7 +1027,7 @@ RecommendContexts(RecommendCall *call)
 	{
 		RecRow	   *r = &call->rows[call->cand[c]];
 		double	   *x = call->X + c * BANDIT_DIM;
-		int			ind = r->industry ? RecIndustry(call, r->industry, false) : -1;
+		int			ind = r->ind;
 
 		x[CTX_BIAS] = 1.0;
 		x[CTX_ICP] = Min(1.0, Max(0.0, r->probability));
@@ -1081,18 +1104,33 @@ RecCompare(const void *a, const void *b, void *arg)
 	return ra->account_id < rb->account_id ? -1 : (ra->account_id > rb->account_id ? 1 : 0);
 }
 
-/* Candidate indices sorted by key (desc, ties as RecCompare). */
+/* The m best candidate indices by key (desc, ties as RecCompare), best first. */
 static int *
-RecOrder(RecommendCall *call, const double *key)
+RecOrder(RecommendCall *call, const double *key, int m)
 {
-	int		   *order = palloc(sizeof(int) * Max(call->ncand, 1));
+	int		   *top = palloc(sizeof(int) * Max(m, 1));
 	void	   *arg[2] = {call, (void *) key};
-	int			c;
+	int			ntop = 0,
+				c;
 
+	/* insertion into a list of the m best so far, best first */
 	for (c = 0; c < call->ncand; c++)
-		order[c] = c;
-	qsort_arg(order, call->ncand, sizeof(int), RecCompare, arg);
-	return order;
+	{
+		int			p = ntop;
+
+		if (ntop == m && RecCompare(&c, &top[m - 1], arg) >= 0)
+			continue;
+		if (ntop < m)
+			ntop++;
+		while (p > 0 && RecCompare(&c, &top[p - 1], arg) < 0)
+		{
+			if (p < m)
+				top[p] = top[p - 1];
+			p--;
+		}
+		top[p] = c;
+	}
+	return top;
 }
 
 /* theta~ = theta + v L^-T z: a draw from N(theta, v^2 A^-1). */
@@ -1103,8 +1141,7 @@ RecDrawTheta(const BanditState *s, const double *mean, double v, pg_prng_state *
 	double		delta[BANDIT_MAX_DIM];
 	int			i;
 
-	for (i = 0; i < s->d; i++)
-		z[i] = BanditNormal(rng);
+	BanditNormals(rng, z, s->d);
 	BanditBackSolve(s->L, z, delta, s->d);
 	for (i = 0; i < s->d; i++)
 		out[i] = mean[i] + v * delta[i];
@@ -1180,9 +1217,10 @@ RecThompsonScores(RecommendCall *call, const double *th, double *out)
 {
 	int			c;
 
+	BanditNormals(&call->rng, out, call->ncand);
 	for (c = 0; c < call->ncand; c++)
 		out[c] = RecSparseDot(call, c, th) +
-			th[CTX_ACCOUNT_ENGAGEMENT] * call->eng_sd[c] * BanditNormal(&call->rng);
+			th[CTX_ACCOUNT_ENGAGEMENT] * call->eng_sd[c] * out[c];
 }
 
 /* Phase 4: score the candidates under the policy and choose k of them. */
@@ -1282,8 +1320,12 @@ RecommendRank(RecommendCall *call)
 			break;
 	}
 
-	/* the greedy top-k: what is listed below its k-th mu was explored */
-	greedy = RecOrder(call, call->mu);
+	/*
+	 * The greedy top-k: what is listed below its k-th mu was explored.
+	 * Epsilon-greedy walks this order past the items it took at random
+	 * (at most k - 1 of them), so it needs the best 2k.
+	 */
+	greedy = RecOrder(call, call->mu, Min(2 * kk, call->ncand));
 	kth_mu = call->mu[greedy[kk - 1]];
 
 	if (call->policy == POLICY_EPSILON_GREEDY || call->policy == POLICY_RANDOM)
@@ -1324,7 +1366,7 @@ RecommendRank(RecommendCall *call)
 	}
 
 	{
-		int		   *order = RecOrder(call, call->score);
+		int		   *order = RecOrder(call, call->score, kk);
 
 		for (j = 0; j < kk; j++)
 		{
@@ -1497,7 +1539,7 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 		appendStringInfoString(&summary, ", hiring engineers");
 	if (r->funding > 0)
 		appendStringInfoString(&summary, ", recently funded");
-	ind = r->industry ? RecIndustry(call, r->industry, false) : -1;
+	ind = r->ind;
 	if (ind >= 0 && call->industries[ind].best_type >= 0)
 		appendStringInfo(&summary, ", similar to %s accounts you %s", r->industry,
 						 RecVerb(call->industries[ind].best_type));
