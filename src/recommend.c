@@ -18,8 +18,10 @@
  *               until that many survive, the table ends, 10 M accounts
  *               were scanned with at least k survivors, or 20 M accounts
  *               were scanned (then fewer than k may be listed).  The retrieval
- *               query is an index-only scan (account_id, probability); the
- *               score and priority are read for the k listed rows only.
+ *               query is an index-only scan (account_id, probability) joined
+ *               to icpml.account_feedback (the account_engagement evidence);
+ *               the score and priority are read for the k listed rows only.
+ *               Every read streams its rows to a callback (spi_scan.c).
  *  3. context   one vector per candidate (bandit.h documents its entries).
  *  4. ranking   in C: theta from the Cholesky factors of the global and the
  *               user's state, then per candidate mu = theta' x and, for
@@ -100,7 +102,6 @@ static SPIPlanPtr plan_retrieve = NULL;
 static SPIPlanPtr plan_log = NULL;
 static SPIPlanPtr plan_tiers = NULL;
 static SPIPlanPtr plan_fatigue = NULL;
-static SPIPlanPtr plan_engagement = NULL;
 
 /* One scanned account of account_scores (candidate or not). */
 typedef struct RecRow
@@ -124,6 +125,8 @@ typedef struct RecRow
 	bool		tech_known;		/* tech stack not NULL */
 	double		fatigue;		/* decayed count of ignored impressions */
 	double		ignored;		/* ignored impressions weighted by examination */
+	double		fb_examined;	/* its account_feedback row: examined, */
+	double		fb_reward;		/* reward (0 when it has none) */
 	double		engagement;		/* account_engagement feature */
 	double		engagement_sd;	/* its standard error */
 	double		own[BANDIT_NOWN_TYPES];
@@ -670,6 +673,13 @@ RecPageRow(TupleTableSlot *slot, void *arg)
 	r->size_band = -1;
 	r->eng_roles = r->open_roles = -1;
 	r->ind = -1;
+	/* what all users did with it when it was recommended (account_feedback) */
+	r->fb_examined = r->fb_reward = 0.0;
+	if (!slot->tts_isnull[2] && !slot->tts_isnull[3] && DatumGetFloat8(slot->tts_values[2]) >= 0.0)
+	{
+		r->fb_examined = DatumGetFloat8(slot->tts_values[2]);
+		r->fb_reward = DatumGetFloat8(slot->tts_values[3]);
+	}
 	scan->ids[scan->nids++] = Int64GetDatum(r->account_id);
 }
 
@@ -699,9 +709,12 @@ RecommendRetrieve(RecommendCall *call)
 		Oid			argtypes[2] = {INT4OID, INT8OID};
 
 		/* a custom plan per call: a generic LIMIT estimate could pick a sort */
-		plan_retrieve = BanditKeepPlan("SELECT s.account_id, s.probability"
+		plan_retrieve = BanditKeepPlan("SELECT s.account_id, s.probability, f.examined, f.reward"
+									   " FROM (SELECT s.account_id, s.probability"
 									   " FROM icpml.account_scores AS s"
-									   " ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2",
+									   " ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2) AS s"
+									   " LEFT JOIN icpml.account_feedback AS f ON f.account_id = s.account_id"
+									   " ORDER BY s.probability DESC, s.account_id",
 									   2, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 	}
 
@@ -909,69 +922,24 @@ RecommendLoadFatigue(RecommendCall *call)
 
 /*
  * Every candidate's account_engagement: what all users did with it when it
- * was recommended (icpml.account_feedback, read as the owner).
+ * was recommended (icpml.account_feedback, joined by the retrieval query).
  */
-typedef struct RecEngagementScan
-{
-	RecommendCall *call;
-	double	   *examined;		/* per row */
-	double	   *reward;
-	double		sum_e;
-	double		sum_r;
-} RecEngagementScan;
-
-/* One account_feedback row of a candidate. */
 static void
-RecEngagementRow(TupleTableSlot *slot, void *arg)
+RecommendEngagement(RecommendCall *call)
 {
-	RecEngagementScan *scan = (RecEngagementScan *) arg;
-	int64		id = DatumGetInt64(slot->tts_values[0]);
-	AccountEntry *e = hash_search(scan->call->accounts, &id, HASH_FIND, NULL);
-	double		ex,
-				rw;
-
-	if (e == NULL || e->row < 0 || slot->tts_isnull[1] || slot->tts_isnull[2])
-		return;
-	ex = DatumGetFloat8(slot->tts_values[1]);
-	rw = DatumGetFloat8(slot->tts_values[2]);
-	if (ex < 0.0)
-		return;
-	scan->examined[e->row] = ex;
-	scan->reward[e->row] = rw;
-	scan->sum_e += ex;
-	scan->sum_r += rw;
-}
-
-static void
-RecommendLoadEngagement(RecommendCall *call)
-{
-	Datum	   *ids;
-	Datum		arg;
 	int			c;
-	double		m0,
+	double		sum_e = 0.0,
+				sum_r = 0.0,
+				m0,
 				v0;
-	RecEngagementScan scan;
 
-	if (call->ncand == 0)
-		return;
-	if (plan_engagement == NULL)
-	{
-		Oid			argtype = INT8ARRAYOID;
-
-		plan_engagement = BanditKeepPlan("SELECT f.account_id, f.examined, f.reward"
-										 " FROM icpml.account_feedback AS f"
-										 " WHERE f.account_id = ANY ($1)", 1, &argtype, 0);
-	}
-	ids = palloc(sizeof(Datum) * call->ncand);
 	for (c = 0; c < call->ncand; c++)
-		ids[c] = Int64GetDatum(call->rows[call->cand[c]].account_id);
-	arg = PointerGetDatum(construct_array(ids, call->ncand, INT8OID, 8, FLOAT8PASSBYVAL,
-										  TYPALIGN_DOUBLE));
-	scan.call = call;
-	scan.examined = palloc0(sizeof(double) * call->nrows);
-	scan.reward = palloc0(sizeof(double) * call->nrows);
-	scan.sum_e = scan.sum_r = 0.0;
-	RecOwnerScan(plan_engagement, &arg, RecEngagementRow, &scan, "icpml.account_feedback");
+	{
+		RecRow	   *r = &call->rows[call->cand[c]];
+
+		sum_e += r->fb_examined;
+		sum_r += r->fb_reward;
+	}
 
 	/*
 	 * Shrink each account towards the candidates' pooled rate m0 (3 pseudo
@@ -979,15 +947,14 @@ RecommendLoadEngagement(RecommendCall *call)
 	 * bad; its standard error sqrt(m0 (1 - m0) / (examined + 3)) bounds the
 	 * spread of rewards in [0, 1] with mean m0.
 	 */
-	m0 = scan.sum_e >= 1.0 ? Min(1.0, Max(0.0, scan.sum_r / scan.sum_e)) : 0.0;
+	m0 = sum_e >= 1.0 ? Min(1.0, Max(0.0, sum_r / sum_e)) : 0.0;
 	v0 = Max(m0 * (1.0 - m0), 1e-6);
 	for (c = 0; c < call->ncand; c++)
 	{
-		int			j = call->cand[c];
-		RecRow	   *r = &call->rows[j];
+		RecRow	   *r = &call->rows[call->cand[c]];
 
-		r->engagement = Min(1.0, Max(0.0, (scan.reward[j] + 3.0 * m0) / (scan.examined[j] + 3.0)));
-		r->engagement_sd = sqrt(v0 / (scan.examined[j] + 3.0));
+		r->engagement = Min(1.0, Max(0.0, (r->fb_reward + 3.0 * m0) / (r->fb_examined + 3.0)));
+		r->engagement_sd = sqrt(v0 / (r->fb_examined + 3.0));
 	}
 }
 
@@ -1731,7 +1698,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	RecommendRetrieve(call);
 	RecommendHistoryStats(call);
 	RecommendLoadFatigue(call);
-	RecommendLoadEngagement(call);
+	RecommendEngagement(call);
 	RecommendContexts(call);
 	RecommendRank(call);
 

@@ -71,6 +71,9 @@ prepare() {
                         from icpml.train_icp_model(deploy => 'always', seed => $SEED)" >&2 \
       || say "$db: training failed, the ICP score is the rule-based one"
   fi
+  # synchronous_commit = on: VACUUM sets the visibility map (which the
+  # retrieval's index-only scan needs) only for rows whose commit is flushed
+  PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=on" \
   psql_q -d "$db" -c "select icpml.score_all()" \
                   -c "select icpml.enable_online_feedback()" \
                   -c "vacuum analyze" >/dev/null
