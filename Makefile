@@ -11,6 +11,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # sql/frozen/icpml--0.1.0.sql is exactly what this rule built at commit 375c8d7:
 #   for f in $(git ls-tree --name-only 375c8d7 sql/parts/ | LC_ALL=C sort); do
 #     git show 375c8d7:$f; done > sql/frozen/icpml--0.1.0.sql
+# and sql/frozen/icpml--0.2.0.sql likewise at commit 740c3be.
 SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/frozen/$(EXTENSION)--*.sql) \

@@ -1,6 +1,7 @@
--- Upgrade 0.1.0 -> 0.2.0 (sql/icpml--0.1.0--0.2.0.sql): the data migration
--- of the recommender, and an upgraded schema that equals a fresh install,
--- without Supabase's roles (plain PostgreSQL) and with them.  Ends with a
+-- Upgrades 0.1.0 -> 0.2.0 (sql/icpml--0.1.0--0.2.0.sql: the data migration
+-- of the recommender) -> 0.3.0 (sql/icpml--0.2.0--0.3.0.sql: what pg_dump
+-- keeps), and an upgraded schema that equals a fresh install, without
+-- Supabase's roles (plain PostgreSQL) and with them.  Ends with a
 -- fresh CREATE EXTENSION icpml, as pg_regress's --load-extension left it.
 \set VERBOSITY default
 SET icpml.nthread = 1;
@@ -134,6 +135,7 @@ SELECT to_regprocedure('icpml.set_bandit_vocabulary(text[],text[],boolean)') IS 
        personalization_weight
 FROM icpml.bandit_settings;
 SELECT source, target, path FROM pg_extension_update_paths('icpml') WHERE path IS NOT NULL ORDER BY 1, 2;
+-- the update scripts chain: 0.1.0 -> 0.2.0 -> 0.3.0
 
 -- 0.1.0 state: a 23-dimensional model, a rewarded impression and two pending ones
 INSERT INTO icpml.bandit_state (scope, dim, a, b, chol, n, version)
@@ -178,6 +180,20 @@ SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS result,
        NOT EXISTS (SELECT FROM aclexplode(p.proacl) WHERE grantee = 0) AS not_public,
        obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
 FROM pg_proc p WHERE p.oid = 'icpml.set_bandit_vocabulary(text[],text[],boolean)'::regprocedure;
+
+-- 0.2.0 -> 0.3.0: the settings, the scores and the recommender's state and
+-- log become configuration tables (pg_dump keeps them); an INSERT of an
+-- existing settings key replaces the row (how a restore brings settings back)
+SELECT count(*) AS dumped_before FROM pg_extension, unnest(extconfig) WHERE extname = 'icpml';
+ALTER EXTENSION icpml UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'icpml';
+SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'icpml' ORDER BY c::regclass::text;
+BEGIN;
+INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('contact', 0.25), ('webinar', 0.1);
+INSERT INTO icpml.rule_settings (size_min) VALUES (25);
+SELECT interaction_type, reward FROM icpml.reward_map ORDER BY 1;
+SELECT count(*) AS rows, min(size_min) AS size_min, min(size_max) AS size_max FROM icpml.rule_settings;
+ROLLBACK;
 
 -- the upgraded schema equals a fresh install: no line only on one side
 INSERT INTO catalogs SELECT 'upgraded', c FROM pg_temp.icpml_catalog() AS c;

@@ -1,0 +1,58 @@
+-- ---------------------------------------------------------------------------
+-- Backups: what pg_dump keeps.  Extension tables are not dumped unless they
+-- are registered as configuration tables; these are, with their sequences:
+--
+--   settings     rule_weights, rule_settings, bandit_settings, reward_map
+--   models       models, deployments, training_runs (20_models.sql)
+--   scores       account_scores (score_all() can rebuild it)
+--   recommender  bandit_state, account_feedback, recommendations (the log
+--                the state is rebuilt from)
+--
+-- CREATE EXTENSION inserts the default settings rows before a restore copies
+-- the dumped rows in, so an INSERT whose key exists replaces the row instead
+-- of failing: the restored settings win over the defaults.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION icpml.replace_settings_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  CASE TG_TABLE_NAME
+    WHEN 'rule_weights' THEN
+      DELETE FROM icpml.rule_weights AS t WHERE t.factor = NEW.factor;
+    WHEN 'rule_settings' THEN
+      DELETE FROM icpml.rule_settings AS t WHERE t.singleton = NEW.singleton;
+    WHEN 'bandit_settings' THEN
+      DELETE FROM icpml.bandit_settings AS t WHERE t.singleton = NEW.singleton;
+    WHEN 'reward_map' THEN
+      DELETE FROM icpml.reward_map AS t WHERE t.interaction_type = NEW.interaction_type;
+  END CASE;
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.replace_settings_row() IS
+  'Trigger on the settings tables: an INSERT whose key exists replaces that row (so restoring a pg_dump brings back customised settings over the defaults)';
+
+CREATE TRIGGER rule_weights_replace BEFORE INSERT ON icpml.rule_weights
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+CREATE TRIGGER rule_settings_replace BEFORE INSERT ON icpml.rule_settings
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+CREATE TRIGGER bandit_settings_replace BEFORE INSERT ON icpml.bandit_settings
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+CREATE TRIGGER reward_map_replace BEFORE INSERT ON icpml.reward_map
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+
+SELECT pg_catalog.pg_extension_config_dump('icpml.rule_weights', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.rule_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.reward_map', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.account_scores', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_state', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_state_version_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.account_feedback', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_recommendation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_finalize_seq', '');
