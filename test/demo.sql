@@ -89,5 +89,12 @@ FROM icpml.bandit_settings;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 SELECT icpml.schedule_retraining(cron => '0 3 * * *') AS cron_job_id;
 SELECT jobname, schedule, command FROM cron.job;
+
+\echo
+\echo '== 9. Backups: pg_dump keeps what icpml knows (extension configuration tables)'
+SELECT c.relname AS "table",
+       (xpath('/table/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass), false, false, '')))[1]::text::bigint AS "rows"
+FROM pg_extension e, unnest(e.extconfig) AS cfg(oid) JOIN pg_class c ON c.oid = cfg.oid
+WHERE e.extname = 'icpml' AND c.relkind = 'r' ORDER BY 1;
 \echo
 \echo 'Done. Everything above ran inside PostgreSQL: see README.md for the reference.'
