@@ -202,6 +202,7 @@ BanditLoadSettings(void)
 	CatalogRegisterInvalidation(BanditInvalidate);
 	(void) CatalogRelid("bandit_settings");
 	(void) CatalogRelid("reward_map");
+	(void) CatalogRelid("experiments");
 
 	if (bandit_cxt == NULL)
 		bandit_cxt = AllocSetContextCreate(TopMemoryContext, "icpml bandit settings",
@@ -269,6 +270,40 @@ BanditLoadSettings(void)
 													  SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	MemoryContextSwitchTo(oldcxt);
+
+	ret = SPI_execute("SELECT name, variants, weights FROM icpml.experiments"
+					  " WHERE status = 'running'", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	etup = SPI_tuptable->vals[0];
+		TupleDesc	edesc = SPI_tuptable->tupdesc;
+		ArrayType  *warr;
+		Datum	   *welems;
+		bool	   *wnulls;
+		int			nw;
+
+		oldcxt = MemoryContextSwitchTo(bandit_cxt);
+		cfg.experiment = SPI_getvalue(etup, edesc, 1);
+		cfg.n_variants = BanditTextArray(SPI_getbinval(etup, edesc, 2, &isnull), &cfg.variants);
+		warr = DatumGetArrayTypeP(SPI_getbinval(etup, edesc, 3, &isnull));
+		deconstruct_array(warr, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &welems, &wnulls, &nw);
+		if (nw != cfg.n_variants)
+			elog(ERROR, "experiment \"%s\" has %d variants and %d weights (please report a bug)",
+				 cfg.experiment, cfg.n_variants, nw);
+		cfg.variant_weights = palloc(sizeof(double) * nw);
+		cfg.variant_policies = palloc(sizeof(BanditPolicy) * nw);
+		for (i = 0; i < (uint64) nw; i++)
+		{
+			cfg.variant_weights[i] = DatumGetFloat8(welems[i]);
+			if (!BanditPolicyFromName(cfg.variants[i], &cfg.variant_policies[i]))
+				elog(ERROR, "unknown policy \"%s\" in experiment \"%s\" (please report a bug)",
+					 cfg.variants[i], cfg.experiment);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
 
 	CatalogRestoreUser(saveUserId, saveSecContext);
 

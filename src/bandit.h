@@ -141,6 +141,12 @@ typedef struct BanditSettings
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;
+	/* the running experiment (icpml.experiments), experiment NULL when none */
+	char	   *experiment;
+	int			n_variants;
+	char	  **variants;		/* policy names */
+	BanditPolicy *variant_policies;
+	double	   *variant_weights;
 } BanditSettings;
 
 /*
@@ -176,6 +182,10 @@ extern char *BanditInteractionsRelation(void);
 /* Settings and reward map (inside SPI_connect; read as the extension owner). */
 extern const BanditSettings *BanditGetSettings(void);
 extern bool BanditReward(const BanditSettings *cfg, const char *type, double *reward);
+
+/* Experiments (experiments.c): the variant index a user is assigned to. */
+extern int	ExperimentAssign(const char *experiment, const pg_uuid_t *user,
+							 const double *weights, int n);
 
 /* Linear algebra (d <= BANDIT_MAX_DIM). */
 extern bool BanditCholesky(const double *A, double *L, int d);

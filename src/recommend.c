@@ -36,6 +36,11 @@
  * history gets the shared model, and theta = (1 - w) theta_g + w theta_u;
  * LinUCB's uncertainty is x' A_g^-1 x + w x' A_u^-1 x.
  *
+ * Experiments: while one runs (icpml.experiments) and the caller passes no
+ * policy, the user's hashed variant (experiments.c) chooses the policy, and
+ * the experiment and variant are logged with every row and named in the
+ * reason.
+ *
  * Memory: everything lives in the SPI procedure context and goes away at
  * SPI_finish; the result rows are copied into the tuplestore before that.
  */
@@ -214,6 +219,7 @@ typedef struct RecommendCall
 	bool		explored[RECOMMEND_MAX_K];
 	int			nchosen;
 	int64		state_version;
+	int			variant;		/* index in cfg->variants, -1 outside experiments */
 } RecommendCall;
 
 /* Round to float4 the way the logged real[] context stores it. */
@@ -1544,8 +1550,16 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 		appendStringInfo(&buf, ",\"value\":%.4f,\"contribution\":%.4f}",
 						 x[order[i]], contrib[order[i]]);
 	}
-	appendStringInfo(&buf, "],\"exploration\":%s,\"policy\":\"%s\"}",
+	appendStringInfo(&buf, "],\"exploration\":%s,\"policy\":\"%s\"",
 					 explored ? "true" : "false", BanditPolicyName(call->policy));
+	if (call->variant >= 0)
+	{
+		appendStringInfoString(&buf, ",\"experiment\":");
+		escape_json(&buf, call->cfg->experiment);
+		appendStringInfoString(&buf, ",\"variant\":");
+		escape_json(&buf, call->cfg->variants[call->variant]);
+	}
+	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
@@ -1560,7 +1574,8 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	Datum	   *sc = palloc(sizeof(Datum) * kk);
 	Datum	   *mu = palloc(sizeof(Datum) * kk);
 	Datum	   *pr = palloc(sizeof(Datum) * kk);
-	Datum		args[10];
+	Datum		args[12];
+	char		nulls[12];
 	int			j,
 				t,
 				ret;
@@ -1570,16 +1585,17 @@ RecommendLog(RecommendCall *call, int64 *ids)
 
 	if (plan_log == NULL)
 	{
-		Oid			argtypes[10] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
-		INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
+		Oid			argtypes[12] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
+		INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID, TEXTOID, TEXTOID};
 
 		plan_log = BanditKeepPlan("INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
-								  " policy, context, score, expected_reward, propensity, state_version)"
+								  " policy, context, score, expected_reward, propensity, state_version,"
+								  " experiment, variant)"
 								  " SELECT $1, u.account_id, u.rank, $4,"
-								  " $5[(u.rank - 1) * $6 + 1 : u.rank * $6], u.score, u.mu, u.p, $10"
+								  " $5[(u.rank - 1) * $6 + 1 : u.rank * $6], u.score, u.mu, u.p, $10, $11, $12"
 								  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
 								  " pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u(account_id, rank, score, mu, p)"
-								  " ORDER BY u.rank RETURNING r.recommendation_id, r.rank", 10, argtypes, 0);
+								  " ORDER BY u.rank RETURNING r.recommendation_id, r.rank", 12, argtypes, 0);
 	}
 
 	for (j = 0; j < kk; j++)
@@ -1604,9 +1620,20 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	args[7] = PointerGetDatum(construct_array(mu, kk, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[8] = PointerGetDatum(construct_array(pr, kk, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[9] = Int64GetDatum(call->state_version);
+	memset(nulls, ' ', sizeof(nulls));
+	if (call->variant >= 0)
+	{
+		args[10] = CStringGetTextDatum(call->cfg->experiment);
+		args[11] = CStringGetTextDatum(call->cfg->variants[call->variant]);
+	}
+	else
+	{
+		args[10] = args[11] = (Datum) 0;
+		nulls[10] = nulls[11] = 'n';
+	}
 
 	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan_log, args, NULL, false, 0);
+	ret = SPI_execute_plan(plan_log, args, nulls, false, 0);
 	CatalogRestoreUser(saveUserId, saveSecContext);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) kk)
 		elog(ERROR, "logging recommendations failed: %s", SPI_result_code_string(ret));
@@ -1688,8 +1715,18 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	call->cfg = BanditGetSettings();
 	for (j = 0; j < call->cfg->n_technologies && j < CTX_NTECH_SLOTS; j++)
 		call->tech_len[j] = strlen(call->cfg->technologies[j]);
+	call->variant = -1;
 	if (PG_ARGISNULL(2))
+	{
 		call->policy = call->cfg->default_policy;
+		/* a running experiment chooses the policy by the user's variant */
+		if (call->cfg->experiment != NULL)
+		{
+			call->variant = ExperimentAssign(call->cfg->experiment, call->user,
+											 call->cfg->variant_weights, call->cfg->n_variants);
+			call->policy = call->cfg->variant_policies[call->variant];
+		}
+	}
 	if (call->M == 0)
 		call->M = Max(call->k, call->cfg->candidates);
 	RecommendPreparePlans();

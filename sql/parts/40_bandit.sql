@@ -159,11 +159,18 @@ CREATE TABLE icpml.recommendations (
   reward_interaction_id bigint,
   finalized_at          timestamptz,
   finalize_seq          bigint UNIQUE,
-  CHECK ((status = 'pending') = (finalize_seq IS NULL))
+  experiment            text,
+  variant               text,
+  CHECK ((status = 'pending') = (finalize_seq IS NULL)),
+  CHECK ((experiment IS NULL) = (variant IS NULL))
 );
 
 COMMENT ON TABLE icpml.recommendations IS
   'Every served recommendation (one row per listed account) with its context vector and propensity; status pending -> rewarded (an interaction within reward_window) or expired (reward 0); finalize_seq orders the state updates';
+COMMENT ON COLUMN icpml.recommendations.experiment IS
+  'The experiment (icpml.experiments) that chose the policy of this row; NULL outside experiments';
+COMMENT ON COLUMN icpml.recommendations.variant IS
+  'The experiment''s variant (policy) the user is assigned to; NULL outside experiments';
 
 CREATE INDEX recommendations_pending_idx ON icpml.recommendations
   (user_id, account_id, served_at DESC) WHERE status = 'pending';

@@ -6,7 +6,7 @@
 --   models       models, deployments, training_runs (20_models.sql)
 --   scores       account_scores (score_all() can rebuild it)
 --   recommender  bandit_state, account_feedback, recommendations (the log
---                the state is rebuilt from)
+--                the state is rebuilt from), experiments
 --
 -- CREATE EXTENSION inserts the default settings rows before a restore copies
 -- the dumped rows in, so an INSERT whose key exists replaces the row instead
@@ -56,3 +56,4 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.account_feedback', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_recommendation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_finalize_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.experiments', '');

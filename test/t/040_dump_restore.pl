@@ -65,6 +65,10 @@ $src->safe_psql('app', q{
     END LOOP;
   END
   $$;
+  SELECT icpml.start_experiment('dump-test', ARRAY['linucb', 'greedy']);
+  SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 3, seed => 1);
+  SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 3, seed => 2);
+  SELECT icpml.stop_experiment('dump-test');
   SELECT icpml.process_feedback(now() + interval '30 days');
 });
 
@@ -84,9 +88,12 @@ my $max_version = $src->safe_psql('app', 'SELECT max(version) FROM icpml.bandit_
 my $global_version = $src->safe_psql('app', "SELECT version FROM icpml.bandit_state WHERE scope = 'global'");
 my $probe = q{SELECT round(probability::numeric, 6), model_version FROM icpml.icp_score(17)};
 my $probability = $src->safe_psql('app', $probe);
+my $src_results = $src->safe_psql('app', q{
+  SELECT string_agg(variant || ':' || users, ',' ORDER BY variant) FROM icpml.experiment_results('dump-test')});
+like($src_results, qr/^greedy:\d,linucb:\d$/, 'the source ran an experiment');
 ok($max_id > 0 && $max_version > 0, 'the source has a recommendation log and a bandit state');
 like($before, qr/^bandit_state [1-9]/m, 'the source has learned state rows');
-is(scalar(() = $before =~ /\n/g) + 1, 11, 'eleven configuration tables are compared');
+is(scalar(() = $before =~ /\n/g) + 1, 12, 'every configuration table (twelve) is compared');
 
 my $dump = $PostgreSQL::Test::Utils::tmp_check . '/app.dump';
 $src->command_ok([ 'pg_dump', '-Fc', '-C', '-f', $dump, '-d', $src->connstr('app') ],
@@ -102,6 +109,9 @@ $dst->command_ok([ 'pg_restore', '--exit-on-error', '-C', '-d', $dst->connstr('p
 is($dst->safe_psql('app', $digest), $before,
 	'settings, models, scores, bandit state, feedback and the log come back row for row');
 is($dst->safe_psql('app', $probe), $probability, 'the deployed model scores as before');
+is($dst->safe_psql('app', q{
+  SELECT string_agg(variant || ':' || users, ',' ORDER BY variant) FROM icpml.experiment_results('dump-test')}),
+	$src_results, 'experiment results come back');
 is($dst->safe_psql('app', q{
   SELECT string_agg(interaction_type || '=' || reward, ',' ORDER BY interaction_type)
   FROM icpml.reward_map WHERE interaction_type IN ('contact', 'demo_booked')}),

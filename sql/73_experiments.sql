@@ -1,0 +1,127 @@
+-- A/B experiments between recommendation policies: starting and stopping,
+-- bad input, the hashed assignment of users, what recommend_accounts serves
+-- and logs while one runs, and the per-variant results (confidence
+-- intervals, p-values, sample-ratio check) on a log with known numbers.
+\set VERBOSITY default
+SET icpml.nthread = 1;
+SET client_min_messages = warning;
+\set ECHO none
+\i reference/icpml_reference_schema.sql
+\set ECHO all
+RESET client_min_messages;
+TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
+DELETE FROM icpml.experiments;
+
+INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
+                             has_open_engineering_roles, total_open_roles, has_engineering_blog)
+SELECT g, 'acct ' || g, (ARRAY['saas', 'fintech'])[1 + g % 2], (g * 7) % 30, g % 3 <> 0,
+       (g * 11) % 80, g % 2 = 0
+FROM generate_series(1, 40) g
+ON CONFLICT (account_id) DO NOTHING;
+SELECT icpml.score_all() > 0 AS scored;
+
+-- bad input: clear errors, nothing written
+SELECT * FROM icpml.start_experiment('Bad Name', ARRAY['linucb', 'thompson']);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb']);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb', 'bandit']);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb', 'linucb']);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb', 'thompson'], weights => ARRAY[1, 0]);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb', 'thompson'], weights => ARRAY[1, 2, 3]);
+SELECT * FROM icpml.start_experiment('e1', ARRAY['linucb', 'thompson'], weights => ARRAY[1, 'NaN'::float8]);
+SELECT * FROM icpml.stop_experiment('e1');
+SELECT * FROM icpml.experiment_results('e1');
+SELECT icpml.experiment_variant('e1', '00000000-0000-0000-0000-000000000001');
+SELECT count(*) AS experiments FROM icpml.experiments;
+
+-- start one: weights default to an even split; only one may run at a time
+SELECT name, variants, weights, status, stopped_at IS NULL AS open
+FROM icpml.start_experiment('ucb-vs-ts', ARRAY['linucb', 'thompson'], description => 'first test');
+SELECT * FROM icpml.start_experiment('another', ARRAY['greedy', 'icp']);
+SELECT * FROM icpml.start_experiment('ucb-vs-ts', ARRAY['greedy', 'icp']);
+
+-- assignment is a pure function of (experiment, user): stable, and close to
+-- the weights over many users (exact counts: the hash is fixed)
+SELECT icpml.experiment_variant('ucb-vs-ts', '00000000-0000-0000-0000-000000000001') =
+       icpml.experiment_variant('ucb-vs-ts', '00000000-0000-0000-0000-000000000001') AS stable;
+SELECT icpml.experiment_variant('ucb-vs-ts', md5('user' || g)::uuid) AS variant, count(*)
+FROM generate_series(1, 2000) g GROUP BY 1 ORDER BY 1;
+SELECT icpml.experiment_variant('nope', '00000000-0000-0000-0000-000000000001');
+
+-- while it runs, recommend_accounts(policy => NULL) serves the user's variant
+-- and logs it; an explicit policy is outside the experiment
+SELECT u, icpml.experiment_variant('ucb-vs-ts', u) AS assigned
+FROM (VALUES ('00000000-0000-0000-0000-000000000001'::uuid), ('00000000-0000-0000-0000-000000000002'),
+             ('00000000-0000-0000-0000-000000000003'), ('00000000-0000-0000-0000-000000000004')) v(u)
+ORDER BY u;
+SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 3, seed => 1);
+SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 3, seed => 1);
+SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000003', 3, seed => 1);
+SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000004', 3, policy => 'icp');
+SELECT user_id, policy, experiment, variant, count(*)
+FROM icpml.recommendations GROUP BY 1, 2, 3, 4 ORDER BY 1;
+SELECT reason->>'experiment' AS experiment, reason->>'variant' AS variant, reason->>'policy' AS policy
+FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000003', 1, seed => 1);
+
+-- results on a log with known numbers (rows written directly): control
+-- linucb, 4 users with 2 finalized impressions each (rewards 1+0, 0+0,
+-- 1+1, 1+0: 4 of 8), treatment thompson, 4 users (1+1, 1+1, 0+1, 1+0:
+-- 6 of 8) and one pending impression
+TRUNCATE icpml.recommendations;
+INSERT INTO icpml.recommendations (user_id, account_id, rank, policy, context, score, expected_reward,
+                                   propensity, state_version, status, reward, finalized_at,
+                                   finalize_seq, experiment, variant)
+SELECT ('00000000-0000-0000-0000-0000000000' || lpad(u::text, 2, '0'))::uuid, 1, i, v, '{0}', 0, 0, 1, 1,
+       CASE WHEN r > 0 THEN 'rewarded' ELSE 'expired' END, r, now(),
+       nextval('icpml.recommendations_finalize_seq'), 'ucb-vs-ts', v
+FROM (VALUES (1, 'linucb', 1, 1), (1, 'linucb', 2, 0), (2, 'linucb', 1, 0), (2, 'linucb', 2, 0),
+             (3, 'linucb', 1, 1), (3, 'linucb', 2, 1), (4, 'linucb', 1, 1), (4, 'linucb', 2, 0),
+             (5, 'thompson', 1, 1), (5, 'thompson', 2, 1), (6, 'thompson', 1, 1), (6, 'thompson', 2, 1),
+             (7, 'thompson', 1, 0), (7, 'thompson', 2, 1), (8, 'thompson', 1, 1), (8, 'thompson', 2, 0))
+     AS t(u, v, i, r);
+INSERT INTO icpml.recommendations (user_id, account_id, rank, policy, context, score, expected_reward,
+                                   propensity, state_version, experiment, variant)
+VALUES ('00000000-0000-0000-0000-000000000008', 2, 3, 'thompson', '{0}', 0, 0, 1, 1, 'ucb-vs-ts', 'thompson');
+-- per user the reward sums are 1, 0, 2, 1 (control) and 2, 2, 1, 1; every
+-- user has 2 finalized impressions, so se = sd(sums) / (2 sqrt(4)):
+-- control 0.5 +- 1.96 * 0.8165 / 4 = [0.100, 0.900], treatment 0.75 +-
+-- 1.96 * 0.57735 / 4 = [0.467, 1.033]; z = 0.25 / 0.25 = 1, p = 0.3173;
+-- 4 users each: no sample-ratio mismatch (p = 1)
+SELECT variant, weight, users, impressions, finalized, reward, round(reward_per_impression::numeric, 4) AS rate,
+       round(ci_low::numeric, 4) AS ci_low, round(ci_high::numeric, 4) AS ci_high,
+       round(lift::numeric, 4) AS lift, round(p_value::numeric, 4) AS p_value,
+       round(srm_p_value::numeric, 4) AS srm_p_value
+FROM icpml.experiment_results('ucb-vs-ts');
+
+-- a sample-ratio mismatch: 56 + 36 more users make 60 in one variant and
+-- 40 in the other of a 50/50 split (chi-square 4, 1 degree of freedom:
+-- p = 0.0455)
+INSERT INTO icpml.recommendations (user_id, account_id, rank, policy, context, score, expected_reward,
+                                   propensity, state_version, experiment, variant)
+SELECT md5('srm' || g)::uuid, 1, 1, v, '{0}', 0, 0, 1, 1, 'ucb-vs-ts', v
+FROM generate_series(1, 92) g, LATERAL (SELECT CASE WHEN g <= 56 THEN 'linucb' ELSE 'thompson' END AS v) x;
+SELECT variant, users, round(srm_p_value::numeric, 4) AS srm_p_value FROM icpml.experiment_results('ucb-vs-ts');
+
+-- the tail functions behind the results
+SELECT round(icpml.normal_sf(0)::numeric, 6) AS half, round(icpml.normal_sf(1.959963985)::numeric, 6) AS p025,
+       round(icpml.chi_square_sf(4, 1)::numeric, 6) AS chi1, round(icpml.chi_square_sf(7.814728, 3)::numeric, 6) AS chi3,
+       round(icpml.chi_square_sf(30, 7)::numeric, 8) AS chi7, icpml.chi_square_sf(0, 2) AS chi0;
+SELECT icpml.chi_square_sf(1, 0);
+
+-- stop: the default policy again, outside any experiment; results stay
+SELECT name, status, stopped_at IS NOT NULL AS stopped FROM icpml.stop_experiment('ucb-vs-ts');
+SELECT * FROM icpml.stop_experiment('ucb-vs-ts');
+SELECT * FROM icpml.stop_experiment('never-started');
+SELECT reason->>'experiment' IS NULL AS outside, reason->>'policy' AS policy
+FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 1, seed => 1);
+SELECT count(*) AS variants FROM icpml.experiment_results('ucb-vs-ts');
+-- a stopped experiment's name stays taken; a new one may start
+SELECT * FROM icpml.start_experiment('ucb-vs-ts', ARRAY['greedy', 'icp']);
+SELECT name, variants, weights, status FROM icpml.start_experiment('greedy-vs-icp', ARRAY['greedy', 'icp'], weights => ARRAY[3, 1]);
+SELECT icpml.experiment_variant('greedy-vs-icp', md5('user' || g)::uuid) AS variant, count(*)
+FROM generate_series(1, 2000) g GROUP BY 1 ORDER BY 1;
+-- two experiments split the same users independently (expected 750 / 250 /
+-- 750 / 250 of 2000)
+SELECT icpml.experiment_variant('ucb-vs-ts', md5('user' || g)::uuid) AS first,
+       icpml.experiment_variant('greedy-vs-icp', md5('user' || g)::uuid) AS second, count(*)
+FROM generate_series(1, 2000) g GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT name FROM icpml.stop_experiment('greedy-vs-icp');
