@@ -1,6 +1,8 @@
 -- icpml demo: what `test/run demo` shows.  Loads generated reference data,
 -- scores accounts with the rules, trains and deploys a model, scores again,
--- recommends accounts to a sales user and learns from what the user does.
+-- recommends accounts to a sales user and learns from what the user does,
+-- runs an A/B experiment between two policies, schedules retraining and
+-- lists what a backup keeps.
 \set ON_ERROR_STOP 1
 \pset footer off
 SET client_min_messages = warning;
@@ -85,13 +87,39 @@ SELECT array_to_string(industries, ', ') AS industries, array_to_string(technolo
 FROM icpml.bandit_settings;
 
 \echo
-\echo '== 8. Nightly retraining with pg_cron'
+\echo '== 8. An A/B experiment: rank-by-ICP (control) against LinUCB, users split by a hash'
+SELECT name, variants, weights, status FROM icpml.start_experiment('icp-vs-linucb', ARRAY['icp', 'linucb']);
+SELECT icpml.experiment_variant('icp-vs-linucb', user_id) AS variant, count(*) AS users
+FROM sales_users GROUP BY 1 ORDER BY 1;
+\echo 'ten rounds: each user gets 5 accounts and saves those that truly fit (the generator''s hidden truth)'
+DO $$
+DECLARE i int;
+BEGIN
+  FOR i IN 1..10 LOOP
+    INSERT INTO user_interactions (user_id, account_id, interaction_type)
+    SELECT u.user_id, r.account_id, 'save'
+    FROM sales_users u, icpml.recommend_accounts(u.user_id, 5, seed => i) r
+    WHERE (hashtext(u.user_id::text || r.account_id || i) & 1023) / 1024.0
+          < icpml_ref.true_fit_probability(r.account_id);
+  END LOOP;
+END
+$$;
+SELECT icpml.process_feedback(as_of => now() + interval '8 days') AS "finalized (rewarded, expired)";
+SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS reward_rate,
+       round(ci_low::numeric, 3) AS ci_low, round(ci_high::numeric, 3) AS ci_high,
+       round(lift::numeric, 3) AS lift, round(p_value::numeric, 4) AS p_value,
+       round(srm_p_value::numeric, 3) AS srm_p_value
+FROM icpml.experiment_results('icp-vs-linucb');
+SELECT name, status FROM icpml.stop_experiment('icp-vs-linucb');
+
+\echo
+\echo '== 9. Nightly retraining with pg_cron'
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 SELECT icpml.schedule_retraining(cron => '0 3 * * *') AS cron_job_id;
 SELECT jobname, schedule, command FROM cron.job;
 
 \echo
-\echo '== 9. Backups: pg_dump keeps what icpml knows (extension configuration tables)'
+\echo '== 10. Backups: pg_dump keeps what icpml knows (extension configuration tables)'
 SELECT c.relname AS "table",
        (xpath('/table/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass), false, false, '')))[1]::text::bigint AS "rows"
 FROM pg_extension e, unnest(e.extconfig) AS cfg(oid) JOIN pg_class c ON c.oid = cfg.oid
