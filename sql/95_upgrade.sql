@@ -181,6 +181,19 @@ SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS result,
        obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
 FROM pg_proc p WHERE p.oid = 'icpml.set_bandit_vocabulary(text[],text[],boolean)'::regprocedure;
 
+-- the library is newer than the installed SQL (0.3.0's library, 0.2.0's
+-- objects): recommendations still work, logged without experiment columns
+SET client_min_messages = warning;
+\set ECHO none
+\i reference/icpml_reference_schema.sql
+\set ECHO all
+RESET client_min_messages;
+INSERT INTO account_signals (account_id, account_name, industry)
+SELECT g, 'acct ' || g, 'saas' FROM generate_series(1, 12) g ON CONFLICT (account_id) DO NOTHING;
+SELECT icpml.score_all() > 0 AS scored;
+SELECT count(*) AS listed FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000c', 3, seed => 1);
+UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+
 -- 0.2.0 -> 0.3.0: the settings, the scores and the recommender's state and
 -- log become configuration tables (pg_dump keeps them); an INSERT of an
 -- existing settings key replaces the row (how a restore brings settings back)
@@ -194,6 +207,15 @@ INSERT INTO icpml.rule_settings (size_min) VALUES (25);
 SELECT interaction_type, reward FROM icpml.reward_map ORDER BY 1;
 SELECT count(*) AS rows, min(size_min) AS size_min, min(size_max) AS size_max FROM icpml.rule_settings;
 ROLLBACK;
+-- the same session sees the new objects at once: an experiment chooses the policy
+SELECT name FROM icpml.start_experiment('upgrade-check', ARRAY['greedy', 'icp']);
+CREATE TEMP TABLE upgrade_list AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000c', 1, seed => 1);
+SELECT r.policy = icpml.experiment_variant('upgrade-check', r.user_id) AS variant_served,
+       r.experiment, r.variant = r.policy AS variant_logged
+FROM upgrade_list AS l JOIN icpml.recommendations AS r ON r.recommendation_id = l.recommendation_id;
+DELETE FROM icpml.experiments;
+UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 
 -- the upgraded schema equals a fresh install: no line only on one side
 INSERT INTO catalogs SELECT 'upgraded', c FROM pg_temp.icpml_catalog() AS c;

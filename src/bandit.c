@@ -198,11 +198,12 @@ BanditLoadSettings(void)
 	TupleDesc	desc;
 	bool		isnull;
 	char	   *policy;
+	bool		cfg_has_experiments;
 
 	CatalogRegisterInvalidation(BanditInvalidate);
 	(void) CatalogRelid("bandit_settings");
 	(void) CatalogRelid("reward_map");
-	(void) CatalogRelid("experiments");
+	cfg_has_experiments = OidIsValid(CatalogRelidIfExists("experiments"));
 
 	if (bandit_cxt == NULL)
 		bandit_cxt = AllocSetContextCreate(TopMemoryContext, "icpml bandit settings",
@@ -271,11 +272,15 @@ BanditLoadSettings(void)
 	}
 	MemoryContextSwitchTo(oldcxt);
 
-	ret = SPI_execute("SELECT name, variants, weights FROM icpml.experiments"
-					  " WHERE status = 'running'", true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
+	cfg.has_experiments = cfg_has_experiments;
+	if (cfg.has_experiments)
+	{
+		ret = SPI_execute("SELECT name, variants, weights FROM icpml.experiments"
+						  " WHERE status = 'running'", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
+	}
+	if (cfg.has_experiments && SPI_processed == 1)
 	{
 		HeapTuple	etup = SPI_tuptable->vals[0];
 		TupleDesc	edesc = SPI_tuptable->tupdesc;

@@ -141,7 +141,12 @@ typedef struct BanditSettings
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;
-	/* the running experiment (icpml.experiments), experiment NULL when none */
+	/*
+	 * The running experiment (icpml.experiments), experiment NULL when none;
+	 * has_experiments false when the installed SQL predates experiments
+	 * (0.2.0 objects with this library: the log has no experiment columns).
+	 */
+	bool		has_experiments;
 	char	   *experiment;
 	int			n_variants;
 	char	  **variants;		/* policy names */

@@ -135,6 +135,21 @@ CatalogRelid(const char *relname)
 	return relid;
 }
 
+/*
+ * Oid of one of icpml's own tables that older versions of the schema lack
+ * (watched when present), or InvalidOid: for a library newer than the
+ * installed SQL, before ALTER EXTENSION icpml UPDATE.
+ */
+Oid
+CatalogRelidIfExists(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, CatalogNamespace());
+
+	if (OidIsValid(relid))
+		CatalogWatch(relid);
+	return relid;
+}
+
 /* Role owning the icpml extension (the owner of its internal tables). */
 Oid
 CatalogExtensionOwner(void)

@@ -40,6 +40,7 @@ extern int	icpml_max_batch_size;
 /* catalog.c */
 extern Oid	CatalogExtensionOwner(void);
 extern Oid	CatalogRelid(const char *relname);
+extern Oid	CatalogRelidIfExists(const char *relname);
 extern void CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext);
 extern void CatalogRestoreUser(Oid saveUserId, int saveSecContext);
 typedef void (*CatalogInvalidateHook) (void);

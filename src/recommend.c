@@ -105,6 +105,7 @@ static SPIPlanPtr plan_history = NULL;
 static SPIPlanPtr plan_own = NULL;
 static SPIPlanPtr plan_retrieve = NULL;
 static SPIPlanPtr plan_log = NULL;
+static SPIPlanPtr plan_log_pre_experiments = NULL;
 static SPIPlanPtr plan_tiers = NULL;
 static SPIPlanPtr plan_fatigue = NULL;
 
@@ -1583,19 +1584,24 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	Oid			saveUserId;
 	int			saveSecContext;
 
-	if (plan_log == NULL)
+	if (plan_log == NULL || plan_log_pre_experiments == NULL)
 	{
 		Oid			argtypes[12] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
 		INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID, TEXTOID, TEXTOID};
+		const char *insert = "INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
+			" policy, context, score, expected_reward, propensity, state_version%s)"
+			" SELECT $1, u.account_id, u.rank, $4,"
+			" $5[(u.rank - 1) * $6 + 1 : u.rank * $6], u.score, u.mu, u.p, $10%s"
+			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
+			" pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u(account_id, rank, score, mu, p)"
+			" ORDER BY u.rank RETURNING r.recommendation_id, r.rank";
 
-		plan_log = BanditKeepPlan("INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
-								  " policy, context, score, expected_reward, propensity, state_version,"
-								  " experiment, variant)"
-								  " SELECT $1, u.account_id, u.rank, $4,"
-								  " $5[(u.rank - 1) * $6 + 1 : u.rank * $6], u.score, u.mu, u.p, $10, $11, $12"
-								  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
-								  " pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u(account_id, rank, score, mu, p)"
-								  " ORDER BY u.rank RETURNING r.recommendation_id, r.rank", 12, argtypes, 0);
+		/* the log as it is, or as it was before experiments (0.2.0 SQL) */
+		if (call->cfg->has_experiments && plan_log == NULL)
+			plan_log = BanditKeepPlan(psprintf(insert, ", experiment, variant", ", $11, $12"),
+									  12, argtypes, 0);
+		if (!call->cfg->has_experiments && plan_log_pre_experiments == NULL)
+			plan_log_pre_experiments = BanditKeepPlan(psprintf(insert, "", ""), 12, argtypes, 0);
 	}
 
 	for (j = 0; j < kk; j++)
@@ -1633,7 +1639,8 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	}
 
 	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan_log, args, nulls, false, 0);
+	ret = SPI_execute_plan(call->cfg->has_experiments ? plan_log : plan_log_pre_experiments,
+						   args, nulls, false, 0);
 	CatalogRestoreUser(saveUserId, saveSecContext);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) kk)
 		elog(ERROR, "logging recommendations failed: %s", SPI_result_code_string(ret));
