@@ -2,7 +2,7 @@
 BEGIN;
 \ir include/setup.sql
 
-SELECT plan(29);
+SELECT plan(33);
 
 SELECT has_schema('icpml');
 SELECT has_table('icpml', 'rule_weights', 'rule weights are a table');
@@ -40,6 +40,10 @@ SELECT ok(NOT has_table_privilege('authenticated', 'icpml.recommendations', 'sel
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.bandit_state', 'select,update'), 'authenticated cannot read or change bandit state');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(timestamp with time zone)', 'execute'), 'authenticated cannot run batch feedback');
 SELECT ok(NOT has_function_privilege('anon', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'anon cannot get recommendations');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.start_experiment(text, text[], double precision[], text)', 'execute'), 'authenticated cannot start experiments');
+SELECT ok(NOT has_table_privilege('authenticated', 'icpml.experiments', 'select,insert,update'), 'authenticated cannot read or change experiments');
+SELECT ok(has_function_privilege('service_role', 'icpml.experiment_results(text)', 'execute'), 'service_role reads experiment results');
+SELECT ok(has_table_privilege('service_role', 'icpml.experiments', 'select,update'), 'service_role administers experiments');
 
 -- service_role: administration
 SELECT ok(has_table_privilege('service_role', 'icpml.rule_weights', 'select,update'), 'service_role administers rule weights');
