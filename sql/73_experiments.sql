@@ -38,6 +38,18 @@ SELECT name, variants, weights, status, stopped_at IS NULL AS open
 FROM icpml.start_experiment('ucb-vs-ts', ARRAY['linucb', 'thompson'], description => 'first test');
 SELECT * FROM icpml.start_experiment('another', ARRAY['greedy', 'icp']);
 SELECT * FROM icpml.start_experiment('ucb-vs-ts', ARRAY['greedy', 'icp']);
+-- the table guards itself against direct writes: the design of a running
+-- experiment cannot change (it would move users between variants), and
+-- variants and weights must be valid
+\set VERBOSITY terse
+UPDATE icpml.experiments SET weights = ARRAY[1, 3] WHERE name = 'ucb-vs-ts';
+UPDATE icpml.experiments SET variants = ARRAY['linucb', 'bandit'] WHERE name = 'ucb-vs-ts';
+INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at)
+VALUES ('direct', ARRAY['greedy', 'greedy'], ARRAY[1, 1], 'stopped', now());
+INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at)
+VALUES ('direct', ARRAY['greedy', 'icp'], ARRAY[1, 'NaN'::float8], 'stopped', now());
+\set VERBOSITY default
+UPDATE icpml.experiments SET description = 'first test, annotated' WHERE name = 'ucb-vs-ts';
 
 -- assignment is a pure function of (experiment, user): stable, and close to
 -- the weights over many users (exact counts: the hash is fixed)
@@ -104,7 +116,8 @@ SELECT variant, users, round(srm_p_value::numeric, 4) AS srm_p_value FROM icpml.
 -- the tail functions behind the results
 SELECT round(icpml.normal_sf(0)::numeric, 6) AS half, round(icpml.normal_sf(1.959963985)::numeric, 6) AS p025,
        round(icpml.chi_square_sf(4, 1)::numeric, 6) AS chi1, round(icpml.chi_square_sf(7.814728, 3)::numeric, 6) AS chi3,
-       round(icpml.chi_square_sf(30, 7)::numeric, 8) AS chi7, icpml.chi_square_sf(0, 2) AS chi0;
+       round(icpml.chi_square_sf(30, 7)::numeric, 8) AS chi7, icpml.chi_square_sf(0, 2) AS chi0,
+       icpml.chi_square_sf('Infinity', 3) AS chi_inf;
 SELECT icpml.chi_square_sf(1, 0);
 
 -- stop: the default policy again, outside any experiment; results stay

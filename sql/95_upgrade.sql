@@ -195,17 +195,28 @@ SELECT count(*) AS listed FROM icpml.recommend_accounts('00000000-0000-0000-0000
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 
 -- 0.2.0 -> 0.3.0: the settings, the scores and the recommender's state and
--- log become configuration tables (pg_dump keeps them); an INSERT of an
--- existing settings key replaces the row (how a restore brings settings back)
+-- log become configuration tables (pg_dump keeps them); a COPY of an
+-- existing settings key replaces the row (how a restore brings settings
+-- back), an INSERT does not
 SELECT count(*) AS dumped_before FROM pg_extension, unnest(extconfig) WHERE extname = 'icpml';
 ALTER EXTENSION icpml UPDATE TO '0.3.0';
 SELECT extversion FROM pg_extension WHERE extname = 'icpml';
 SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'icpml' ORDER BY c::regclass::text;
 BEGIN;
-INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('contact', 0.25), ('webinar', 0.1);
-INSERT INTO icpml.rule_settings (size_min) VALUES (25);
+COPY icpml.reward_map (interaction_type, reward) FROM stdin;
+contact	0.25
+webinar	0.1
+\.
+COPY icpml.rule_settings (singleton, size_min) FROM stdin;
+t	25
+\.
 SELECT interaction_type, reward FROM icpml.reward_map ORDER BY 1;
 SELECT count(*) AS rows, min(size_min) AS size_min, min(size_max) AS size_max FROM icpml.rule_settings;
+INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('view', 0.2) ON CONFLICT DO NOTHING;
+SELECT reward AS view_reward_kept FROM icpml.reward_map WHERE interaction_type = 'view';
+\set VERBOSITY terse
+INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('view', 0.2);
+\set VERBOSITY default
 ROLLBACK;
 -- the same session sees the new objects at once: an experiment chooses the policy
 SELECT name FROM icpml.start_experiment('upgrade-check', ARRAY['greedy', 'icp']);

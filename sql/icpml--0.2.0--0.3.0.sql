@@ -27,8 +27,11 @@ COMMENT ON COLUMN icpml.recommendations.variant IS
 CREATE TABLE icpml.experiments (
   name        text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
   variants    text[] NOT NULL
-                CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL),
-  weights     double precision[] NOT NULL,
+                CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL
+                       AND variants <@ ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random']),
+  weights     double precision[] NOT NULL
+                CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights)
+                       AND 'Infinity' > ALL (weights)),
   status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stopped')),
   description text,
   started_at  timestamptz NOT NULL DEFAULT now(),
@@ -45,6 +48,36 @@ CREATE UNIQUE INDEX experiments_one_running ON icpml.experiments ((true)) WHERE 
 CREATE TRIGGER experiments_invalidate
   AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.experiments
   FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+
+-- Distinct variants, and an experiment's design fixed once it exists:
+-- changing variants or weights would move users between variants and void
+-- the comparison and the sample-ratio check.
+CREATE FUNCTION icpml.experiments_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF (SELECT count(DISTINCT v) FROM unnest(NEW.variants) AS v) <> cardinality(NEW.variants) THEN
+    RAISE EXCEPTION 'variants must be distinct: %', NEW.variants
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF TG_OP = 'UPDATE' AND (NEW.name, NEW.variants, NEW.weights, NEW.started_at)
+                          IS DISTINCT FROM (OLD.name, OLD.variants, OLD.weights, OLD.started_at) THEN
+    RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Stop it and start a new experiment under another name.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.experiments_guard() IS
+  'Trigger on icpml.experiments: distinct variants; name, variants, weights and start fixed once inserted';
+
+CREATE TRIGGER experiments_guard
+  BEFORE INSERT OR UPDATE ON icpml.experiments
+  FOR EACH ROW EXECUTE FUNCTION icpml.experiments_guard();
 
 CREATE INDEX recommendations_experiment_idx ON icpml.recommendations
   (experiment, variant, user_id) WHERE experiment IS NOT NULL;
@@ -111,9 +144,16 @@ BEGIN
             HINT = format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
   END IF;
 
-  INSERT INTO icpml.experiments AS e (name, variants, weights, description)
-  VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
-  RETURNING e.* INTO result;
+  BEGIN
+    INSERT INTO icpml.experiments AS e (name, variants, weights, description)
+    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
+    RETURNING e.* INTO result;
+  EXCEPTION WHEN unique_violation THEN
+    -- a concurrent start committed after this transaction's snapshot
+    RAISE EXCEPTION 'experiment "%" cannot start: another experiment started meanwhile, or the name was taken', name
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'SELECT name, status FROM icpml.experiments shows the experiments; stop the running one first.';
+  END;
   RETURN result;
 END
 $$;
@@ -261,6 +301,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- only a COPY (how pg_dump's data is restored); INSERT keeps its meaning
+  -- (a duplicate key fails, ON CONFLICT works)
+  IF pg_catalog.current_query() !~* '^\s*copy\s' THEN
+    RETURN NEW;
+  END IF;
   CASE TG_TABLE_NAME
     WHEN 'rule_weights' THEN
       DELETE FROM icpml.rule_weights AS t WHERE t.factor = NEW.factor;
@@ -276,7 +321,7 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.replace_settings_row() IS
-  'Trigger on the settings tables: an INSERT whose key exists replaces that row (so restoring a pg_dump brings back customised settings over the defaults)';
+  'Trigger on the settings tables: a row that a COPY brings in replaces the row with its key (so restoring a pg_dump brings back customised settings over the defaults); INSERT is unaffected';
 
 CREATE TRIGGER rule_weights_replace BEFORE INSERT ON icpml.rule_weights
   FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
@@ -305,7 +350,7 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.experiments', '');
 --    PUBLIC; Supabase's service_role gets everything from grant_admin().
 --    Roles you gave grant_admin() yourself: run it again after the update.
 -- ---------------------------------------------------------------------------
-REVOKE ALL ON FUNCTION icpml.replace_settings_row(), icpml.start_experiment(text, text[], double precision[], text),
+REVOKE ALL ON FUNCTION icpml.replace_settings_row(), icpml.experiments_guard(), icpml.start_experiment(text, text[], double precision[], text),
   icpml.stop_experiment(text), icpml.experiment_variant(text, uuid), icpml.normal_sf(double precision),
   icpml.chi_square_sf(double precision, integer), icpml.experiment_results(text) FROM PUBLIC;
 REVOKE ALL ON TABLE icpml.experiments FROM PUBLIC;
@@ -313,7 +358,7 @@ REVOKE ALL ON TABLE icpml.experiments FROM PUBLIC;
 DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
-    GRANT EXECUTE ON FUNCTION icpml.replace_settings_row(),
+    GRANT EXECUTE ON FUNCTION icpml.replace_settings_row(), icpml.experiments_guard(),
       icpml.start_experiment(text, text[], double precision[], text), icpml.stop_experiment(text),
       icpml.experiment_variant(text, uuid), icpml.normal_sf(double precision),
       icpml.chi_square_sf(double precision, integer), icpml.experiment_results(text) TO service_role;

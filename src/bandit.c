@@ -32,6 +32,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "icpml.h"
 #include "bandit.h"
@@ -116,6 +117,7 @@ static const char *const PolicyNames[] = {
 
 static BanditSettings bandit_settings;
 static bool bandit_settings_valid = false;
+static uint64 bandit_invalidations = 0;	/* invalidations seen so far */
 static MemoryContext bandit_cxt = NULL;
 
 static SPIPlanPtr plan_load = NULL;
@@ -163,6 +165,7 @@ static void
 BanditInvalidate(void)
 {
 	bandit_settings_valid = false;
+	bandit_invalidations++;
 }
 
 /* Copy a text[] datum into a palloc'd C string array (current context). */
@@ -313,15 +316,28 @@ BanditLoadSettings(void)
 	CatalogRestoreUser(saveUserId, saveSecContext);
 
 	bandit_settings = cfg;
-	bandit_settings_valid = true;
 }
 
-/* The current settings (inside SPI_connect). */
+/*
+ * The current settings (inside SPI_connect).  They are read with the latest
+ * snapshot, not the caller's (a REPEATABLE READ transaction must not cache
+ * settings older than the last invalidation for the whole backend), and a
+ * load during which an invalidation arrived (the queries accept them) is
+ * repeated: its tables may be unwatched and its rows stale.
+ */
 const BanditSettings *
 BanditGetSettings(void)
 {
-	if (!bandit_settings_valid)
+	while (!bandit_settings_valid)
+	{
+		uint64		seen = bandit_invalidations;
+
+		/* on ERROR, (sub)transaction abort pops the snapshot */
+		PushActiveSnapshot(GetLatestSnapshot());
 		BanditLoadSettings();
+		PopActiveSnapshot();
+		bandit_settings_valid = (seen == bandit_invalidations);
+	}
 	return &bandit_settings;
 }
 

@@ -151,6 +151,8 @@ GammaQ(double a, double x)
 
 	if (x <= 0.0)
 		return 1.0;
+	if (isinf(x))
+		return 0.0;
 	lead = exp(a * log(x) - x - lgamma(a));
 	if (x < a + 1.0)
 	{

@@ -60,6 +60,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -187,6 +188,7 @@ typedef struct RecommendCall
 	/* history */
 	HistItem   *hist;
 	int			nhist;
+	int			hist_cap;
 	int			n_30d;
 
 	/* scanned rows, the hash over them, and the candidates */
@@ -221,6 +223,7 @@ typedef struct RecommendCall
 	int			nchosen;
 	int64		state_version;
 	int			variant;		/* index in cfg->variants, -1 outside experiments */
+	MemoryContext rowcxt;		/* per feature row scratch, reset after each */
 } RecommendCall;
 
 /* Round to float4 the way the logged real[] context stores it. */
@@ -383,6 +386,11 @@ RecHistoryRow(TupleTableSlot *slot, void *arg)
 
 	if (slot->tts_isnull[0] || slot->tts_isnull[1])
 		return;
+	if (call->nhist == call->hist_cap)
+	{
+		call->hist_cap *= 2;
+		call->hist = repalloc(call->hist, sizeof(HistItem) * call->hist_cap);
+	}
 	h = &call->hist[call->nhist++];
 	h->account_id = DatumGetInt64(slot->tts_values[0]);
 	h->type = TextDatumGetCString(slot->tts_values[1]);
@@ -403,7 +411,8 @@ RecommendLoadHistory(RecommendCall *call)
 		return;
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(call->cfg->history_limit);
-	call->hist = palloc(sizeof(HistItem) * call->cfg->history_limit);
+	call->hist_cap = Min(call->cfg->history_limit, 64);
+	call->hist = palloc(sizeof(HistItem) * call->hist_cap);
 	(void) SpiScan(plan_history, args, false, RecHistoryRow, call, "the interaction history");
 }
 
@@ -526,7 +535,15 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 		industry = ind >= 0 ? call->industries[ind].name : text_to_cstring(t);
 	}
 	band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
-	tech_slots = isnull[9] ? 0 : RecTechSlots(call, v[9]);
+	tech_slots = 0;
+	if (!isnull[9])
+	{
+		MemoryContext old = MemoryContextSwitchTo(call->rowcxt);
+
+		tech_slots = RecTechSlots(call, v[9]);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(call->rowcxt);
+	}
 	if (!e->seen)
 	{
 		e->seen = true;
@@ -663,13 +680,17 @@ RecPageRow(TupleTableSlot *slot, void *arg)
 {
 	RecPageScan *scan = (RecPageScan *) arg;
 	RecommendCall *call = scan->call;
-	RecRow	   *r = &call->rows[call->nrows];
+	RecRow	   *r;
 	AccountEntry *e;
+	int64		id = DatumGetInt64(slot->tts_values[0]);
 
-	r->account_id = DatumGetInt64(slot->tts_values[0]);
-	e = RecEntry(call, r->account_id);
+	e = RecEntry(call, id);
 	if (e->row >= 0)
 		return;					/* cannot happen with a primary key */
+	if (call->nrows >= call->rows_cap)
+		elog(ERROR, "retrieval returned more rows than its page (please report a bug)");
+	r = &call->rows[call->nrows];
+	r->account_id = id;
 	e->row = call->nrows++;
 	r->probability = slot->tts_isnull[1] ? 0.0 : DatumGetFloat8(slot->tts_values[1]);
 	if (isnan(r->probability))
@@ -1719,6 +1740,8 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
+	call->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml recommend row",
+										 ALLOCSET_SMALL_SIZES);
 	call->cfg = BanditGetSettings();
 	for (j = 0; j < call->cfg->n_technologies && j < CTX_NTECH_SLOTS; j++)
 		call->tech_len[j] = strlen(call->cfg->technologies[j]);

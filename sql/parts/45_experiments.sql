@@ -9,8 +9,11 @@
 CREATE TABLE icpml.experiments (
   name        text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
   variants    text[] NOT NULL
-                CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL),
-  weights     double precision[] NOT NULL,
+                CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL
+                       AND variants <@ ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random']),
+  weights     double precision[] NOT NULL
+                CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights)
+                       AND 'Infinity' > ALL (weights)),
   status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stopped')),
   description text,
   started_at  timestamptz NOT NULL DEFAULT now(),
@@ -27,6 +30,36 @@ CREATE UNIQUE INDEX experiments_one_running ON icpml.experiments ((true)) WHERE 
 CREATE TRIGGER experiments_invalidate
   AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.experiments
   FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
+
+-- Distinct variants, and an experiment's design fixed once it exists:
+-- changing variants or weights would move users between variants and void
+-- the comparison and the sample-ratio check.
+CREATE FUNCTION icpml.experiments_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF (SELECT count(DISTINCT v) FROM unnest(NEW.variants) AS v) <> cardinality(NEW.variants) THEN
+    RAISE EXCEPTION 'variants must be distinct: %', NEW.variants
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF TG_OP = 'UPDATE' AND (NEW.name, NEW.variants, NEW.weights, NEW.started_at)
+                          IS DISTINCT FROM (OLD.name, OLD.variants, OLD.weights, OLD.started_at) THEN
+    RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Stop it and start a new experiment under another name.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.experiments_guard() IS
+  'Trigger on icpml.experiments: distinct variants; name, variants, weights and start fixed once inserted';
+
+CREATE TRIGGER experiments_guard
+  BEFORE INSERT OR UPDATE ON icpml.experiments
+  FOR EACH ROW EXECUTE FUNCTION icpml.experiments_guard();
 
 CREATE INDEX recommendations_experiment_idx ON icpml.recommendations
   (experiment, variant, user_id) WHERE experiment IS NOT NULL;
@@ -93,9 +126,16 @@ BEGIN
             HINT = format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
   END IF;
 
-  INSERT INTO icpml.experiments AS e (name, variants, weights, description)
-  VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
-  RETURNING e.* INTO result;
+  BEGIN
+    INSERT INTO icpml.experiments AS e (name, variants, weights, description)
+    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
+    RETURNING e.* INTO result;
+  EXCEPTION WHEN unique_violation THEN
+    -- a concurrent start committed after this transaction's snapshot
+    RAISE EXCEPTION 'experiment "%" cannot start: another experiment started meanwhile, or the name was taken', name
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'SELECT name, status FROM icpml.experiments shows the experiments; stop the running one first.';
+  END;
   RETURN result;
 END
 $$;

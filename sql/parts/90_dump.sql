@@ -9,8 +9,10 @@
 --                the state is rebuilt from), experiments
 --
 -- CREATE EXTENSION inserts the default settings rows before a restore copies
--- the dumped rows in, so an INSERT whose key exists replaces the row instead
--- of failing: the restored settings win over the defaults.
+-- the dumped rows in, so a row a COPY brings in replaces the row with its key
+-- instead of failing: the restored settings win over the defaults.  (pg_dump
+-- writes data as COPY unless told --inserts; plain INSERTs keep their
+-- meaning.)
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION icpml.replace_settings_row()
@@ -19,6 +21,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- only a COPY (how pg_dump's data is restored); INSERT keeps its meaning
+  -- (a duplicate key fails, ON CONFLICT works)
+  IF pg_catalog.current_query() !~* '^\s*copy\s' THEN
+    RETURN NEW;
+  END IF;
   CASE TG_TABLE_NAME
     WHEN 'rule_weights' THEN
       DELETE FROM icpml.rule_weights AS t WHERE t.factor = NEW.factor;
@@ -34,7 +41,7 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.replace_settings_row() IS
-  'Trigger on the settings tables: an INSERT whose key exists replaces that row (so restoring a pg_dump brings back customised settings over the defaults)';
+  'Trigger on the settings tables: a row that a COPY brings in replaces the row with its key (so restoring a pg_dump brings back customised settings over the defaults); INSERT is unaffected';
 
 CREATE TRIGGER rule_weights_replace BEFORE INSERT ON icpml.rule_weights
   FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();

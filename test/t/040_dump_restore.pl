@@ -133,14 +133,14 @@ $dst->safe_psql('app', q{
 cmp_ok($dst->safe_psql('app', "SELECT version FROM icpml.bandit_state WHERE scope = 'global'"),
 	'>', $max_version, 'feedback after the restore advances the state version sequence');
 
-# an INSERT of an existing settings key replaces the row; a new key adds one
-$dst->safe_psql('app', q{
-  INSERT INTO icpml.rule_weights (factor, weight, description) VALUES ('bias', -2, 'replaced');
-  INSERT INTO icpml.bandit_settings (alpha) VALUES (0.3)});
+# after the restore, INSERT keeps its meaning on the settings tables
 is($dst->safe_psql('app', q{
-  SELECT (SELECT count(*) || ' ' || max(weight) FROM icpml.rule_weights WHERE factor = 'bias')
-         || ' ' || (SELECT count(*) || ' ' || max(alpha) || ' ' || max(default_policy) FROM icpml.bandit_settings)}),
-	'1 -2 1 0.3 linucb', 'inserting an existing settings key replaces the row');
+  INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('contact', 0.1) ON CONFLICT DO NOTHING;
+  SELECT reward FROM icpml.reward_map WHERE interaction_type = 'contact'}),
+	'0.9', 'INSERT ... ON CONFLICT DO NOTHING keeps the restored row');
+my ($ret, $stdout, $stderr) = $dst->psql('app',
+	q{INSERT INTO icpml.rule_weights (factor, weight, description) VALUES ('bias', -2, 'again')});
+like($stderr, qr/duplicate key value/, 'a plain INSERT of an existing settings key still fails');
 
 $dst->stop;
 done_testing();
