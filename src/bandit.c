@@ -32,7 +32,6 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
 #include "icpml.h"
 #include "bandit.h"
@@ -117,7 +116,6 @@ static const char *const PolicyNames[] = {
 
 static BanditSettings bandit_settings;
 static bool bandit_settings_valid = false;
-static uint64 bandit_invalidations = 0;	/* invalidations seen so far */
 static MemoryContext bandit_cxt = NULL;
 
 static SPIPlanPtr plan_load = NULL;
@@ -165,7 +163,6 @@ static void
 BanditInvalidate(void)
 {
 	bandit_settings_valid = false;
-	bandit_invalidations++;
 }
 
 /* Copy a text[] datum into a palloc'd C string array (current context). */
@@ -318,26 +315,12 @@ BanditLoadSettings(void)
 	bandit_settings = cfg;
 }
 
-/*
- * The current settings (inside SPI_connect).  They are read with the latest
- * snapshot, not the caller's (a REPEATABLE READ transaction must not cache
- * settings older than the last invalidation for the whole backend), and a
- * load during which an invalidation arrived (the queries accept them) is
- * repeated: its tables may be unwatched and its rows stale.
- */
+/* The current settings (inside SPI_connect; see CatalogLoadFresh). */
 const BanditSettings *
 BanditGetSettings(void)
 {
 	while (!bandit_settings_valid)
-	{
-		uint64		seen = bandit_invalidations;
-
-		/* on ERROR, (sub)transaction abort pops the snapshot */
-		PushActiveSnapshot(GetLatestSnapshot());
-		BanditLoadSettings();
-		PopActiveSnapshot();
-		bandit_settings_valid = (seen == bandit_invalidations);
-	}
+		bandit_settings_valid = CatalogLoadFresh(BanditLoadSettings);
 	return &bandit_settings;
 }
 

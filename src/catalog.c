@@ -26,6 +26,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/rel.h"
 
 #include "icpml.h"
@@ -41,6 +42,7 @@ static int	n_watched = 0;
 static bool relcache_callback_registered = false;
 static Oid	cached_owner = InvalidOid;
 static Oid	cached_namespace = InvalidOid;
+static uint64 catalog_resets = 0;	/* how often the callback reset the caches */
 
 PG_FUNCTION_INFO_V1(invalidate_cache);
 
@@ -65,8 +67,28 @@ CatalogRelcacheCallback(Datum arg, Oid relid)
 	cached_owner = InvalidOid;
 	cached_namespace = InvalidOid;
 	n_watched = 0;
+	catalog_resets++;
 	for (i = 0; i < n_inval_hooks; i++)
 		inval_hooks[i] ();
+}
+
+/*
+ * Run a backend cache's loader with the latest snapshot (not the caller's:
+ * a REPEATABLE READ transaction must not fill a backend-wide cache with rows
+ * older than the last invalidation).  Returns false when an invalidation
+ * arrived while it ran (its queries accept them): the tables it watched may
+ * be unwatched and its rows stale, so the caller loads again.
+ */
+bool
+CatalogLoadFresh(CatalogInvalidateHook load)
+{
+	uint64		seen = catalog_resets;
+
+	/* on ERROR, (sub)transaction abort pops the snapshot */
+	PushActiveSnapshot(GetLatestSnapshot());
+	load();
+	PopActiveSnapshot();
+	return seen == catalog_resets;
 }
 
 /* Watch one of icpml's tables: its invalidation resets the caches. */

@@ -45,6 +45,7 @@ extern void CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext);
 extern void CatalogRestoreUser(Oid saveUserId, int saveSecContext);
 typedef void (*CatalogInvalidateHook) (void);
 extern void CatalogRegisterInvalidation(CatalogInvalidateHook hook);
+extern bool CatalogLoadFresh(CatalogInvalidateHook load);
 
 /*
  * One scored account.  Strings and the jsonb are palloc'd in the caller's

@@ -106,19 +106,23 @@ ModelCacheLoad(void)
 	return mc;
 }
 
+/* Replace the cache by the deployed model (see CatalogLoadFresh). */
+static void
+ModelCacheReload(void)
+{
+	CatalogRegisterInvalidation(ModelCacheInvalidate);
+	(void) CatalogRelid("models");
+	(void) CatalogRelid("deployments");
+	ModelCacheRelease();
+	model_cache = ModelCacheLoad();
+}
+
 /* The deployed model (see model_cache.h). */
 ModelCache *
 ModelCacheGet(void)
 {
-	if (!model_cache_valid)
-	{
-		CatalogRegisterInvalidation(ModelCacheInvalidate);
-		(void) CatalogRelid("models");
-		(void) CatalogRelid("deployments");
-		ModelCacheRelease();
-		model_cache = ModelCacheLoad();
-		model_cache_valid = true;
-	}
+	while (!model_cache_valid)
+		model_cache_valid = CatalogLoadFresh(ModelCacheReload);
 	return model_cache;
 }
 

@@ -178,8 +178,8 @@ RulesLoadConfig(void)
 FeatureReader *
 RulesReader(void)
 {
-	if (!rules_config.valid)
-		RulesLoadConfig();
+	while (!rules_config.valid)
+		rules_config.valid = CatalogLoadFresh(RulesLoadConfig);
 	return &rules_reader;
 }
 
