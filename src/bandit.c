@@ -254,6 +254,8 @@ BanditLoadSettings(void)
 	MemoryContextSwitchTo(oldcxt);
 	cfg.n_industries = Min(cfg.n_industries, CTX_NINDUSTRY_SLOTS);
 	cfg.n_technologies = Min(cfg.n_technologies, CTX_NTECH_SLOTS);
+	for (i = 0; i < (uint64) cfg.n_technologies; i++)
+		cfg.technology_lengths[i] = strlen(cfg.technologies[i]);
 	cfg.personalization_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
 
 	ret = SPI_execute("SELECT interaction_type, reward FROM icpml.reward_map"

@@ -138,6 +138,7 @@ typedef struct BanditSettings
 	char	  **industries;
 	int			n_technologies;
 	char	  **technologies;
+	int			technology_lengths[CTX_NTECH_SLOTS];	/* strlen of each */
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;

@@ -183,7 +183,6 @@ typedef struct RecommendCall
 	TimestampTz now;
 	DateADT		today;			/* now as a date in the session time zone */
 	pg_prng_state rng;
-	int			tech_len[CTX_NTECH_SLOTS];	/* strlen of cfg->technologies[i] */
 
 	/* history */
 	HistItem   *hist;
@@ -496,7 +495,7 @@ RecTechSlots(RecommendCall *call, Datum stack)
 		t = (text *) DatumGetPointer(elems[i]);
 		len = VARSIZE_ANY_EXHDR(t);
 		for (j = 0; j < cfg->n_technologies; j++)
-			if (call->tech_len[j] == len && memcmp(VARDATA_ANY(t), cfg->technologies[j], len) == 0)
+			if (cfg->technology_lengths[j] == len && memcmp(VARDATA_ANY(t), cfg->technologies[j], len) == 0)
 				mask |= (uint32) 1 << j;
 	}
 	return mask;
@@ -666,6 +665,21 @@ RecommendReadOwn(RecommendCall *call, int first)
 	(void) SpiScan(plan_own, args, false, RecOwnRow, &scan, "the user's interactions");
 }
 
+/* Scan a plan over one of icpml's own tables as the extension owner. */
+static uint64
+RecOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback,
+			 void *arg, const char *table)
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	uint64		rows;
+
+	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	rows = SpiScan(plan, args, read_only, callback, arg, table);
+	CatalogRestoreUser(saveUserId, saveSecContext);
+	return rows;
+}
+
 /* State of one retrieval page. */
 typedef struct RecPageScan
 {
@@ -752,8 +766,6 @@ RecommendRetrieve(RecommendCall *call)
 		int			first_row = call->nrows,
 					nfetched,
 					j;
-		Oid			saveUserId;
-		int			saveSecContext;
 		RecPageScan scan;
 
 		CHECK_FOR_INTERRUPTS();
@@ -773,10 +785,8 @@ RecommendRetrieve(RecommendCall *call)
 
 		args[0] = Int32GetDatum(page);
 		args[1] = Int64GetDatum(offset);
-		CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-		nfetched = (int) SpiScan(plan_retrieve, args, false, RecPageRow, &scan,
-								 "icpml.account_scores");
-		CatalogRestoreUser(saveUserId, saveSecContext);
+		nfetched = (int) RecOwnerScan(plan_retrieve, args, false, RecPageRow, &scan,
+									  "icpml.account_scores");
 		if (nfetched == 0 && offset == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -870,18 +880,6 @@ RecommendHistoryStats(RecommendCall *call)
 	call->mean_reward = call->n_known > 0 ? total / call->n_known : 0.0;
 }
 
-/* Scan a read-only plan over one of icpml's own tables as the extension owner. */
-static void
-RecOwnerScan(SPIPlanPtr plan, Datum *args, SpiRowCallback callback, void *arg,
-			 const char *table)
-{
-	Oid			saveUserId;
-	int			saveSecContext;
-
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	(void) SpiScan(plan, args, true, callback, arg, table);
-	CatalogRestoreUser(saveUserId, saveSecContext);
-}
 
 /*
  * Fatigue and ignored evidence of every candidate: the user's impressions of
@@ -945,7 +943,7 @@ RecommendLoadFatigue(RecommendCall *call)
 	}
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(RECOMMEND_FATIGUE_ROWS);
-	RecOwnerScan(plan_fatigue, args, RecFatigueRow, &scan, "icpml.recommendations");
+	(void) RecOwnerScan(plan_fatigue, args, true, RecFatigueRow, &scan, "icpml.recommendations");
 }
 
 /*
@@ -1440,16 +1438,26 @@ RecommendRank(RecommendCall *call)
  * owner).  A row that score_all() replaced meanwhile keeps the score derived
  * from its probability and the default tiers (8+ high, 5+ medium).
  */
+/* One account_scores row of a listed account: its score and priority. */
+static void
+RecTierRow(TupleTableSlot *slot, void *arg)
+{
+	RecommendCall *call = (RecommendCall *) arg;
+	int64		id = DatumGetInt64(slot->tts_values[0]);
+	AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+
+	if (e == NULL || e->row < 0 || slot->tts_isnull[1] || slot->tts_isnull[2])
+		return;
+	call->rows[e->row].icp_score = DatumGetInt32(slot->tts_values[1]);
+	call->rows[e->row].priority = TextDatumGetCString(slot->tts_values[2]);
+}
+
 static void
 RecommendReadTiers(RecommendCall *call)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(call->nchosen, 1));
 	Datum		arg;
-	int			j,
-				ret;
-	uint64		i;
-	Oid			saveUserId;
-	int			saveSecContext;
+	int			j;
 
 	if (plan_tiers == NULL)
 	{
@@ -1466,24 +1474,7 @@ RecommendReadTiers(RecommendCall *call)
 		r->priority = r->icp_score >= 8 ? "high" : r->icp_score >= 5 ? "medium" : "low";
 	}
 	arg = PointerGetDatum(construct_array(ids, call->nchosen, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
-	ret = SPI_execute_plan(plan_tiers, &arg, NULL, false, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading icpml.account_scores failed: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-
-		if (e == NULL || e->row < 0)
-			continue;
-		call->rows[e->row].icp_score = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		call->rows[e->row].priority = SPI_getvalue(tup, desc, 3);
-	}
+	(void) RecOwnerScan(plan_tiers, &arg, false, RecTierRow, call, "icpml.account_scores");
 }
 
 /* Past tense of an own interaction type, for the summary. */
@@ -1743,8 +1734,6 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	call->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml recommend row",
 										 ALLOCSET_SMALL_SIZES);
 	call->cfg = BanditGetSettings();
-	for (j = 0; j < call->cfg->n_technologies && j < CTX_NTECH_SLOTS; j++)
-		call->tech_len[j] = strlen(call->cfg->technologies[j]);
 	call->variant = -1;
 	if (PG_ARGISNULL(2))
 	{
