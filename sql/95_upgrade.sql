@@ -1,7 +1,8 @@
 -- Upgrades 0.1.0 -> 0.2.0 (sql/icpml--0.1.0--0.2.0.sql: the data migration
 -- of the recommender) -> 0.3.0 (sql/icpml--0.2.0--0.3.0.sql: what pg_dump
--- keeps), and an upgraded schema that equals a fresh install, without
--- Supabase's roles (plain PostgreSQL) and with them.  Ends with a
+-- keeps) -> 0.4.0 (sql/icpml--0.3.0--0.4.0.sql), and an upgraded schema
+-- that equals a fresh install, without Supabase's roles (plain PostgreSQL)
+-- and with them.  Ends with a
 -- fresh CREATE EXTENSION icpml, as pg_regress's --load-extension left it.
 \set VERBOSITY default
 SET icpml.nthread = 1;
@@ -135,7 +136,7 @@ SELECT to_regprocedure('icpml.set_bandit_vocabulary(text[],text[],boolean)') IS 
        personalization_weight
 FROM icpml.bandit_settings;
 SELECT source, target, path FROM pg_extension_update_paths('icpml') WHERE path IS NOT NULL ORDER BY 1, 2;
--- the update scripts chain: 0.1.0 -> 0.2.0 -> 0.3.0
+-- the update scripts chain: 0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0
 
 -- 0.1.0 state: a 23-dimensional model, a rewarded impression and two pending ones
 INSERT INTO icpml.bandit_state (scope, dim, a, b, chol, n, version)
@@ -227,6 +228,10 @@ SELECT r.policy = icpml.experiment_variant('upgrade-check', r.user_id) AS varian
 FROM upgrade_list AS l JOIN icpml.recommendations AS r ON r.recommendation_id = l.recommendation_id;
 DELETE FROM icpml.experiments;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+
+-- 0.3.0 -> 0.4.0
+ALTER EXTENSION icpml UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'icpml';
 
 -- the upgraded schema equals a fresh install: no line only on one side
 INSERT INTO catalogs SELECT 'upgraded', c FROM pg_temp.icpml_catalog() AS c;
