@@ -9,7 +9,7 @@
 # test/run bench provides all of that.  DBNAME's reference tables are
 # REGENERATED (truncated) at each size.
 #
-# Environment (see README.md): ICPML_BENCH_SIZES ("10000 100000 1000000"),
+# Environment (see docs/benchmarks.md): ICPML_BENCH_SIZES ("10000 100000 1000000"),
 # ICPML_BENCH_SECONDS (pgbench seconds per figure, 20), ICPML_BENCH_SLICES (4),
 # ICPML_BENCH_CLIENTS ("1 8"), ICPML_BENCH_PIN (1), ICPML_BENCH_REPS (3),
 # ICPML_BENCH_TRAIN_NTHREAD (1), ICPML_BENCH_TRAIN_REPEAT (0 = auto),
