@@ -5,20 +5,36 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = icpml
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from one part per module (sql/parts/NN_*.sql).
-# Install scripts of released versions are kept, frozen, in sql/frozen/ so that
-# CREATE EXTENSION icpml VERSION 'A' works; sql/icpml--A--B.sql upgrade them.
-# sql/frozen/icpml--0.1.0.sql is exactly what this rule built at commit 375c8d7:
+# Where the SQL lives (CONTRIBUTING.md, "Layout", says the same):
+#   src/sql/NN_*.sql            the install script of the version in development,
+#                               one part per module, concatenated in name order
+#                               into icpml--$(EXTVERSION).sql (a build product)
+#   src/sql/updates/            icpml--A--B.sql: ALTER EXTENSION icpml UPDATE
+#                               scripts, written by hand, one per release step
+#   src/sql/released/           icpml--A.sql: the install script of every
+#                               released version, frozen by `make release`, so
+#                               that CREATE EXTENSION icpml VERSION 'A' works
+#   sql/*.sql, expected/*.out   pg_regress tests: PostgreSQL 15's pg_regress has
+#                               no --expecteddir, so its inputs stay in sql/ next
+#                               to expected/
+# src/sql/released/icpml--0.1.0.sql is exactly what the build made at commit
+# 375c8d7 (then from sql/parts/):
 #   for f in $(git ls-tree --name-only 375c8d7 sql/parts/ | LC_ALL=C sort); do
-#     git show 375c8d7:$f; done > sql/frozen/icpml--0.1.0.sql
-# and sql/frozen/icpml--0.2.0.sql likewise at commit 740c3be.
-SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/frozen/$(EXTENSION)--*.sql) \
-	$(wildcard sql/$(EXTENSION)--*--*.sql) \
+#     git show 375c8d7:$f; done > src/sql/released/icpml--0.1.0.sql
+# and icpml--0.2.0.sql likewise at commit 740c3be; 0.3.0 was copied from the
+# build at commit ca5cfe7^.
+SQL_SRC = src/sql
+SQL_PARTS = $(sort $(wildcard $(SQL_SRC)/[0-9]*.sql))
+SQL_RELEASED = $(SQL_SRC)/released
+SQL_UPDATES = $(SQL_SRC)/updates
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+# a released version's script is the build's own output (checked below), installed once
+DATA = $(filter-out $(SQL_RELEASED)/$(DATA_built),$(wildcard $(SQL_RELEASED)/$(EXTENSION)--*.sql)) \
+	$(wildcard $(SQL_UPDATES)/$(EXTENSION)--*--*.sql) \
 	$(wildcard reference/*.sql)
 
-# pg_regress: sql/NAME.sql against expected/NAME.out (install scripts excluded)
+# pg_regress: sql/NAME.sql against expected/NAME.out (stale install scripts of
+# the old layout, sql/icpml--*.sql, are build products, never tests)
 REGRESS = $(sort $(filter-out $(EXTENSION)--%,$(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
@@ -42,8 +58,15 @@ include $(PGXS)
 # no automatic header dependencies in PGXS: rebuild everything when a header changes
 $(OBJS): $(wildcard src/*.h)
 
+# Once a version is released its install script never changes: the build
+# refuses sources that no longer make the frozen copy.
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
+	@if [ -f $(SQL_RELEASED)/$@ ] && ! cmp -s $@ $(SQL_RELEASED)/$@; then \
+	  echo "$@: $(SQL_SRC)/*.sql no longer build the released $(SQL_RELEASED)/$@;" >&2; \
+	  echo "  $(EXTVERSION) is released: open a new version (CONTRIBUTING.md, Releasing) for SQL changes" >&2; \
+	  rm -f $@; exit 1; \
+	fi
 
 .PHONY: check-regress check-isolation check-tap
 check-regress:

@@ -1,6 +1,6 @@
--- Upgrades 0.1.0 -> 0.2.0 (sql/icpml--0.1.0--0.2.0.sql: the data migration
--- of the recommender) -> 0.3.0 (sql/icpml--0.2.0--0.3.0.sql: what pg_dump
--- keeps) -> 0.4.0 (sql/icpml--0.3.0--0.4.0.sql), and an upgraded schema
+-- Upgrades 0.1.0 -> 0.2.0 (src/sql/updates/icpml--0.1.0--0.2.0.sql: the data
+-- migration of the recommender) -> 0.3.0 (icpml--0.2.0--0.3.0.sql: what
+-- pg_dump keeps) -> 0.4.0 (icpml--0.3.0--0.4.0.sql), and an upgraded schema
 -- that equals a fresh install, without Supabase's roles (plain PostgreSQL)
 -- and with them.  Ends with a
 -- fresh CREATE EXTENSION icpml, as pg_regress's --load-extension left it.

@@ -2,7 +2,7 @@
  * experiments.c — A/B tests between recommendation policies: the hashed
  * assignment of users to variants (shared by recommend_accounts and
  * experiment_variant()) and the tail probabilities experiment_results()
- * needs (SQL in sql/parts/45_experiments.sql).
+ * needs (SQL in src/sql/45_experiments.sql).
  *
  * Assignment: FNV-1a (64 bit) over the experiment name, a zero byte and the
  * 16 bytes of the user id, finished with the splitmix64 mixer; the top 53

@@ -1,4 +1,4 @@
--- icpml install script, assembled by the Makefile from sql/parts/*.sql.
+-- icpml install script, assembled by the Makefile from src/sql/NN_*.sql.
 \echo Use "CREATE EXTENSION icpml" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
