@@ -5,7 +5,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = icpml
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# Where the SQL lives (CONTRIBUTING.md, "Layout", says the same):
+# Where the SQL lives (CONTRIBUTING.md, "Where the SQL lives", says the same):
 #   src/sql/NN_*.sql            the install script of the version in development,
 #                               one part per module, concatenated in name order
 #                               into icpml--$(EXTVERSION).sql (a build product)
@@ -64,7 +64,7 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 	@if [ -f $(SQL_RELEASED)/$@ ] && ! cmp -s $@ $(SQL_RELEASED)/$@; then \
 	  echo "$@: $(SQL_SRC)/*.sql no longer build the released $(SQL_RELEASED)/$@;" >&2; \
-	  echo "  $(EXTVERSION) is released: open a new version (CONTRIBUTING.md, Releasing) for SQL changes" >&2; \
+	  echo "  $(EXTVERSION) is released: open a new version for SQL changes (CONTRIBUTING.md, Releasing)" >&2; \
 	  rm -f $@; exit 1; \
 	fi
 
@@ -75,3 +75,18 @@ check-isolation:
 	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
 check-tap:
 	$(prove_installcheck)
+
+# Releasing (CONTRIBUTING.md, "Releasing"): freeze the version in development,
+# or start the next one; both refuse, with what to do, when something is missing.
+# PGXS has a VERSION of its own (PostgreSQL's): only one given on the command
+# line counts.
+RELEASE_VERSION = $(if $(filter command line,$(origin VERSION)),$(VERSION))
+.PHONY: release open-version update-diff
+release: $(DATA_built)
+	@bash $(SQL_SRC)/release.sh release "$(RELEASE_VERSION)" $(DATA_built)
+open-version:
+	@bash $(SQL_SRC)/release.sh open-version "$(RELEASE_VERSION)"
+# what the update script from the last release has to do
+update-diff: $(DATA_built)
+	@last=$$(ls $(SQL_RELEASED) | sed -n 's/^$(EXTENSION)--\(.*\)\.sql$$/\1/p' | sort -V | grep -vx '$(EXTVERSION)' | tail -1); \
+	diff -u $(SQL_RELEASED)/$(EXTENSION)--$$last.sql $(DATA_built) || true
