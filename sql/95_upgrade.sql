@@ -2,7 +2,10 @@
 -- migration of the recommender) -> 0.3.0 (icpml--0.2.0--0.3.0.sql: what
 -- pg_dump keeps) -> 0.4.0 (icpml--0.3.0--0.4.0.sql), and an upgraded schema
 -- that equals a fresh install, without Supabase's roles (plain PostgreSQL)
--- and with them.  Ends with a
+-- and with them.  Then every released version, installed from its frozen
+-- script (src/sql/released/) and updated to the default version, found in
+-- pg_available_extension_versions (a new release is covered without editing
+-- this test).  Ends with a
 -- fresh CREATE EXTENSION icpml, as pg_regress's --load-extension left it.
 \set VERBOSITY default
 SET icpml.nthread = 1;
@@ -135,8 +138,11 @@ SELECT extversion FROM pg_extension WHERE extname = 'icpml';
 SELECT to_regprocedure('icpml.set_bandit_vocabulary(text[],text[],boolean)') IS NULL AS no_vocabulary_function,
        personalization_weight
 FROM icpml.bandit_settings;
-SELECT source, target, path FROM pg_extension_update_paths('icpml') WHERE path IS NOT NULL ORDER BY 1, 2;
--- the update scripts chain: 0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0
+SELECT source, target, path FROM pg_extension_update_paths('icpml')
+WHERE path IS NOT NULL AND source IN ('0.1.0', '0.2.0', '0.3.0') AND target IN ('0.2.0', '0.3.0', '0.4.0')
+ORDER BY 1, 2;
+-- the update scripts chain: 0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 (section 3 covers
+-- the releases after 0.3.0)
 
 -- 0.1.0 state: a 23-dimensional model, a rewarded impression and two pending ones
 INSERT INTO icpml.bandit_state (scope, dim, a, b, chol, n, version)
@@ -229,9 +235,14 @@ FROM upgrade_list AS l JOIN icpml.recommendations AS r ON r.recommendation_id = 
 DELETE FROM icpml.experiments;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 
--- 0.3.0 -> 0.4.0
+-- 0.3.0 -> 0.4.0, and on to the default version
 ALTER EXTENSION icpml UPDATE TO '0.4.0';
 SELECT extversion FROM pg_extension WHERE extname = 'icpml';
+SET client_min_messages = warning;   -- no "already installed" while 0.4.0 is the default
+ALTER EXTENSION icpml UPDATE;
+RESET client_min_messages;
+SELECT extversion = default_version AS at_default_version
+FROM pg_extension JOIN pg_available_extensions ON name = extname WHERE extname = 'icpml';
 
 -- the upgraded schema equals a fresh install: no line only on one side
 INSERT INTO catalogs SELECT 'upgraded', c FROM pg_temp.icpml_catalog() AS c;
@@ -284,7 +295,8 @@ RESET client_min_messages;
 CREATE EXTENSION icpml VERSION '0.1.0';
 UPDATE icpml.bandit_settings SET personalization_weight = 0.7;
 ALTER EXTENSION icpml UPDATE;
-SELECT extversion FROM pg_extension WHERE extname = 'icpml';
+SELECT extversion = default_version AS at_default_version
+FROM pg_extension JOIN pg_available_extensions ON name = extname WHERE extname = 'icpml';
 SELECT personalization_weight FROM icpml.bandit_settings;
 
 -- set_bandit_vocabulary is an administration function: service_role only
@@ -310,11 +322,50 @@ UNION ALL
  EXCEPT ALL SELECT 'only in a fresh install', item FROM catalogs WHERE state = 'upgraded')
 ORDER BY 1, 2;
 
--- back to what --load-extension gave the tests that follow: no shim roles,
--- a fresh install of the default version
+-- ---------------------------------------------------------------------------
+-- 3. Every released version, from its frozen install script, updated to the
+--    default version: its catalog equals a fresh install's, with Supabase's
+--    roles (still present here) and without them
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE release_catalogs (setting text, state text, item text);
+CREATE FUNCTION pg_temp.upgrade_every_release(setting text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  target text;
+  v text;
+BEGIN
+  SELECT default_version INTO STRICT target FROM pg_catalog.pg_available_extensions WHERE name = 'icpml';
+  DROP EXTENSION IF EXISTS icpml CASCADE;
+  DROP SCHEMA IF EXISTS icpml CASCADE;
+  CREATE EXTENSION icpml;
+  INSERT INTO release_catalogs SELECT setting, 'fresh', c FROM pg_temp.icpml_catalog() AS c;
+  -- older than the default version (a stale newer script in the installation is no release)
+  FOR v IN SELECT version FROM pg_catalog.pg_available_extension_versions
+           WHERE name = 'icpml'
+             AND pg_catalog.string_to_array(version, '.')::int[] < pg_catalog.string_to_array(target, '.')::int[]
+           ORDER BY pg_catalog.string_to_array(version, '.')::int[] LOOP
+    DROP EXTENSION icpml CASCADE;
+    DROP SCHEMA IF EXISTS icpml CASCADE;
+    EXECUTE pg_catalog.format('CREATE EXTENSION icpml VERSION %L', v);
+    IF (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'icpml') <> v THEN
+      RAISE EXCEPTION 'installed % instead of %', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'icpml'), v;
+    END IF;
+    ALTER EXTENSION icpml UPDATE;
+    IF (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'icpml') <> target THEN
+      RAISE EXCEPTION 'ALTER EXTENSION icpml UPDATE from % stopped at %', v,
+        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'icpml');
+    END IF;
+    INSERT INTO release_catalogs SELECT setting, v, c FROM pg_temp.icpml_catalog() AS c;
+  END LOOP;
+  DROP EXTENSION icpml CASCADE;
+  DROP SCHEMA IF EXISTS icpml CASCADE;
+END
+$$;
+
 SET client_min_messages = warning;
-DROP EXTENSION icpml CASCADE;
-DROP SCHEMA icpml CASCADE;
+SELECT pg_temp.upgrade_every_release('supabase roles');
 RESET client_min_messages;
 DO $$
 DECLARE r name;
@@ -324,6 +375,39 @@ BEGIN
   END LOOP;
 END
 $$;
+SET client_min_messages = warning;
+SELECT pg_temp.upgrade_every_release('plain');
+RESET client_min_messages;
+
+-- every version PostgreSQL can install that is older than the default one was
+-- updated (the three releases before 0.4.0 among them), each giving a full catalog
+SELECT setting,
+       count(DISTINCT state) - 1 = (SELECT count(*) FROM pg_available_extension_versions AS v
+                                    JOIN pg_available_extensions AS e ON e.name = v.name
+                                    WHERE v.name = 'icpml'
+                                      AND string_to_array(v.version, '.')::int[]
+                                          < string_to_array(e.default_version, '.')::int[]) AS every_release,
+       ARRAY['0.1.0', '0.2.0', '0.3.0'] <@ array_agg(DISTINCT state) AS known_releases,
+       bool_and(n > 300) AS full_catalogs
+FROM (SELECT setting, state, count(*) AS n FROM release_catalogs GROUP BY setting, state) AS s
+GROUP BY setting ORDER BY setting;
+-- no line only on one side, for any release
+SELECT p.setting, p.version, d.side, d.item
+FROM (SELECT DISTINCT setting, state AS version FROM release_catalogs WHERE state <> 'fresh') AS p,
+LATERAL ((SELECT 'only after upgrade' AS side, item FROM release_catalogs
+          WHERE setting = p.setting AND state = p.version
+          EXCEPT ALL SELECT 'only after upgrade', item FROM release_catalogs
+          WHERE setting = p.setting AND state = 'fresh')
+         UNION ALL
+         (SELECT 'only in a fresh install', item FROM release_catalogs
+          WHERE setting = p.setting AND state = 'fresh'
+          EXCEPT ALL SELECT 'only in a fresh install', item FROM release_catalogs
+          WHERE setting = p.setting AND state = p.version)) AS d
+ORDER BY 1, 2, 3, 4;
+
+-- back to what --load-extension gave the tests that follow: no shim roles,
+-- a fresh install of the default version
 CREATE EXTENSION icpml;
-SELECT extversion FROM pg_extension WHERE extname = 'icpml';
-DROP TABLE catalogs, shim_roles;
+SELECT extversion = default_version AS at_default_version
+FROM pg_extension JOIN pg_available_extensions ON name = extname WHERE extname = 'icpml';
+DROP TABLE catalogs, shim_roles, release_catalogs;

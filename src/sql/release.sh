@@ -128,6 +128,7 @@ else
   cat <<EOF
 Opened $version: $control says default_version = '$version'; $update is the
 (empty) update script every SQL change goes into. expected/00_install.out shows
-the version: update it, run test/run test, and commit.
+the version: update it and run test/run test (the upgrade test now also starts
+from $current, installed from its frozen script), then commit.
 EOF
 fi
