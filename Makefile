@@ -17,6 +17,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 #   sql/*.sql, expected/*.out   pg_regress tests: PostgreSQL 15's pg_regress has
 #                               no --expecteddir, so its inputs stay in sql/ next
 #                               to expected/
+#   sql/include/*.sql           fixtures the tests pull with \i (never run alone)
 # src/sql/released/icpml--0.1.0.sql is exactly what the build made at commit
 # 375c8d7 (then from sql/parts/):
 #   for f in $(git ls-tree --name-only 375c8d7 sql/parts/ | LC_ALL=C sort); do

@@ -1,10 +1,6 @@
 -- Rule-based ICP score over the reference schema.
 \set VERBOSITY default
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 
 -- Fixed dates relative to today keep funding recency deterministic.
 INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,

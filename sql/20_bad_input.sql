@@ -1,10 +1,6 @@
 -- Bad input: clear errors or documented NULLs, never a crash.
 \set VERBOSITY default
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 INSERT INTO account_signals (account_id, engineering_role_count, has_open_engineering_roles,
                              total_open_roles, has_engineering_blog)
 VALUES (1, 10, true, 20, true);

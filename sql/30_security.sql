@@ -1,9 +1,5 @@
 -- Scoring reads as the caller: grants and row-level security apply.
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 INSERT INTO account_signals (account_id, account_name, engineering_role_count, has_open_engineering_roles,
                              total_open_roles, has_engineering_blog)
 VALUES (1, 'mine', 10, true, 20, true), (2, 'theirs', 30, true, 60, true);

@@ -1,10 +1,6 @@
 -- Materialised scores, explanations and prewarm, with the rules scoring.
 \set VERBOSITY default
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 
 INSERT INTO account_signals (account_id, industry, engineering_role_count, has_open_engineering_roles,
                              total_open_roles, has_engineering_blog)

@@ -2,12 +2,7 @@
 -- the model and the rules on the same folds, determinism, custom relations,
 -- row-level security.
 \set VERBOSITY default
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\i reference/icpml_generate.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_generator.sql
 SET icpml.nthread = 1;
 
 -- 1. metrics: icpml.binary_metrics against the same definitions in SQL, on

@@ -148,10 +148,7 @@ DROP ROLE icpml_models_rep;
 -- A trained model: its evaluation outputs are consistent and chartable
 SET client_min_messages = warning;
 TRUNCATE icpml.models, icpml.deployments RESTART IDENTITY;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\i reference/icpml_generate.sql
-\set ECHO all
+\i sql/include/reference_generator.sql
 RESET client_min_messages;
 SET icpml.nthread = 1;
 SELECT sum(row_count) > 0 AS generated

@@ -3,10 +3,7 @@
 -- values score, the batch and the materialised table agree with icp_score.
 \set VERBOSITY default
 SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\i reference/icpml_generate.sql
-\set ECHO all
+\i sql/include/reference_generator.sql
 SELECT count(*) FROM icpml_ref.generate(accounts => 4000, users => 5, interactions => 2000, seed => 3,
                                         as_of => '2026-01-01 00:00+00');
 RESET client_min_messages;

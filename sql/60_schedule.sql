@@ -2,10 +2,7 @@
 \set VERBOSITY default
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\i reference/icpml_generate.sql
-\set ECHO all
+\i sql/include/reference_generator.sql
 TRUNCATE icpml.training_runs, icpml.models, icpml.deployments RESTART IDENTITY;
 RESET client_min_messages;
 SET icpml.nthread = 1;

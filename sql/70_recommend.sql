@@ -2,11 +2,7 @@
 -- with a seed, exclusions, logging, row-level security and the JWT subject.
 \set VERBOSITY default
 SET icpml.nthread = 1;
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
 -- the vocabularies come from this test's accounts (the first score_all() below)
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;

@@ -4,11 +4,7 @@
 -- update (an impression at rank r counts with its examination probability).
 \set VERBOSITY default
 SET icpml.nthread = 1;
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 

@@ -190,11 +190,7 @@ FROM pg_proc p WHERE p.oid = 'icpml.set_bandit_vocabulary(text[],text[],boolean)
 
 -- the library is newer than the installed SQL (0.3.0's library, 0.2.0's
 -- objects): recommendations still work, logged without experiment columns
-SET client_min_messages = warning;
-\set ECHO none
-\i reference/icpml_reference_schema.sql
-\set ECHO all
-RESET client_min_messages;
+\i sql/include/reference_schema.sql
 INSERT INTO account_signals (account_id, account_name, industry)
 SELECT g, 'acct ' || g, 'saas' FROM generate_series(1, 12) g ON CONFLICT (account_id) DO NOTHING;
 SELECT icpml.score_all() > 0 AS scored;
