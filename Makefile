@@ -91,3 +91,9 @@ open-version:
 update-diff: $(DATA_built)
 	@last=$$(ls $(SQL_RELEASED) | sed -n 's/^$(EXTENSION)--\(.*\)\.sql$$/\1/p' | sort -V | grep -vx '$(EXTVERSION)' | tail -1); \
 	diff -u $(SQL_RELEASED)/$(EXTENSION)--$$last.sql $(DATA_built) || true
+
+# the portable tarball (docs/deployment.md): icpml.so with the XGBoost runtime it
+# needs beside it, for a PostgreSQL 15 without libxgboost (e.g. supabase/postgres)
+.PHONY: dist-portable
+dist-portable: all
+	sh packaging/dist-portable.sh --pg-config $(PG_CONFIG) --out dist
