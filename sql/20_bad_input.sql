@@ -58,10 +58,13 @@ SELECT * FROM icpml.icp_score_batch(ARRAY[1]);
 -- missing relation, bad name, missing column, wrong type, non-integer key
 SET icpml.feature_relation = 'no_such_table';
 SELECT * FROM icpml.icp_score(1);
+-- a setting names a relation, it is never SQL: refused when set
 SET icpml.feature_relation = 'a.b.c.d';
-SELECT * FROM icpml.icp_score(1);
 SET icpml.feature_relation = '';
-SELECT * FROM icpml.icp_score(1);
+SET icpml.feature_relation = 'public.account_features; SELECT 1';
+SET icpml.interactions_relation = 'x WHERE true';
+SET icpml.feature_key = '';
+SHOW icpml.feature_relation;
 SET icpml.feature_relation = 'odd_features';
 ALTER TABLE odd_features RENAME COLUMN tech_stack TO stack;
 SELECT * FROM icpml.icp_score(1);

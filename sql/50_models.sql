@@ -5,17 +5,36 @@ SET client_min_messages = warning;
 TRUNCATE icpml.models, icpml.deployments RESTART IDENTITY;
 RESET client_min_messages;
 
--- Stored versions made by hand (training makes them for real; see below).
--- The blob is not a model: nothing scores with these.
+-- Stored versions made by hand (training makes them for real; see below):
+-- a one-tree XGBoost model (JSON) over company_size, with the digest of
+-- the spec it goes with, as training records it (see 52_model_validation).
+CREATE FUNCTION pg_temp.tiny_model(spec jsonb)
+RETURNS bytea LANGUAGE sql AS $$
+  SELECT convert_to(format(
+    '{"learner":{"attributes":{"icpml_spec_md5":"%s"},"feature_names":[],"feature_types":["q"],'
+    '"gradient_booster":{"model":{"gbtree_model_param":{"num_parallel_tree":"1","num_trees":"1",'
+    '"size_leaf_vector":"0"},"tree_info":[0],"trees":[{"base_weights":[-0E0,-8.5714287E-1,8.5714287E-1],'
+    '"categories":[],"categories_nodes":[],"categories_segments":[],"categories_sizes":[],'
+    '"default_left":[1,0,0],"id":0,"left_children":[1,-1,-1],"loss_changes":[2.5714285E0,0E0,0E0],'
+    '"parents":[2147483647,0,0],"right_children":[2,-1,-1],'
+    '"split_conditions":[1.75E2,-4.2857143E-1,4.2857143E-1],"split_indices":[0,0,0],"split_type":[0,0,0],'
+    '"sum_hessian":[1.5E0,7.5E-1,7.5E-1],"tree_param":{"num_deleted":"0","num_feature":"1",'
+    '"num_nodes":"3","size_leaf_vector":"0"}}]},"name":"gbtree"},"learner_model_param":{"base_score":"5E-1",'
+    '"boost_from_average":"0","num_class":"0","num_feature":"1","num_target":"1"},'
+    '"objective":{"name":"binary:logistic","reg_loss_param":{"scale_pos_weight":"1"}}},"version":[1,7,4]}',
+    md5(spec::text)), 'UTF8')
+$$;
+
 CREATE FUNCTION pg_temp.add_model(auc double precision, rules_auc double precision)
 RETURNS integer LANGUAGE sql AS $$
+  WITH s(spec) AS (
+    SELECT '{"format": 1, "relation": "public.account_features", "key": "account_id",
+             "columns": [{"name": "company_size", "kind": "numeric"}],
+             "features": [{"name": "company_size", "type": "q"}]}'::jsonb)
   INSERT INTO icpml.models (relation, key_column, label_column, model, spec, params, metrics,
                             n_rows, n_positive, seed, data_fingerprint, score_cutoffs,
                             cv_roc_auc, rules_cv_roc_auc)
-  VALUES ('public.account_features', 'account_id', 'is_fit', '\x7b7d',
-          '{"format": 1, "relation": "public.account_features", "key": "account_id",
-            "columns": [{"name": "company_size", "kind": "numeric"}],
-            "features": [{"name": "company_size", "type": "q"}]}',
+  SELECT 'public.account_features', 'account_id', 'is_fit', pg_temp.tiny_model(s.spec), s.spec,
           '{"max_depth": 4, "eta": 0.1, "n_rounds": 50}',
           jsonb_build_object('folds', 5, 'seed', 42,
             'cv', jsonb_build_object('model', jsonb_build_object('roc_auc', auc),
@@ -27,7 +46,8 @@ RETURNS integer LANGUAGE sql AS $$
                              {"bin": 2, "mean_predicted": 0.15, "observed_rate": 0.18, "n": 80}]'::jsonb,
             'importance', '[{"feature": "industry", "gain": 2.5, "weight": 10},
                             {"feature": "company_size", "gain": 7.25, "weight": 31}]'::jsonb),
-          200, 60, 42, md5('rows'), '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}', auc, rules_auc)
+          200, 60, 42, md5('rows'), '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}', auc, rules_auc
+  FROM s
   RETURNING version
 $$;
 

@@ -140,6 +140,9 @@ GRANT SELECT ON account_signals, research_runs, account_features, user_interacti
 ALTER TABLE account_signals ENABLE ROW LEVEL SECURITY;
 CREATE POLICY odd_only ON account_signals FOR SELECT TO icpml_test_rep USING (account_id % 2 = 1);
 SET ROLE icpml_test_rep;
+-- not an administrator: the identity check needs a JWT subject (docs/security.md)
+SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 3);
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}';
 SELECT count(*) AS listed, count(*) FILTER (WHERE account_id % 2 = 0) AS hidden_listed
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 100, policy => 'linucb');
 SELECT count(*) AS listed, count(*) FILTER (WHERE account_id % 2 = 0) AS hidden_listed
@@ -149,7 +152,7 @@ SELECT count(*) FROM icpml.recommendations;
 SELECT count(*) FROM icpml.bandit_state;
 
 -- the JWT subject must match user_id for an unprivileged caller
-SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}';
+-- (every shape of the claims: 33_identity)
 SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 3);
 SELECT count(*) FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 3);
 SET request.jwt.claims = '';

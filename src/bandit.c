@@ -133,7 +133,7 @@ BanditDefineGucs(void)
 							   &icpml_interactions_relation,
 							   "public.user_interactions",
 							   PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   RelationNameCheckHook, NULL, NULL);
 }
 
 /* Parse a policy name; false when unknown. */
@@ -184,12 +184,43 @@ BanditTextArray(Datum d, char ***out)
 	return m;
 }
 
+/* ERROR unless lo <= v <= hi (so never NaN or infinite). */
+static void
+BanditCheckRange(const char *name, double v, double lo, double hi)
+{
+	if (!(v >= lo && v <= hi))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("icpml.bandit_settings.%s is %g, outside [%g, %g]", name, v, lo, hi),
+				 errhint("Set it back to a value in range; the table's CHECK constraints say the same.")));
+}
+
+/*
+ * The settings as the recommender needs them: finite and in the ranges of
+ * the table's CHECK constraints (checked again here: a value out of range
+ * would give NaN scores, and NaN is never served or logged).
+ */
+static void
+BanditCheckSettings(const BanditSettings *cfg)
+{
+	BanditCheckRange("alpha", cfg->alpha, 0.0, BANDIT_MAX_ALPHA);
+	BanditCheckRange("v", cfg->v, 0.0, BANDIT_MAX_V);
+	BanditCheckRange("epsilon", cfg->epsilon, 0.0, 1.0);
+	BanditCheckRange("lambda", cfg->lambda, BANDIT_MIN_LAMBDA, BANDIT_MAX_LAMBDA);
+	BanditCheckRange("icp_prior", cfg->icp_prior, -BANDIT_MAX_ABS_ICP_PRIOR, BANDIT_MAX_ABS_ICP_PRIOR);
+	BanditCheckRange("gamma", cfg->gamma, BANDIT_MIN_GAMMA, 1.0);
+	BanditCheckRange("personalization_weight", cfg->personalization_weight, 0.0, 1.0);
+	BanditCheckRange("fatigue_decay", cfg->fatigue_decay, 0.0, nextafter(1.0, 0.0));
+	BanditCheckRange("position_bias", cfg->position_bias, 0.0, 4.0);
+	BanditCheckRange("personalization_prior", cfg->personalization_prior,
+					 BANDIT_MIN_LAMBDA, BANDIT_MAX_LAMBDA);
+}
+
 /* Load icpml.bandit_settings and icpml.reward_map (inside SPI_connect). */
 static void
 BanditLoadSettings(void)
 {
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 	uint64		i;
 	BanditSettings cfg;
@@ -211,7 +242,7 @@ BanditLoadSettings(void)
 	MemoryContextReset(bandit_cxt);
 	memset(&cfg, 0, sizeof(cfg));
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 
 	ret = SPI_execute("SELECT default_policy, alpha, v, epsilon, lambda, candidates,"
 					  " reward_window, gamma, refactor_every, personalization,"
@@ -257,6 +288,7 @@ BanditLoadSettings(void)
 	for (i = 0; i < (uint64) cfg.n_technologies; i++)
 		cfg.technology_lengths[i] = strlen(cfg.technologies[i]);
 	cfg.personalization_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
+	BanditCheckSettings(&cfg);
 
 	ret = SPI_execute("SELECT interaction_type, reward FROM icpml.reward_map"
 					  " ORDER BY interaction_type", true, 0);
@@ -271,6 +303,12 @@ BanditLoadSettings(void)
 		cfg.reward_types[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		cfg.rewards[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
 													  SPI_tuptable->tupdesc, 2, &isnull));
+		if (!(fabs(cfg.rewards[i]) <= BANDIT_MAX_ABS_REWARD))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("icpml.reward_map gives interaction type \"%s\" the reward %g, outside [-%g, %g]",
+							cfg.reward_types[i], cfg.rewards[i], BANDIT_MAX_ABS_REWARD, BANDIT_MAX_ABS_REWARD),
+					 errhint("Rewards are small numbers, typically between 0 and 1.")));
 	}
 	MemoryContextSwitchTo(oldcxt);
 
@@ -278,7 +316,7 @@ BanditLoadSettings(void)
 	if (cfg.has_experiments)
 	{
 		ret = SPI_execute("SELECT name, variants, weights FROM icpml.experiments"
-						  " WHERE status = 'running'", true, 0);
+						  " WHERE status OPERATOR(pg_catalog.=) 'running'", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
 	}
@@ -312,7 +350,7 @@ BanditLoadSettings(void)
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 
 	bandit_settings = cfg;
 }
@@ -634,6 +672,7 @@ static void
 BanditReadArray(Datum d, double *out, int n, const char *scope, const char *what)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(d);
+	int			i;
 
 	if (ARR_ELEMTYPE(arr) != FLOAT8OID || ARR_HASNULL(arr) ||
 		ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) != n)
@@ -642,6 +681,13 @@ BanditReadArray(Datum d, double *out, int n, const char *scope, const char *what
 				 errmsg("column %s of bandit state \"%s\" does not hold %d numbers", what, scope, n),
 				 errhint("Run SELECT icpml.rebuild_bandit_state() to recompute the state from the log.")));
 	memcpy(out, ARR_DATA_PTR(arr), sizeof(double) * n);
+	/* NaN or infinity here would be served and logged as NaN scores */
+	for (i = 0; i < n; i++)
+		if (!isfinite(out[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("column %s of bandit state \"%s\" holds a non-finite number", what, scope),
+					 errhint("Run SELECT icpml.rebuild_bandit_state() to recompute the state from the log.")));
 }
 
 /* A float8[] datum of n elements, 2-D (rows x rows) when square. */
@@ -716,11 +762,11 @@ BanditStateLoad(BanditState *s, const char *scope, bool for_update, bool with_a,
 	SPIPlanPtr	plan;
 
 	if (plan_load == NULL)
-		plan_load = BanditKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
-								   " FROM icpml.bandit_state WHERE scope = $1", 1, argtypes, 0);
+		plan_load = CatalogKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
+								   " FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.=) $1", 1, argtypes, 0);
 	if (plan_load_lock == NULL)
-		plan_load_lock = BanditKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
-									    " FROM icpml.bandit_state WHERE scope = $1 FOR UPDATE",
+		plan_load_lock = CatalogKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
+									    " FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 									    1, argtypes, 0);
 	plan = for_update ? plan_load_lock : plan_load;
 	args[0] = CStringGetTextDatum(scope);
@@ -737,7 +783,7 @@ BanditStateLoad(BanditState *s, const char *scope, bool for_update, bool with_a,
 		BanditState prior;
 
 		if (plan_insert_prior == NULL)
-			plan_insert_prior = BanditKeepPlan("INSERT INTO icpml.bandit_state"
+			plan_insert_prior = CatalogKeepPlan("INSERT INTO icpml.bandit_state"
 											   " (scope, dim, a, b, chol, version)"
 											   " VALUES ($1, $2, $3, $4, $5,"
 											   " pg_catalog.nextval('icpml.bandit_state_version_seq'))"
@@ -794,7 +840,7 @@ BanditStateStore(BanditState *s)
 	bool		isnull;
 
 	if (plan_store == NULL)
-		plan_store = BanditKeepPlan("INSERT INTO icpml.bandit_state AS s"
+		plan_store = CatalogKeepPlan("INSERT INTO icpml.bandit_state AS s"
 								    " (scope, dim, a, b, chol, n, updates_since_refactor, version, updated_at)"
 								    " VALUES ($1, $2, $3, $4, $5, $6, $7,"
 								    " pg_catalog.nextval('icpml.bandit_state_version_seq'), pg_catalog.now())"

@@ -66,6 +66,19 @@
  */
 #define BANDIT_DIM 64
 
+/*
+ * Sane ranges of the settings (icpml.bandit_settings has the same CHECK
+ * constraints; BanditGetSettings checks them again): outside them the
+ * numbers overflow into NaN scores.
+ */
+#define BANDIT_MAX_ALPHA 100.0
+#define BANDIT_MAX_V 100.0
+#define BANDIT_MIN_LAMBDA 1e-6	/* lambda and personalization_prior */
+#define BANDIT_MAX_LAMBDA 1e9
+#define BANDIT_MAX_ABS_ICP_PRIOR 100.0
+#define BANDIT_MIN_GAMMA 1e-6
+#define BANDIT_MAX_ABS_REWARD 1000.0
+
 #define CTX_BIAS 0
 #define CTX_ICP 1
 #define CTX_ICP_LOGIT 2

@@ -5,7 +5,10 @@
  * to application roles.  Functions that application roles call run as the
  * caller (so row-level security applies to user data) and switch to the
  * extension's owner only around reads and writes of icpml's own tables,
- * the way pg_cron does for its metadata.
+ * the way pg_cron does for its metadata.  While it is the owner, search_path
+ * is pinned to pg_catalog, pg_temp and every statement qualifies its
+ * operators and functions, so nothing the caller defined runs with the
+ * owner's rights.
  *
  * Backend caches of those tables are invalidated through the relcache: a
  * statement trigger on each table calls icpml.invalidate_cache(), which
@@ -22,8 +25,11 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -205,23 +211,102 @@ CatalogExtensionOwner(void)
 }
 
 /*
- * Become the extension owner for access to icpml's own tables.  An ERROR
- * before CatalogRestoreUser is fine: transaction abort restores the user.
+ * The search_path every statement run as the extension owner sees: the
+ * caller's own path could put its operators and functions ahead of
+ * pg_catalog's, and they would then run with the owner's rights.  pg_temp
+ * last: it is never searched for functions or operators, and an unqualified
+ * table name never resolves there first.
+ */
+#define CATALOG_PINNED_PATH "pg_catalog, pg_temp"
+
+/*
+ * Become the extension owner for access to icpml's own tables, with
+ * search_path pinned to pg_catalog, pg_temp (a GUC nest level, as a
+ * function's SET clause does).  When the path already is exactly that (a
+ * nested switch, a pinned SECURITY DEFINER caller) no nest level is
+ * opened: the common hot path costs a string comparison.  Plans executed
+ * here must be prepared here too (CatalogKeepPlan): the plan cache
+ * re-plans a plan whose search_path or role differs.
+ *
+ * An ERROR before CatalogRestoreUser is fine: (sub)transaction abort
+ * restores the user and pops the GUC nest level.  Switches nest strictly
+ * (last in, first out).
  */
 void
-CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext)
+CatalogSwitchToOwner(CatalogOwnerState *save)
 {
 	Oid			owner = CatalogExtensionOwner();
 
-	GetUserIdAndSecContext(saveUserId, saveSecContext);
-	SetUserIdAndSecContext(owner, *saveSecContext | SECURITY_LOCAL_USERID_CHANGE);
+	GetUserIdAndSecContext(&save->saveUserId, &save->saveSecContext);
+	SetUserIdAndSecContext(owner, save->saveSecContext | SECURITY_LOCAL_USERID_CHANGE);
+
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, CATALOG_PINNED_PATH) == 0)
+		save->gucNestLevel = 0;
+	else
+	{
+		save->gucNestLevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", CATALOG_PINNED_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 }
 
-/* Undo CatalogSwitchToOwner. */
+/* Undo CatalogSwitchToOwner: the caller's search_path, then its role. */
 void
-CatalogRestoreUser(Oid saveUserId, int saveSecContext)
+CatalogRestoreUser(const CatalogOwnerState *save)
 {
-	SetUserIdAndSecContext(saveUserId, saveSecContext);
+	if (save->gucNestLevel > 0)
+		AtEOXact_GUC(true, save->gucNestLevel);
+	SetUserIdAndSecContext(save->saveUserId, save->saveSecContext);
+}
+
+/*
+ * Prepare and keep a plan over icpml's own tables as the extension owner,
+ * under the pinned search_path: executed the same way (inside
+ * CatalogSwitchToOwner), it is never re-planned for a role or path change,
+ * and its names resolved in pg_catalog only.
+ */
+SPIPlanPtr
+CatalogKeepPlan(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	CatalogOwnerState owner;
+	SPIPlanPtr	plan;
+
+	CatalogSwitchToOwner(&owner);
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	CatalogRestoreUser(&owner);
+	return plan;
+}
+
+/*
+ * Is a role an icpml administrator?  A superuser, a role with the
+ * privileges of the extension owner, or a member (even without INHERIT:
+ * it may SET ROLE) of service_role (Supabase) or icpml_admin (the role
+ * icpml.grant_admin() grants).  Administrators may ask for any user's
+ * recommendations; docs/security.md lists what else they may do.
+ */
+bool
+CatalogIsAdministrator(Oid roleid)
+{
+	static const char *const admin_roles[] = {"service_role", ICPML_ADMIN_ROLE};
+	int			i;
+
+	if (superuser_arg(roleid))
+		return true;
+	if (has_privs_of_role(roleid, CatalogExtensionOwner()))
+		return true;
+	for (i = 0; i < lengthof(admin_roles); i++)
+	{
+		Oid			r = get_role_oid(admin_roles[i], true);
+
+		if (OidIsValid(r) && is_member_of_role(roleid, r))
+			return true;
+	}
+	return false;
 }
 
 /*

@@ -78,8 +78,7 @@ experiment_variant(PG_FUNCTION_ARGS)
 	pg_uuid_t  *user = PG_GETARG_UUID_P(1);
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		arg = PG_GETARG_DATUM(0);
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret,
 				nv,
 				nw,
@@ -94,10 +93,10 @@ experiment_variant(PG_FUNCTION_ARGS)
 	int			i;
 
 	SPI_connect();
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	ret = SPI_execute_with_args("SELECT e.variants, e.weights FROM icpml.experiments AS e"
-								" WHERE e.name = $1", 1, argtypes, &arg, NULL, true, 1);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+								" WHERE e.name OPERATOR(pg_catalog.=) $1", 1, argtypes, &arg, NULL, true, 1);
+	CatalogRestoreUser(&owner);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)

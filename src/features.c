@@ -15,6 +15,8 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -64,6 +66,85 @@ RelationResolve(const char *setting, const char *kind, const char *guc,
 	*display = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
 	return relid;
+}
+
+/* Is text a syntactically valid (1 to 3 part) relation name? */
+bool
+RelationNameIsValid(const char *name)
+{
+	char	   *copy;
+	List	   *parts = NIL;
+	bool		ok;
+
+	if (name == NULL || name[0] == '\0')
+		return false;
+	copy = pstrdup(name);
+	ok = SplitIdentifierString(copy, '.', &parts) &&
+		list_length(parts) >= 1 && list_length(parts) <= 3;
+	list_free(parts);
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * GUC check hook of icpml.feature_relation and icpml.interactions_relation:
+ * a setting names a relation, it is never SQL.
+ */
+bool
+RelationNameCheckHook(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || RelationNameIsValid(*newval))
+		return true;
+	GUC_check_errdetail("\"%s\" is not a table or view name.", *newval);
+	GUC_check_errhint("Use a name such as public.account_features (double-quote identifiers with special characters).");
+	return false;
+}
+
+/* GUC check hook of icpml.feature_key: a column name, not empty. */
+bool
+ColumnNameCheckHook(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || ((*newval)[0] != '\0' && strlen(*newval) < NAMEDATALEN))
+		return true;
+	GUC_check_errdetail("A column name of 1 to %d bytes is required.", NAMEDATALEN - 1);
+	return false;
+}
+
+/*
+ * The relation a stored model spec names (see features.h).  Resolved with
+ * the caller's search_path, as the caller (scoring reads it as the caller);
+ * training stores schema-qualified names, so the path does not matter for
+ * them.
+ */
+char *
+RelationResolveStored(const char *stored, int32 version)
+{
+	RangeVar   *rv;
+	Oid			relid;
+	char		relkind;
+
+	if (!RelationNameIsValid(stored))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model version %d names its relation \"%s\", which is not a table or view name",
+						version, stored ? stored : ""),
+				 errhint("The model's spec was edited or is corrupt; deploy another version.")));
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(stored));
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s\" of model version %d does not exist", stored, version),
+				 errhint("Restore the relation the model was trained on, or deploy another version.")));
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW &&
+		relkind != RELKIND_MATVIEW && relkind != RELKIND_PARTITIONED_TABLE &&
+		relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation \"%s\" of model version %d is not a table or view", stored, version)));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
 }
 
 /* Resolve a feature relation (icpml.feature_relation or a training argument). */
@@ -128,8 +209,8 @@ FeaturePlansBuild(const char *select_list, const char *relation_display,
 			SPI_freeplan(plans[i]);
 			plans[i] = NULL;
 		}
-	plans[FEATURES_ONE] = FeaturePrepare(psprintf("%s WHERE f.%s = $1", base, qkey), 1, INT8OID);
-	plans[FEATURES_MANY] = FeaturePrepare(psprintf("%s WHERE f.%s = ANY ($1)", base, qkey), 1, INT8ARRAYOID);
+	plans[FEATURES_ONE] = FeaturePrepare(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, INT8OID);
+	plans[FEATURES_MANY] = FeaturePrepare(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, INT8ARRAYOID);
 	plans[FEATURES_ALL] = FeaturePrepare(base, 0, InvalidOid);
 }
 

@@ -5,6 +5,7 @@
 #define ICPML_FEATURES_H
 
 #include "executor/spi.h"
+#include "utils/guc.h"
 
 typedef struct FeatureColumn
 {
@@ -50,5 +51,20 @@ extern void FeaturePlansBuild(const char *select_list, const char *relation_disp
 extern Oid	RelationResolve(const char *setting, const char *kind, const char *guc,
 							const char *empty_hint, char **display);
 extern Oid	FeatureResolveRelation(const char *setting, char **display);
+
+/*
+ * The relation a model's spec names (stored text, never SQL): parsed as a
+ * qualified name, resolved, checked to be a table or view; returns its
+ * quoted, schema-qualified name.  ERROR (data_corrupted) when the stored
+ * text is not a name, (undefined_table) when it names nothing.
+ */
+extern char *RelationResolveStored(const char *stored, int32 version);
+
+/* Is text a syntactically valid (1 to 3 part) relation name? */
+extern bool RelationNameIsValid(const char *name);
+
+/* GUC check hooks: a relation name (feature, interactions), a column name. */
+extern bool RelationNameCheckHook(char **newval, void **extra, GucSource source);
+extern bool ColumnNameCheckHook(char **newval, void **extra, GucSource source);
 
 #endif							/* ICPML_FEATURES_H */

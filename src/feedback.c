@@ -36,6 +36,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -206,14 +208,14 @@ FeedbackFlushAccounts(HTAB *accounts)
 	{
 		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
 
-		plan = BanditKeepPlan("INSERT INTO icpml.account_feedback AS f (account_id, impressions, examined, reward)"
+		plan = CatalogKeepPlan("INSERT INTO icpml.account_feedback AS f (account_id, impressions, examined, reward)"
 							  " SELECT u.a, u.n, u.e, u.r FROM ROWS FROM (pg_catalog.unnest($1),"
 							  " pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
 							  " AS u(a, n, e, r) ORDER BY u.a"
 							  " ON CONFLICT (account_id) DO UPDATE SET"
-							  " impressions = f.impressions + excluded.impressions,"
-							  " examined = f.examined + excluded.examined,"
-							  " reward = f.reward + excluded.reward", 4, argtypes, 0);
+							  " impressions = f.impressions OPERATOR(pg_catalog.+) excluded.impressions,"
+							  " examined = f.examined OPERATOR(pg_catalog.+) excluded.examined,"
+							  " reward = f.reward OPERATOR(pg_catalog.+) excluded.reward", 4, argtypes, 0);
 	}
 	ids = palloc(sizeof(Datum) * n);
 	cnt = palloc(sizeof(Datum) * n);
@@ -276,15 +278,16 @@ FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum acco
 	{
 		Oid			argtypes[6] = {UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID, FLOAT8OID, INTERVALOID};
 
-		plan_attribute = BanditKeepPlan("UPDATE icpml.recommendations AS r SET status = 'rewarded',"
+		plan_attribute = CatalogKeepPlan("UPDATE icpml.recommendations AS r SET status = 'rewarded',"
 										" reward = $5, reward_interaction_id = $4, finalized_at = pg_catalog.now(),"
 										" finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
-										" WHERE r.recommendation_id = (SELECT p.recommendation_id"
-										" FROM icpml.recommendations AS p WHERE p.status = 'pending'"
-										" AND p.user_id = $1 AND p.account_id = $2"
-										" AND p.served_at <= $3 AND p.served_at >= $3 - $6"
+										" WHERE r.recommendation_id OPERATOR(pg_catalog.=) (SELECT p.recommendation_id"
+										" FROM icpml.recommendations AS p WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
+										" AND p.user_id OPERATOR(pg_catalog.=) $1 AND p.account_id OPERATOR(pg_catalog.=) $2"
+										" AND p.served_at OPERATOR(pg_catalog.<=) $3"
+										" AND p.served_at OPERATOR(pg_catalog.>=) ($3 OPERATOR(pg_catalog.-) $6)"
 										" ORDER BY p.served_at DESC, p.recommendation_id DESC LIMIT 1 FOR UPDATE)"
-										" AND r.status = 'pending'"
+										" AND r.status OPERATOR(pg_catalog.=) 'pending'"
 										" RETURNING r.user_id, r.context, r.rank", 6, argtypes, 0);
 	}
 	args[0] = user;
@@ -351,6 +354,44 @@ FeedbackAnyRewarding(const BanditSettings *cfg, SPITupleTable *tuptable, uint64 
 }
 
 /*
+ * The trigger reads the new rows as the extension owner: every column it
+ * reads must be of a built-in type (or a domain over one), so that no cast
+ * or operator the table's owner defined runs with the owner's rights.
+ */
+static void
+FeedbackCheckColumnTypes(TupleDesc desc, const char *relname)
+{
+	static const char *const columns[] = {
+		"interaction_id", "user_id", "account_id", "interaction_type", "created_at"
+	};
+	int			c,
+				i;
+
+	for (c = 0; c < lengthof(columns); c++)
+	{
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), columns[c]) == 0)
+				break;
+		}
+		if (i == desc->natts)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" does not exist in interactions relation \"%s\"",
+							columns[c], relname),
+					 errhint("The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.")));
+		if (getBaseType(TupleDescAttr(desc, i)->atttypid) >= FirstNormalObjectId)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of interactions relation \"%s\" has a user-defined type",
+							columns[c], relname),
+					 errhint("The online feedback trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).")));
+	}
+}
+
+/*
  * AFTER INSERT ... REFERENCING NEW TABLE AS icpml_new FOR EACH STATEMENT
  * trigger on the interactions relation (see enable_online_feedback()).
  */
@@ -359,8 +400,7 @@ feedback_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	FeedbackCtx ctx;
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 	Datum		arg;
 	Oid			argtype = INTERVALOID;
@@ -378,10 +418,13 @@ feedback_trigger(PG_FUNCTION_ARGS)
 				 errmsg("icpml.feedback_trigger() must be an AFTER INSERT statement trigger with a transition table"),
 				 errhint("Install it with SELECT icpml.enable_online_feedback().")));
 
+	FeedbackCheckColumnTypes(RelationGetDescr(trigdata->tg_relation),
+							 RelationGetRelationName(trigdata->tg_relation));
+
 	SPI_connect();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed (please report a bug)");
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = BanditGetSettings();
@@ -392,9 +435,11 @@ feedback_trigger(PG_FUNCTION_ARGS)
 								" n.account_id::pg_catalog.int8, n.interaction_type::pg_catalog.text,"
 								" n.created_at::pg_catalog.timestamptz FROM icpml_new AS n"
 								" WHERE EXISTS (SELECT FROM icpml.recommendations AS p"
-								" WHERE p.status = 'pending' AND p.user_id = n.user_id"
-								" AND p.account_id = n.account_id AND p.served_at <= n.created_at"
-								" AND p.served_at >= n.created_at - $1)"
+								" WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
+								" AND p.user_id OPERATOR(pg_catalog.=) n.user_id"
+								" AND p.account_id OPERATOR(pg_catalog.=) n.account_id"
+								" AND p.served_at OPERATOR(pg_catalog.<=) n.created_at"
+								" AND p.served_at OPERATOR(pg_catalog.>=) (n.created_at OPERATOR(pg_catalog.-) $1))"
 								" ORDER BY n.created_at, n.interaction_id",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -409,7 +454,7 @@ feedback_trigger(PG_FUNCTION_ARGS)
 		FeedbackFinish(&ctx);
 	}
 
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -435,8 +480,10 @@ FeedbackCompareSeq(const void *a, const void *b)
 
 /*
  * process_feedback(as_of timestamptz) → table(rewarded bigint, expired bigint)
- * Batch feedback for pg_cron.  Runs as the extension owner throughout (it
- * reads every user's interactions); not for application roles.
+ * Batch feedback for pg_cron, for administrators.  The interactions are
+ * read as the caller (a relation the caller names must never be read with
+ * the owner's rights: its view or cast code would run as the owner), the
+ * rest runs as the extension owner.
  */
 Datum
 process_feedback(PG_FUNCTION_ARGS)
@@ -444,8 +491,7 @@ process_feedback(PG_FUNCTION_ARGS)
 	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	FeedbackCtx ctx;
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 	char	   *rel;
 	Datum		args[2];
@@ -455,10 +501,10 @@ process_feedback(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	rel = BanditInteractionsRelation();	/* with the caller's search_path */
+	CatalogSwitchToOwner(&owner);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = BanditGetSettings();
-	rel = BanditInteractionsRelation();
 	FeedbackBegin(&ctx);
 
 	/*
@@ -469,22 +515,27 @@ process_feedback(PG_FUNCTION_ARGS)
 	 */
 	args[0] = TimestampTzGetDatum(as_of);
 	args[1] = IntervalPGetDatum(&ctx.cfg->reward_window);
+	CatalogRestoreUser(&owner);
 	ret = SPI_execute_with_args(psprintf("SELECT i.interaction_id::pg_catalog.int8, i.user_id::pg_catalog.uuid,"
 										 " i.account_id::pg_catalog.int8, i.interaction_type::pg_catalog.text,"
 										 " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-										 " WHERE (i.user_id, i.account_id) IN (SELECT p.user_id, p.account_id"
-										 " FROM icpml.recommendations AS p WHERE p.status = 'pending')"
-										 " AND i.created_at <= $1"
-										 " AND i.created_at >= (SELECT pg_catalog.min(p.served_at)"
-										 " FROM icpml.recommendations AS p WHERE p.status = 'pending')"
+										 " WHERE (i.user_id, i.account_id) OPERATOR(pg_catalog.=) ANY"
+										 " (SELECT p.user_id, p.account_id FROM icpml.recommendations AS p"
+										 " WHERE p.status OPERATOR(pg_catalog.=) 'pending')"
+										 " AND i.created_at OPERATOR(pg_catalog.<=) $1"
+										 " AND i.created_at OPERATOR(pg_catalog.>=) (SELECT pg_catalog.min(p.served_at)"
+										 " FROM icpml.recommendations AS p WHERE p.status OPERATOR(pg_catalog.=) 'pending')"
 										 " AND EXISTS (SELECT FROM icpml.recommendations AS p"
-										 " WHERE p.status = 'pending' AND p.user_id = i.user_id"
-										 " AND p.account_id = i.account_id AND p.served_at <= i.created_at"
-										 " AND p.served_at >= i.created_at - $2)"
+										 " WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
+										 " AND p.user_id OPERATOR(pg_catalog.=) i.user_id"
+										 " AND p.account_id OPERATOR(pg_catalog.=) i.account_id"
+										 " AND p.served_at OPERATOR(pg_catalog.<=) i.created_at"
+										 " AND p.served_at OPERATOR(pg_catalog.>=) (i.created_at OPERATOR(pg_catalog.-) $2))"
 										 " AND NOT EXISTS (SELECT FROM icpml.recommendations AS q"
-										 " WHERE q.reward_interaction_id = i.interaction_id)"
+										 " WHERE q.reward_interaction_id OPERATOR(pg_catalog.=) i.interaction_id)"
 										 " ORDER BY i.created_at, i.interaction_id", rel),
 								2, argtypes, args, NULL, false, 0);
+	CatalogSwitchToOwner(&owner);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading interactions failed: %s", SPI_result_code_string(ret));
 	FeedbackAttributeAll(&ctx, SPI_tuptable, SPI_processed);
@@ -501,11 +552,12 @@ process_feedback(PG_FUNCTION_ARGS)
 		ret = SPI_execute_with_args("UPDATE icpml.recommendations AS r SET status = 'expired', reward = 0,"
 									" finalized_at = pg_catalog.now(),"
 									" finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
-									" WHERE r.recommendation_id IN (SELECT p.recommendation_id"
-									" FROM icpml.recommendations AS p WHERE p.status = 'pending'"
-									" AND p.served_at < $1 - $2 ORDER BY p.recommendation_id"
+									" WHERE r.recommendation_id OPERATOR(pg_catalog.=) ANY (SELECT p.recommendation_id"
+									" FROM icpml.recommendations AS p WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
+									" AND p.served_at OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.-) $2)"
+									" ORDER BY p.recommendation_id"
 									" LIMIT " CppAsString2(FEEDBACK_BATCH) " FOR UPDATE)"
-									" AND r.status = 'pending'"
+									" AND r.status OPERATOR(pg_catalog.=) 'pending'"
 									" RETURNING r.user_id, r.context, r.finalize_seq, r.rank, r.account_id",
 									2, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE_RETURNING)
@@ -539,7 +591,7 @@ process_feedback(PG_FUNCTION_ARGS)
 	}
 
 	FeedbackFinish(&ctx);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 
 	values[0] = Int64GetDatum(ctx.rewarded);
 	values[1] = Int64GetDatum(ctx.expired);
@@ -552,7 +604,7 @@ process_feedback(PG_FUNCTION_ARGS)
  * Replays skip impressions logged with a context of another dimension (by
  * an icpml version with another context layout; the upgrade finalizes them).
  */
-#define FEEDBACK_SAME_DIM " AND pg_catalog.cardinality(context) = " CppAsString2(BANDIT_DIM)
+#define FEEDBACK_SAME_DIM " AND pg_catalog.cardinality(context) OPERATOR(pg_catalog.=) " CppAsString2(BANDIT_DIM)
 
 /* Replay finalized impressions from a query into states; returns the count. */
 static int64
@@ -672,8 +724,7 @@ FeedbackReplayAccounts(const BanditSettings *cfg)
 Datum
 rebuild_bandit_state(PG_FUNCTION_ARGS)
 {
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	const BanditSettings *cfg;
 	BanditState locked;
 	BanditState global;
@@ -681,13 +732,14 @@ rebuild_bandit_state(PG_FUNCTION_ARGS)
 	int			ret;
 
 	SPI_connect();
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	cfg = BanditGetSettings();
 
 	/* the global row lock keeps every feedback writer out until commit */
 	(void) BanditStateLoad(&locked, "global", true, false, cfg);
 
-	ret = SPI_execute("DELETE FROM icpml.bandit_state WHERE scope <> 'global'", false, 0);
+	ret = SPI_execute("DELETE FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.<>) 'global'",
+					  false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "clearing icpml.bandit_state failed: %s", SPI_result_code_string(ret));
 
@@ -707,7 +759,7 @@ rebuild_bandit_state(PG_FUNCTION_ARGS)
 						  true, cfg, NULL);
 	BanditStateStore(&global);
 
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	SPI_finish();
 	PG_RETURN_INT64(count);
 }

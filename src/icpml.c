@@ -14,6 +14,7 @@
 
 #include "icpml.h"
 #include "bandit.h"
+#include "features.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,10 +32,10 @@ _PG_init(void)
 {
 	DefineCustomIntVariable("icpml.nthread",
 							"Threads XGBoost may use for training and prediction.",
-							"Scoring runs inside a backend; keep 1 unless a dedicated session trains.",
+							"Scoring runs inside a backend; keep 1 unless a dedicated session trains. Only superusers (or roles granted SET on it) may change it.",
 							&icpml_nthread,
 							1, 1, 64,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("icpml.feature_relation",
@@ -43,7 +44,7 @@ _PG_init(void)
 							   &icpml_feature_relation,
 							   "public.account_features",
 							   PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   RelationNameCheckHook, NULL, NULL);
 
 	DefineCustomStringVariable("icpml.feature_key",
 							   "Account key column of icpml.feature_relation.",
@@ -51,7 +52,7 @@ _PG_init(void)
 							   &icpml_feature_key,
 							   "account_id",
 							   PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   ColumnNameCheckHook, NULL, NULL);
 
 	DefineCustomIntVariable("icpml.top_factors",
 							"How many factors icp_score reports per account.",
@@ -63,10 +64,10 @@ _PG_init(void)
 
 	DefineCustomIntVariable("icpml.max_batch_size",
 							"Largest array icp_score_batch accepts.",
-							"Score larger sets in chunks.",
+							"Score larger sets in chunks. Only superusers (or roles granted SET on it) may change it.",
 							&icpml_max_batch_size,
 							1000000, 1, 100000000,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	BanditDefineGucs();

@@ -24,11 +24,14 @@
 
 #include <math.h>
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
 #define ICPML_SCHEMA "icpml"
+/* members of this role are icpml administrators (icpml.grant_admin()) */
+#define ICPML_ADMIN_ROLE "icpml_admin"
 
 /* GUCs (icpml.c) */
 extern int	icpml_nthread;
@@ -41,8 +44,20 @@ extern int	icpml_max_batch_size;
 extern Oid	CatalogExtensionOwner(void);
 extern Oid	CatalogRelid(const char *relname);
 extern Oid	CatalogRelidIfExists(const char *relname);
-extern void CatalogSwitchToOwner(Oid *saveUserId, int *saveSecContext);
-extern void CatalogRestoreUser(Oid saveUserId, int saveSecContext);
+
+/* What CatalogSwitchToOwner saved: the caller's role and search_path level. */
+typedef struct CatalogOwnerState
+{
+	Oid			saveUserId;
+	int			saveSecContext;
+	int			gucNestLevel;	/* 0: the search_path was pinned already */
+} CatalogOwnerState;
+
+extern void CatalogSwitchToOwner(CatalogOwnerState *save);
+extern void CatalogRestoreUser(const CatalogOwnerState *save);
+extern SPIPlanPtr CatalogKeepPlan(const char *sql, int nargs, Oid *argtypes,
+								  int cursor_options);
+extern bool CatalogIsAdministrator(Oid roleid);
 typedef void (*CatalogInvalidateHook) (void);
 extern void CatalogRegisterInvalidation(CatalogInvalidateHook hook);
 extern bool CatalogLoadFresh(CatalogInvalidateHook load);

@@ -67,6 +67,13 @@ typedef struct FeatureSpec
 extern Jsonb *SpecToJsonb(const FeatureSpec *spec);
 extern FeatureSpec *SpecFromJsonb(Jsonb *json);
 
+/* Beyond the shape SpecFromJsonb checks: names, distinct levels (ERROR data_corrupted). */
+extern void SpecValidate(const FeatureSpec *spec);
+
+/* md5 of a stored spec's canonical text; training saves it in the booster. */
+extern char *SpecDigest(Jsonb *spec_json);
+#define ICPML_SPEC_DIGEST_ATTR "icpml_spec_md5"
+
 /*
  * SQL select list reading the spec's columns in order from alias `alias`,
  * each cast so that SpecEncodeRow can read it (float8, bool, text, float8
@@ -88,6 +95,7 @@ typedef struct ModelRecord
 	char	   *blob;			/* XGBoost UBJSON */
 	size_t		bloblen;
 	FeatureSpec *spec;
+	Jsonb	   *spec_json;		/* the spec as stored (loaded records only) */
 	char	   *label;			/* label column trained on */
 	Jsonb	   *params;			/* XGBoost params + n_rounds, folds, seed */
 	Jsonb	   *metrics;		/* see train.c: cv (model, rules), roc, calibration, importance */

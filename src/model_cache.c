@@ -28,6 +28,7 @@
 #include "icpml.h"
 #include "model_cache.h"
 #include "tree.h"
+#include "verify.h"
 
 struct ModelCache
 {
@@ -89,8 +90,10 @@ ModelCacheLoad(void)
 	mc = palloc0(sizeof(ModelCache));
 	mc->cxt = cxt;
 	mc->rec = rec;
-	mc->booster = XgbBoosterLoad(rec->blob, rec->bloblen);
-	mc->tree = TreeModelFromBooster(mc->booster, rec->spec->nfeatures);
+	/* a model edited in the table since its deploy never scores */
+	ModelValidate(rec, false, &mc->booster, &mc->tree);
+	/* the stored relation is a name to resolve and quote, never SQL */
+	rec->spec->relation = RelationResolveStored(rec->spec->relation, rec->version);
 	mc->row = palloc(sizeof(float) * Max(rec->spec->nfeatures, 1));
 	mc->contrib = palloc(sizeof(double) * (rec->spec->nfeatures + 1));
 

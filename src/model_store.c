@@ -44,6 +44,7 @@
 
 #include "icpml.h"
 #include "model.h"
+#include "verify.h"
 #include "xgb.h"
 
 PG_FUNCTION_INFO_V1(deploy_model);
@@ -57,8 +58,7 @@ typedef struct StoreSession
 {
 	MemoryContext outer;		/* the caller's context: results go here */
 	char	   *caller;			/* role name of the caller, for the log */
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 } StoreSession;
 
 /* Connect to SPI and become the extension owner; remembers the caller. */
@@ -71,14 +71,14 @@ StoreBegin(StoreSession *st)
 	st->caller = GetUserNameFromId(GetUserId(), false);
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	CatalogSwitchToOwner(&st->saveUserId, &st->saveSecContext);
+	CatalogSwitchToOwner(&st->owner);
 }
 
 /* Back to the caller's role and out of SPI. */
 static void
 StoreEnd(StoreSession *st)
 {
-	CatalogRestoreUser(st->saveUserId, st->saveSecContext);
+	CatalogRestoreUser(&st->owner);
 	SPI_finish();
 }
 
@@ -130,7 +130,7 @@ StoreDeployedVersion(void)
 {
 	bool		isnull;
 
-	StoreExec("SELECT m.version FROM icpml.models AS m WHERE m.status = 'deployed'",
+	StoreExec("SELECT m.version FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed'",
 			  0, NULL, NULL, NULL, false);
 	if (SPI_processed == 0)
 		return 0;
@@ -148,7 +148,7 @@ StoreLockVersion(int32 version)
 	Datum		values[1] = {Int32GetDatum(version)};
 
 	StoreExec("SELECT m.status, m.cv_roc_auc, m.rules_cv_roc_auc FROM icpml.models AS m"
-			  " WHERE m.version = $1 FOR UPDATE",
+			  " WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 			  1, types, values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -175,7 +175,7 @@ StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
 		Oid			t[1] = {INT4OID};
 		Datum		v[1] = {Int32GetDatum(current)};
 
-		StoreExec("UPDATE icpml.models SET status = 'retired' WHERE version = $1",
+		StoreExec("UPDATE icpml.models SET status = 'retired' WHERE version OPERATOR(pg_catalog.=) $1",
 				  1, t, v, NULL, false);
 	}
 	if (target != 0)
@@ -183,7 +183,7 @@ StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
 		Oid			t[1] = {INT4OID};
 		Datum		v[1] = {Int32GetDatum(target)};
 
-		StoreExec("UPDATE icpml.models SET status = 'deployed' WHERE version = $1",
+		StoreExec("UPDATE icpml.models SET status = 'deployed' WHERE version OPERATOR(pg_catalog.=) $1",
 				  1, t, v, NULL, false);
 	}
 
@@ -239,6 +239,17 @@ StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
 	return HeapTupleGetDatum(tuple);
 }
 
+/*
+ * Refuse to deploy a version that fails ModelValidate (with the probe
+ * comparison): called with the version's row locked, before anything is
+ * written, so a refused deploy changes nothing.
+ */
+static void
+StoreValidateForDeploy(int32 version)
+{
+	ModelValidate(ModelStoreLoad(version), true, NULL, NULL);
+}
+
 /* The required version argument (argument 0); ERROR when NULL. */
 static int32
 StoreVersionArg(FunctionCallInfo fcinfo)
@@ -285,6 +296,7 @@ deploy_model(PG_FUNCTION_ARGS)
 				(errmsg("model version %d is already deployed", version)));
 	else
 	{
+		StoreValidateForDeploy(version);
 		StoreSwitch(version, current, "deploy", reason, st.caller);
 		result = StoreResultRow(fcinfo, &st);
 		isnull = false;
@@ -340,7 +352,7 @@ StoreRollbackTarget(int32 current)
 
 		if (candidate == current)
 			continue;
-		StoreExec("SELECT 1 FROM icpml.models AS m WHERE m.version = $1 FOR UPDATE",
+		StoreExec("SELECT 1 FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				  1, types, values, NULL, false);
 		if (SPI_processed > 0)
 			return candidate;
@@ -371,6 +383,7 @@ rollback_model(PG_FUNCTION_ARGS)
 				 errmsg("there is no earlier deployed model version to roll back to"),
 				 errdetail("The deployment history (icpml.deployments) holds no stored version deployed before the current state."),
 				 errhint("Deploy a version with icpml.deploy_model(version => ...), or return to the rules with icpml.undeploy_model().")));
+	StoreValidateForDeploy(target);
 	StoreSwitch(target, current, "rollback", reason, st.caller);
 	result = StoreResultRow(fcinfo, &st);
 	StoreEnd(&st);
@@ -430,7 +443,7 @@ delete_model(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("model version %d is deployed and cannot be deleted", version),
 				 errhint("Deploy another version with icpml.deploy_model(version => ...) or return to the rules with icpml.undeploy_model() first.")));
-	StoreExec("DELETE FROM icpml.models WHERE version = $1", 1, types, values, NULL, false);
+	StoreExec("DELETE FROM icpml.models WHERE version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
 	StoreEnd(&st);
 
 	PG_RETURN_VOID();
@@ -479,7 +492,7 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 		Oid			types[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(current)};
 
-		StoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version = $1",
+		StoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
 				  1, types, values, NULL, false);
 		current_auc = StoreGetFloat8(2);
 	}
@@ -547,7 +560,10 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 	MemoryContextSwitchTo(old);
 
 	if (deploy)
+	{
+		StoreValidateForDeploy(version);
 		StoreSwitch(version, current, "deploy", why, st.caller);
+	}
 	StoreEnd(&st);
 
 	if (reason)
@@ -699,7 +715,8 @@ StoreRecordFromRow(StoreSession *st)
 	memcpy(rec->blob, VARDATA_ANY(blob), rec->bloblen);
 	rec->blob[rec->bloblen] = '\0';
 
-	spec = DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull));
+	spec = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	rec->spec_json = spec;
 	rec->spec = SpecFromJsonb(spec);
 	rec->label = StoreGetText(4);
 	rec->params = StoreGetJsonb(5);
@@ -747,7 +764,7 @@ ModelStoreLoadDeployed(void)
 	StoreBegin(&st);
 	(void) CatalogRelid("models");
 	(void) CatalogRelid("deployments");
-	StoreExec(STORE_LOAD_COLUMNS "WHERE m.status = 'deployed'", 0, NULL, NULL, NULL, true);
+	StoreExec(STORE_LOAD_COLUMNS "WHERE m.status OPERATOR(pg_catalog.=) 'deployed'", 0, NULL, NULL, NULL, true);
 	if (SPI_processed > 0)
 		rec = StoreRecordFromRow(&st);
 	StoreEnd(&st);
@@ -765,7 +782,8 @@ ModelStoreLoad(int32 version)
 
 	StoreBegin(&st);
 	(void) CatalogRelid("models");
-	StoreExec(STORE_LOAD_COLUMNS "WHERE m.version = $1", 1, types, values, NULL, true);
+	/* not read-only: a version inserted earlier in this transaction is seen */
+	StoreExec(STORE_LOAD_COLUMNS "WHERE m.version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

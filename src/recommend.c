@@ -53,7 +53,6 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -286,52 +285,84 @@ RecOwnType(const char *type)
 }
 
 /*
- * A caller with a JWT subject (PostgREST) may only ask for itself, unless
- * it is privileged (the extension owner's privileges, or service_role).
+ * The identity check, failing closed: an administrator (see
+ * CatalogIsAdministrator) may ask for any user; everyone else must have
+ * asserted a JWT subject equal to user_id -- request.jwt.claims holding a
+ * JSON object whose "sub" is a string (how PostgREST passes the verified
+ * token), or, when request.jwt.claims is unset or empty, the older
+ * request.jwt.claim.sub.  No claims, malformed claims, or a "sub" that is
+ * missing, null, a number, an array or another user are all refused.
  */
 static void
 RecommendCheckCaller(const pg_uuid_t *user)
 {
-	const char *claims = GetConfigOption("request.jwt.claims", true, false);
+	const char *claims;
+	const char *problem = NULL;
 	char	   *sub = NULL;
 	char		scope[48];
-	Oid			service_role;
 
+	if (CatalogIsAdministrator(GetUserId()))
+		return;
+
+	claims = GetConfigOption("request.jwt.claims", true, false);
 	if (claims != NULL && claims[0] != '\0')
 	{
-		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims)));
+		Jsonb	   *jb = NULL;
+		MemoryContext cxt = CurrentMemoryContext;
 
-		if (JB_ROOT_IS_OBJECT(jb))
+		/* malformed JSON is a refusal with our message, not jsonb_in's */
+		PG_TRY();
+		{
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims)));
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			jb = NULL;
+		}
+		PG_END_TRY();
+
+		if (jb == NULL)
+			problem = "request.jwt.claims is not valid JSON";
+		else if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+			problem = "request.jwt.claims is not a JSON object";
+		else
 		{
 			JsonbValue	vbuf;
 			JsonbValue *v = getKeyJsonValueFromContainer(&jb->root, "sub", 3, &vbuf);
 
-			if (v != NULL && v->type == jbvString)
+			if (v == NULL)
+				problem = "the JWT claims have no \"sub\"";
+			else if (v->type != jbvString)
+				problem = "the JWT claim \"sub\" is not a string";
+			else
 				sub = pnstrdup(v->val.string.val, v->val.string.len);
 		}
 	}
-	if (sub == NULL)
+	else
 	{
 		const char *s = GetConfigOption("request.jwt.claim.sub", true, false);
 
 		if (s != NULL && s[0] != '\0')
 			sub = pstrdup(s);
+		else
+			problem = "the caller presented no JWT claims";
 	}
-	if (sub == NULL)
-		return;
 
-	if (has_privs_of_role(GetUserId(), CatalogExtensionOwner()))
-		return;
-	service_role = get_role_oid("service_role", true);
-	if (OidIsValid(service_role) && is_member_of_role(GetUserId(), service_role))
-		return;
+	if (sub == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot check the caller's identity: %s", problem),
+				 errdetail("A caller that is not an icpml administrator must present a JWT whose \"sub\" is its own user id."),
+				 errhint("Call through PostgREST with the user's token, or set request.jwt.claims to {\"sub\": \"<user id>\"} for the transaction; see docs/security.md.")));
 
 	BanditUserScope(user, scope);
 	if (pg_strcasecmp(sub, scope + 5) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user_id %s does not match the JWT subject of the caller", scope + 5),
-				 errhint("Pass your own user id (auth.uid()); only service_role may ask for another user's recommendations.")));
+				 errhint("Pass your own user id (auth.uid()); only an icpml administrator (service_role) may ask for another user's recommendations.")));
 }
 
 /* (Re)build the plans over icpml.interactions_relation when the GUC changed. */
@@ -355,13 +386,14 @@ RecommendPreparePlans(void)
 	plan_history = BanditKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
 										   " i.interaction_type::pg_catalog.text,"
 										   " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-										   " WHERE i.user_id = $1 ORDER BY i.created_at DESC LIMIT $2",
+										   " WHERE i.user_id OPERATOR(pg_catalog.=) $1 ORDER BY i.created_at DESC LIMIT $2",
 										   display), 2, argtypes, 0);
 	argtypes[1] = INT8ARRAYOID;
 	plan_own = BanditKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
 									   " i.interaction_type::pg_catalog.text,"
 									   " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-									   " WHERE i.user_id = $1 AND i.account_id = ANY ($2)",
+									   " WHERE i.user_id OPERATOR(pg_catalog.=) $1"
+									   " AND i.account_id OPERATOR(pg_catalog.=) ANY ($2)",
 									   display), 2, argtypes, 0);
 
 	if (interactions_setting)
@@ -670,13 +702,12 @@ static uint64
 RecOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback,
 			 void *arg, const char *table)
 {
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	uint64		rows;
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	rows = SpiScan(plan, args, read_only, callback, arg, table);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	return rows;
 }
 
@@ -751,11 +782,11 @@ RecommendRetrieve(RecommendCall *call)
 		Oid			argtypes[2] = {INT4OID, INT8OID};
 
 		/* a custom plan per call: a generic LIMIT estimate could pick a sort */
-		plan_retrieve = BanditKeepPlan("SELECT s.account_id, s.probability, f.examined, f.reward"
+		plan_retrieve = CatalogKeepPlan("SELECT s.account_id, s.probability, f.examined, f.reward"
 									   " FROM (SELECT s.account_id, s.probability"
 									   " FROM icpml.account_scores AS s"
 									   " ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2) AS s"
-									   " LEFT JOIN icpml.account_feedback AS f ON f.account_id = s.account_id"
+									   " LEFT JOIN icpml.account_feedback AS f ON f.account_id OPERATOR(pg_catalog.=) s.account_id"
 									   " ORDER BY s.probability DESC, s.account_id",
 									   2, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 	}
@@ -937,8 +968,9 @@ RecommendLoadFatigue(RecommendCall *call)
 	{
 		Oid			argtypes[2] = {UUIDOID, INT4OID};
 
-		plan_fatigue = BanditKeepPlan("SELECT r.account_id, r.served_at, r.status = 'rewarded', r.rank"
-									  " FROM icpml.recommendations AS r WHERE r.user_id = $1"
+		plan_fatigue = CatalogKeepPlan("SELECT r.account_id, r.served_at,"
+									   " r.status OPERATOR(pg_catalog.=) 'rewarded', r.rank"
+									   " FROM icpml.recommendations AS r WHERE r.user_id OPERATOR(pg_catalog.=) $1"
 									  " ORDER BY r.served_at DESC LIMIT $2", 2, argtypes, 0);
 	}
 	args[0] = UUIDPGetDatum(call->user);
@@ -1236,8 +1268,7 @@ RecommendRank(RecommendCall *call)
 	int		   *greedy;
 	double		kth_mu;
 	int			kk = Min(call->k, call->ncand);
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 
 	call->nchosen = 0;
 	call->mu = palloc0(sizeof(double) * Max(call->ncand, 1));
@@ -1246,11 +1277,11 @@ RecommendRank(RecommendCall *call)
 	if (call->ncand == 0)
 		return;
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	(void) BanditStateLoad(&g, "global", false, false, cfg);
 	BanditUserScope(call->user, scope);
 	(void) BanditStateLoad(&u, scope, false, false, cfg);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	call->state_version = g.version;
 
 	BanditSolve(g.L, g.b, theta_g, d);
@@ -1463,8 +1494,8 @@ RecommendReadTiers(RecommendCall *call)
 	{
 		Oid			argtype = INT8ARRAYOID;
 
-		plan_tiers = BanditKeepPlan("SELECT s.account_id, s.score, s.priority FROM icpml.account_scores AS s"
-									" WHERE s.account_id = ANY ($1)", 1, &argtype, 0);
+		plan_tiers = CatalogKeepPlan("SELECT s.account_id, s.score, s.priority FROM icpml.account_scores AS s"
+									 " WHERE s.account_id OPERATOR(pg_catalog.=) ANY ($1)", 1, &argtype, 0);
 	}
 	for (j = 0; j < call->nchosen; j++)
 	{
@@ -1576,6 +1607,36 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
+/*
+ * NaN or infinity is never served nor logged: every number of a chosen row
+ * (its context, score, expected reward, exploration, propensity) must be
+ * finite.  BanditGetSettings and BanditStateLoad keep their inputs in range,
+ * so this is the last guard, not the usual path.
+ */
+static void
+RecommendCheckFinite(RecommendCall *call)
+{
+	int			j,
+				t;
+
+	for (j = 0; j < call->nchosen; j++)
+	{
+		int			c = call->chosen[j];
+		bool		ok = isfinite(call->score[c]) && isfinite(call->mu[c]) &&
+			isfinite(call->explore[c]) && isfinite(call->propensity[j]) &&
+			call->propensity[j] > 0.0 && call->propensity[j] <= 1.0;
+
+		for (t = 0; ok && t < BANDIT_DIM; t++)
+			ok = isfinite(call->X[c * BANDIT_DIM + t]);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("the recommender computed a non-finite score for account " INT64_FORMAT,
+							call->rows[call->cand[c]].account_id),
+					 errhint("Check icpml.bandit_settings and icpml.reward_map, then run SELECT icpml.rebuild_bandit_state().")));
+	}
+}
+
 /* Phase 5: log the served rows (as the owner); fills their ids. */
 static void
 RecommendLog(RecommendCall *call, int64 *ids)
@@ -1593,8 +1654,7 @@ RecommendLog(RecommendCall *call, int64 *ids)
 				t,
 				ret;
 	uint64		i;
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 
 	if (plan_log == NULL || plan_log_pre_experiments == NULL)
 	{
@@ -1603,17 +1663,18 @@ RecommendLog(RecommendCall *call, int64 *ids)
 		const char *insert = "INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
 			" policy, context, score, expected_reward, propensity, state_version%s)"
 			" SELECT $1, u.account_id, u.rank, $4,"
-			" $5[(u.rank - 1) * $6 + 1 : u.rank * $6], u.score, u.mu, u.p, $10%s"
+			" $5[(((u.rank OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $6) OPERATOR(pg_catalog.+) 1)"
+			" : (u.rank OPERATOR(pg_catalog.*) $6)], u.score, u.mu, u.p, $10%s"
 			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
 			" pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u(account_id, rank, score, mu, p)"
 			" ORDER BY u.rank RETURNING r.recommendation_id, r.rank";
 
 		/* the log as it is, or as it was before experiments (0.2.0 SQL) */
 		if (call->cfg->has_experiments && plan_log == NULL)
-			plan_log = BanditKeepPlan(psprintf(insert, ", experiment, variant", ", $11, $12"),
+			plan_log = CatalogKeepPlan(psprintf(insert, ", experiment, variant", ", $11, $12"),
 									  12, argtypes, 0);
 		if (!call->cfg->has_experiments && plan_log_pre_experiments == NULL)
-			plan_log_pre_experiments = BanditKeepPlan(psprintf(insert, "", ""), 12, argtypes, 0);
+			plan_log_pre_experiments = CatalogKeepPlan(psprintf(insert, "", ""), 12, argtypes, 0);
 	}
 
 	for (j = 0; j < kk; j++)
@@ -1650,10 +1711,10 @@ RecommendLog(RecommendCall *call, int64 *ids)
 		nulls[10] = nulls[11] = 'n';
 	}
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	ret = SPI_execute_plan(call->cfg->has_experiments ? plan_log : plan_log_pre_experiments,
 						   args, nulls, false, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) kk)
 		elog(ERROR, "logging recommendations failed: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -1757,6 +1818,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	RecommendEngagement(call);
 	RecommendContexts(call);
 	RecommendRank(call);
+	RecommendCheckFinite(call);
 
 	if (call->nchosen > 0)
 	{

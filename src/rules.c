@@ -87,8 +87,7 @@ RulesInvalidate(void)
 static void
 RulesLoadConfig(void)
 {
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 	uint64		i;
 	RulesConfig cfg;
@@ -104,7 +103,7 @@ RulesLoadConfig(void)
 	MemoryContextReset(rules_cxt);
 	memset(&cfg, 0, sizeof(cfg));
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 
 	ret = SPI_execute("SELECT factor, weight FROM icpml.rule_weights", true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -168,7 +167,7 @@ RulesLoadConfig(void)
 		cfg.medium_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 	}
 
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 
 	cfg.valid = true;
 	rules_config = cfg;

@@ -303,8 +303,7 @@ ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
 {
 	Datum		args[7];
 	char		nulls[7] = "       ";
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 
 	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -317,9 +316,9 @@ ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
 		nulls[5] = 'n';
 	args[6] = TimestampTzGetDatum(at);
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	ret = SPI_execute_plan(upsert, args, nulls, false, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "writing icpml.account_scores failed: %s", SPI_result_code_string(ret));
 }
@@ -332,15 +331,14 @@ ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
 static void
 ScoreAllFillVocabulary(void)
 {
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	int			ret;
 	bool		unset = false;
 
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
 	ret = SPI_execute("SELECT industries IS NULL AND technologies IS NULL FROM icpml.bandit_settings",
 					  true, 0);
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
@@ -374,8 +372,7 @@ score_all(PG_FUNCTION_ARGS)
 			   *scores,
 			   *priorities,
 			   *probs;
-	Oid			saveUserId;
-	int			saveSecContext;
+	CatalogOwnerState owner;
 	Datum		atarg;
 
 	if (batch_size < 100 || batch_size > 1000000)
@@ -388,6 +385,8 @@ score_all(PG_FUNCTION_ARGS)
 	(void) CatalogRelid("account_scores");
 	ScorerInit(&sc);
 
+	/* prepared as the owner, under the pinned search_path it runs with */
+	CatalogSwitchToOwner(&owner);
 	upsert = SPI_prepare("INSERT INTO icpml.account_scores AS s"
 						 " (account_id, score, priority, probability, model, model_version, scored_at)"
 						 " SELECT u.a, u.s, u.p, u.pr, $5, $6, $7"
@@ -398,6 +397,7 @@ score_all(PG_FUNCTION_ARGS)
 						 " model = excluded.model, model_version = excluded.model_version,"
 						 " scored_at = excluded.scored_at",
 						 7, argtypes);
+	CatalogRestoreUser(&owner);
 	if (upsert == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
@@ -449,11 +449,12 @@ score_all(PG_FUNCTION_ARGS)
 	/* accounts no longer in the relation leave the table */
 	atarg = TimestampTzGetDatum(at);
 	argtypes[0] = TIMESTAMPTZOID;
-	prune = SPI_prepare("DELETE FROM icpml.account_scores WHERE scored_at <> $1", 1, argtypes);
-	CatalogSwitchToOwner(&saveUserId, &saveSecContext);
+	CatalogSwitchToOwner(&owner);
+	prune = SPI_prepare("DELETE FROM icpml.account_scores WHERE scored_at OPERATOR(pg_catalog.<>) $1",
+						1, argtypes);
 	if (SPI_execute_plan(prune, &atarg, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pruning icpml.account_scores failed");
-	CatalogRestoreUser(saveUserId, saveSecContext);
+	CatalogRestoreUser(&owner);
 
 	ScoreAllFillVocabulary();
 

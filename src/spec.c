@@ -36,6 +36,7 @@
 #include "access/relation.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/md5.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -51,6 +52,7 @@
 #include "icpml.h"
 #include "model.h"
 #include "spec.h"
+#include "features.h"
 
 /* One level in byte order, with its position in SpecColumn.levels. */
 typedef struct SpecLevelRef
@@ -707,6 +709,68 @@ SpecFromJsonb(Jsonb *json)
 	return spec;
 }
 
+/*
+ * Check a parsed spec beyond its shape (see model.h): a relation name that
+ * is a name, a key, at least one column, distinct non-empty column names,
+ * and for categorical and tag columns 1 to 64 (32) distinct levels.
+ */
+void
+SpecValidate(const FeatureSpec *spec)
+{
+	int			c,
+				d,
+				l;
+
+	if (!RelationNameIsValid(spec->relation))
+		SpecCorrupt(psprintf("relation \"%s\" is not a table or view name", spec->relation));
+	if (spec->key[0] == '\0' || strlen(spec->key) >= NAMEDATALEN)
+		SpecCorrupt("the key column name is empty or too long");
+	if (spec->ncolumns == 0)
+		SpecCorrupt("it has no columns");
+	for (c = 0; c < spec->ncolumns; c++)
+	{
+		const SpecColumn *col = &spec->columns[c];
+
+		if (col->name[0] == '\0' || strlen(col->name) >= NAMEDATALEN)
+			SpecCorrupt("a column name is empty or too long");
+		for (d = 0; d < c; d++)
+			if (strcmp(spec->columns[d].name, col->name) == 0)
+				SpecCorrupt(psprintf("column \"%s\" is listed twice", col->name));
+		if (col->kind != SPEC_CATEGORICAL && col->kind != SPEC_TAGS)
+			continue;
+		if (col->nlevels < 1 ||
+			col->nlevels > (col->kind == SPEC_TAGS ? SPEC_MAX_TAG_LEVELS : SPEC_MAX_CATEGORICAL_LEVELS))
+			SpecCorrupt(psprintf("column \"%s\" has %d levels", col->name, col->nlevels));
+		/* the lookup holds the levels sorted: duplicates are neighbours */
+		for (l = 1; l < col->nlevels; l++)
+		{
+			const SpecLevelRef *a = &spec->lookup->sorted[c][l - 1];
+			const SpecLevelRef *b = &spec->lookup->sorted[c][l];
+
+			if (SpecBytesCmp(a->str, a->len, b->str, b->len) == 0)
+				SpecCorrupt(psprintf("column \"%s\" lists level \"%s\" twice", col->name, a->str));
+		}
+	}
+}
+
+/*
+ * Digest of a spec as stored (md5 of the jsonb's canonical text): training
+ * saves it in the booster (attribute ICPML_SPEC_DIGEST_ATTR), so a spec
+ * edited after training no longer matches its model.
+ */
+char *
+SpecDigest(Jsonb *spec_json)
+{
+	char	   *text = JsonbToCString(NULL, &spec_json->root, VARSIZE(spec_json));
+	char	   *hex = palloc(33);
+	const char *errstr = NULL;
+
+	if (!pg_md5_hash(text, strlen(text), hex, &errstr))
+		elog(ERROR, "could not compute the spec digest: %s", errstr ? errstr : "md5 failed");
+	pfree(text);
+	return hex;
+}
+
 /* SQL select list reading the spec's columns from `alias` (see model.h). */
 char *
 SpecSelectList(const FeatureSpec *spec, const char *alias)
@@ -738,7 +802,8 @@ SpecSelectList(const FeatureSpec *spec, const char *alias)
 				appendStringInfo(&buf,
 								 "CASE WHEN pg_catalog.isfinite(%s.%s::pg_catalog.timestamptz)"
 								 " THEN pg_catalog.date_part('epoch', pg_catalog.now()"
-								 " - %s.%s::pg_catalog.timestamptz) / 86400.0 END",
+								 " OPERATOR(pg_catalog.-) %s.%s::pg_catalog.timestamptz)"
+								 " OPERATOR(pg_catalog./) 86400.0 END",
 								 alias, q, alias, q);
 				break;
 			case SPEC_TAGS:

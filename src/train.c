@@ -1318,6 +1318,8 @@ train_icp_model(PG_FUNCTION_ARGS)
 							 TrainElapsed(start) - read_seconds - cv_seconds)));
 
 	memset(&rec, 0, sizeof(rec));
+	/* the spec travels with the booster: an edited spec no longer matches */
+	XgbBoosterSetAttr(booster, ICPML_SPEC_DIGEST_ATTR, SpecDigest(SpecToJsonb(spec)));
 	rec.blob = XgbBoosterSave(booster, "ubj", &rec.bloblen);
 	rec.spec = spec;
 	rec.label = a.label;

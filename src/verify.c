@@ -6,8 +6,17 @@
  * function is the proof on real data, e.g. after an XGBoost upgrade:
  * margins, probabilities and Saabas contributions of both paths, and the
  * exact SHAP values summing to the margin.  Rows are read as the caller.
+ *
+ * ModelValidate is the gate every stored model passes before it scores:
+ * deploy_model, rollback_model, the deploy policies (training included)
+ * run it with the probe comparison, the model cache (every backend that
+ * loads the deployed model) without it, verify_model before reading rows.
+ * A spec edited after training (levels, kinds, columns, relation) no
+ * longer matches the digest training saved in the booster.
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/htup_details.h"
 #include "executor/spi.h"
@@ -16,11 +25,105 @@
 #include "utils/builtins.h"
 
 #include "icpml.h"
+#include "features.h"
 #include "model.h"
 #include "tree.h"
+#include "verify.h"
 #include "xgb.h"
 
 PG_FUNCTION_INFO_V1(verify_model);
+
+/* ERROR for a stored model that fails validation. */
+static void
+ModelInvalid(const ModelRecord *rec, const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("model version %d failed validation: %s", rec->version, problem),
+			 errhint("The stored model or its spec was edited, truncated or mixed with another model's; deploy another version or retrain.")));
+}
+
+/* See verify.h. */
+void
+ModelValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
+			  TreeModel **tree_out)
+{
+	const FeatureSpec *spec = rec->spec;
+	XgbBooster *booster;
+	TreeModel  *tree;
+	char	   *digest;
+	char	  **types;
+	int			ntypes,
+				k,
+				nf;
+
+	for (k = 0; k < ICPML_NSCORE_CUTOFFS; k++)
+	{
+		double		c = rec->score_cutoffs[k];
+
+		if (isnan(c) || (isinf(c) && c < 0))
+			ModelInvalid(rec, psprintf("score cut-off %d is %g", k + 1, c));
+		if (!isinf(c) && (c < 0.0 || c > 1.0))
+			ModelInvalid(rec, psprintf("score cut-off %d (%g) is not a probability", k + 1, c));
+		if (k > 0 && c < rec->score_cutoffs[k - 1])
+			ModelInvalid(rec, psprintf("score cut-offs decrease (%g after %g)",
+									   c, rec->score_cutoffs[k - 1]));
+	}
+	SpecValidate(spec);
+	nf = spec->nfeatures;
+
+	if (rec->bloblen == 0)
+		ModelInvalid(rec, "the model blob is empty");
+	booster = XgbBoosterLoad(rec->blob, rec->bloblen);
+	if (XgbBoosterNumFeatures(booster) != nf)
+		ModelInvalid(rec, psprintf("the booster has %d features, its spec %d",
+								   XgbBoosterNumFeatures(booster), nf));
+	types = XgbBoosterFeatureTypes(booster, &ntypes);
+	if (ntypes != 0)
+	{
+		if (ntypes != nf)
+			ModelInvalid(rec, psprintf("the booster records %d feature types, its spec has %d features",
+									   ntypes, nf));
+		for (k = 0; k < nf; k++)
+			if (strcmp(types[k], spec->feature_types[k]) != 0)
+				ModelInvalid(rec, psprintf("feature %d (\"%s\") has type \"%s\" in its spec, \"%s\" in the booster",
+										   k + 1, spec->feature_names[k], spec->feature_types[k],
+										   types[k]));
+	}
+	digest = XgbBoosterGetAttr(booster, ICPML_SPEC_DIGEST_ATTR);
+	if (digest != NULL && rec->spec_json != NULL &&
+		strcmp(digest, SpecDigest(rec->spec_json)) != 0)
+		ModelInvalid(rec, "its feature spec is not the one it was trained with");
+
+	tree = TreeModelFromBooster(booster, nf);
+
+	if (probe)
+	{
+		float	   *X = TreeModelProbeRows(tree, MODEL_VALIDATE_PROBE_ROWS, 1);
+		double		margin_diff,
+					contrib_diff;
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%d", icpml_nthread);
+		XgbBoosterSetParam(booster, "nthread", buf);
+		TreeVerifyMatrix(booster, tree, X, MODEL_VALIDATE_PROBE_ROWS, nf,
+						 &margin_diff, &contrib_diff);
+		/* the native evaluator is bit-identical to XGBoost on a sound model */
+		if (!(margin_diff <= 1e-6) || !(contrib_diff <= 1e-5))
+			ModelInvalid(rec, psprintf("the native evaluator differs from XGBoost (margin %g, contributions %g)",
+									   margin_diff, contrib_diff));
+		pfree(X);
+	}
+
+	if (booster_out)
+		*booster_out = booster;
+	else
+		XgbBoosterFree(booster);
+	if (tree_out)
+		*tree_out = tree;
+	else
+		TreeModelFree(tree);
+}
 
 /*
  * verify_model(version integer DEFAULT NULL → the deployed one, rows integer DEFAULT 10000)
@@ -35,6 +138,7 @@ verify_model(PG_FUNCTION_ARGS)
 	XgbBooster *booster;
 	TreeModel  *tree;
 	TupleDesc	desc;
+	char	   *relation;
 	StringInfoData sql;
 	Datum		arg;
 	Oid			argtype = INT4OID;
@@ -61,14 +165,14 @@ verify_model(PG_FUNCTION_ARGS)
 				 errmsg("no model is deployed"),
 				 errhint("Pass a version: SELECT * FROM icpml.verify_model(version => 1).")));
 	nf = rec->spec->nfeatures;
-	booster = XgbBoosterLoad(rec->blob, rec->bloblen);
-	tree = TreeModelFromBooster(booster, nf);
+	ModelValidate(rec, false, &booster, &tree);
+	relation = RelationResolveStored(rec->spec->relation, rec->version);
 
 	SPI_connect();
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT f.%s::pg_catalog.int8, %s FROM %s AS f LIMIT $1",
 					 quote_identifier(rec->spec->key), SpecSelectList(rec->spec, "f"),
-					 rec->spec->relation);
+					 relation);
 	arg = Int32GetDatum(rows);
 	if (SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the model's relation failed");
@@ -77,7 +181,7 @@ verify_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("relation %s has no rows to verify model version %d on",
-						rec->spec->relation, rec->version)));
+						relation, rec->version)));
 
 	X = MemoryContextAlloc(callcxt, sizeof(float) * n * Max(nf, 1));
 	for (i = 0; i < n; i++)

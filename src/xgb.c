@@ -278,6 +278,41 @@ XgbBoosterNumFeatures(XgbBooster *b)
 	return (int) n;
 }
 
+/* Set a string attribute, saved with the model. */
+void
+XgbBoosterSetAttr(XgbBooster *b, const char *key, const char *value)
+{
+	XGB_CHECK(XGBoosterSetAttr(b->handle, key, value));
+}
+
+/* A string attribute saved with the model (palloc'd copy), NULL when absent. */
+char *
+XgbBoosterGetAttr(XgbBooster *b, const char *key)
+{
+	const char *out = NULL;
+	int			success = 0;
+
+	XGB_CHECK(XGBoosterGetAttr(b->handle, key, &out, &success));
+	return success && out != NULL ? pstrdup(out) : NULL;
+}
+
+/* The feature types saved with the model (palloc'd copies); *n = 0 when none. */
+char **
+XgbBoosterFeatureTypes(XgbBooster *b, int *n)
+{
+	bst_ulong	len = 0;
+	const char **types = NULL;
+	char	  **copy;
+	bst_ulong	i;
+
+	XGB_CHECK(XGBoosterGetStrFeatureInfo(b->handle, "feature_type", &len, &types));
+	copy = palloc(sizeof(char *) * Max(len, 1));
+	for (i = 0; i < len; i++)
+		copy[i] = pstrdup(types[i]);
+	*n = (int) len;
+	return copy;
+}
+
 char *
 XgbBoosterSave(XgbBooster *b, const char *format, size_t *len)
 {

@@ -46,6 +46,11 @@ extern void XgbBoosterSetParam(XgbBooster *b, const char *name, const char *valu
 extern void XgbBoosterUpdateOneIter(XgbBooster *b, int iter, XgbMatrix *dtrain);
 extern int	XgbBoosterBoostedRounds(XgbBooster *b);
 extern int	XgbBoosterNumFeatures(XgbBooster *b);
+/* String attributes saved with the model; Get returns NULL when absent. */
+extern void XgbBoosterSetAttr(XgbBooster *b, const char *key, const char *value);
+extern char *XgbBoosterGetAttr(XgbBooster *b, const char *key);
+/* The feature types ("q", "i", "c") saved with the model; *n = 0 when none. */
+extern char **XgbBoosterFeatureTypes(XgbBooster *b, int *n);
 /* Save as "ubj" or "json"; returns a palloc'd copy and its length. */
 extern char *XgbBoosterSave(XgbBooster *b, const char *format, size_t *len);
 /* Predict on a matrix; returns a palloc'd copy of *len floats. */
