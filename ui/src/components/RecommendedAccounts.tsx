@@ -67,6 +67,9 @@ export function RecommendedAccounts(props: RecommendedAccountsProps) {
   const [announce, setAnnounce] = useState('');
   const headingId = useId();
   const seq = useRef(0);
+  // the latest callbacks, without reloading the list when the parent re-renders
+  const callbacks = useRef(props);
+  callbacks.current = props;
 
   const load = useCallback(async () => {
     const mine = ++seq.current;
@@ -92,7 +95,7 @@ export function RecommendedAccounts(props: RecommendedAccountsProps) {
         })),
       );
       setActions({});
-      props.onLoaded?.(ids);
+      callbacks.current.onLoaded?.(ids);
       setAnnounce(recs.length === 0 ? 'No accounts to recommend.' : `${recs.length} accounts recommended.`);
     } catch (e) {
       if (mine !== seq.current) return;
@@ -116,8 +119,8 @@ export function RecommendedAccounts(props: RecommendedAccountsProps) {
       setActions((a) => ({ ...a, [id]: { type, status: 'done' } }));
       setAnnounce(`${done} ${label}.`);
       if (type === 'dismiss') setItems((list) => (list ? list.filter((x) => x.rec.account_id !== id) : list));
-      if (type === 'view') props.onView?.(id);
-      props.onInteraction?.(id, type);
+      if (type === 'view') callbacks.current.onView?.(id);
+      callbacks.current.onInteraction?.(id, type);
     } catch (e) {
       const message = e instanceof IcpmlError ? errorText(e) : String(e);
       setActions((a) => ({ ...a, [id]: { type, status: 'error', message } }));

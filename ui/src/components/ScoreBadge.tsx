@@ -56,9 +56,10 @@ function BadgeView(props: { accountId: number; score: IcpScore | null; missing?:
       </span>
     );
   }
-  const source = describeSource(s.model, s.model_version);
+  // a score without its source (e.g. from recommend_accounts alone) says nothing about it
+  const source = s.model === null ? null : describeSource(s.model, s.model_version);
   const factors = s.factors ?? [];
-  const label = `ICP score ${s.score} of 10, ${s.priority ?? 'unknown'} priority, ${source}`;
+  const label = `ICP score ${s.score} of 10, ${s.priority ?? 'unknown'} priority${source ? `, ${source}` : ''}`;
   return (
     <span
       className="icpml-badge"
@@ -90,7 +91,7 @@ function BadgeView(props: { accountId: number; score: IcpScore | null; missing?:
           ICP fit {s.score}/10 · {s.priority} priority
         </span>
         <span className="icpml-badge__tip-source">
-          {source === 'rule-based score' ? 'Rule-based score (no model deployed)' : `Scored by ${source}`}
+          {source === null ? 'ICP score' : source === 'rule-based score' ? 'Rule-based score (no model deployed)' : `Scored by ${source}`}
           {s.probability !== null && `, ${Math.round(s.probability * 100)} % estimated fit`}
         </span>
         {factors.length > 0 ? (

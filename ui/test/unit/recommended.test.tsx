@@ -143,5 +143,24 @@ describe('RecommendedAccounts', () => {
     await settle();
     expect(ids(r.container)).toEqual([11]);
     expect(r.container.querySelector('.icpml-badge')!.getAttribute('data-score')).toBe('9');
+    expect(r.container.querySelector('.icpml-badge button')!.getAttribute('aria-label')).toBe('ICP score 9 of 10, high priority');
+  });
+
+  it('calls onLoaded, onView and onInteraction of the latest render', async () => {
+    const { client } = fakeClient({
+      'rpc:recommend_accounts': ok([rec(1, 11), rec(2, 12)]),
+      'select:account_signals': ok([]),
+      'rpc:icp_score_batch': ok([]),
+      'insert:user_interactions': ok(null),
+    });
+    const seen: string[] = [];
+    const r = await render(
+      <RecommendedAccounts userId={USER} client={client} onLoaded={(a) => seen.push(`loaded ${a.join(',')}`)} onView={(a) => seen.push(`view ${a}`)} />,
+    );
+    cleanup = r.unmount;
+    await settle();
+    await click(r.container.querySelector('li[data-account-id="12"] button[data-action="view"]'));
+    expect(seen).toEqual(['loaded 11,12', 'view 12']);
+    expect(r.container.querySelector('li[data-account-id="12"] button[data-action="view"]')!.getAttribute('aria-pressed')).toBe('true');
   });
 });
