@@ -161,6 +161,7 @@ CREATE TABLE icpml.recommendations (
   finalize_seq          bigint UNIQUE,
   experiment            text,
   variant               text,
+  source                text,
   CHECK ((status = 'pending') = (finalize_seq IS NULL)),
   CHECK ((experiment IS NULL) = (variant IS NULL))
 );
@@ -171,6 +172,8 @@ COMMENT ON COLUMN icpml.recommendations.experiment IS
   'The experiment (icpml.experiments) that chose the policy of this row; NULL outside experiments';
 COMMENT ON COLUMN icpml.recommendations.variant IS
   'The experiment''s variant (policy) the user is assigned to; NULL outside experiments';
+COMMENT ON COLUMN icpml.recommendations.source IS
+  'The retrieval source the account came from (e.g. icp, affinity, fresh, explore); NULL when not logged (rows served before sources existed)';
 
 CREATE INDEX recommendations_pending_idx ON icpml.recommendations
   (user_id, account_id, served_at DESC) WHERE status = 'pending';

@@ -196,79 +196,212 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION icpml.chi_square_sf(double precision, integer) IS
   'P(X > x) for X chi-square with df degrees of freedom (internal helper of experiment_results)';
 
+-- Always-valid (sequential) statistics: the normal-mixture sequential
+-- probability ratio test (mSPRT).  For an estimate with variance V of a
+-- quantity whose true value is theta0 under the null, mixing the
+-- alternative over N(theta0, tau2) gives the likelihood ratio
+--   Lambda = sqrt(V / (V + tau2)) * exp(d^2 tau2 / (2 V (V + tau2))),  d = estimate - theta0,
+-- a martingale under the null: P(Lambda ever >= 1/alpha) <= alpha however
+-- often it is looked at.  1/Lambda is an always-valid p-value and
+-- {theta0 : Lambda < 1/alpha} an always-valid confidence interval
+-- (docs/experiments.md).
+CREATE FUNCTION icpml.sequential_halfwidth(variance double precision, tau2 double precision,
+                                           alpha double precision DEFAULT 0.05)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE
+    WHEN NOT (tau2 > 0 AND variance >= 0 AND alpha > 0 AND alpha < 1) THEN NULL
+    WHEN variance = 0 THEN 0::double precision
+    ELSE pg_catalog.sqrt(variance * (variance + tau2) / tau2
+                         * (2 * pg_catalog.ln(1 / alpha) + pg_catalog.ln((variance + tau2) / variance)))
+  END
+$$;
+
+COMMENT ON FUNCTION icpml.sequential_halfwidth(double precision, double precision, double precision) IS
+  'Half-width of the always-valid (1 - alpha) confidence interval of an estimate with this variance, normal mixture of variance tau2 (mSPRT); internal helper of experiment_results';
+
+CREATE FUNCTION icpml.msprt_p_value(estimate double precision, variance double precision,
+                                    tau2 double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE
+    WHEN NOT (tau2 > 0 AND variance > 0) THEN NULL
+    ELSE pg_catalog.exp(-GREATEST(0.5 * pg_catalog.ln(variance / (variance + tau2))
+                                  + estimate * estimate * tau2 / (2 * variance * (variance + tau2)), 0))
+  END
+$$;
+
+COMMENT ON FUNCTION icpml.msprt_p_value(double precision, double precision, double precision) IS
+  'Always-valid p-value min(1, 1/Lambda) of the normal-mixture SPRT that the true value of an estimate with this variance is 0, mixture variance tau2; internal helper of experiment_results';
+
 -- Per-variant results.  The unit of randomisation is the user, so the
 -- reward per finalized impression (a ratio of two per-user sums) gets its
--- standard error from the delta method over users; each variant is compared
--- with the first (the control) by a two-sided z-test.  The sample-ratio
--- check compares the users each variant served with the weights
--- (chi-square): a small p (< 0.001) means assignment or logging is broken
--- and the comparison should not be trusted.
-CREATE FUNCTION icpml.experiment_results(name text)
+-- standard error from the delta method over users: with per-user sums R_i,
+-- N_i (N_i > 0) of a variant, rate = sum R / sum N, the linearised metric
+-- y_i = (R_i - rate N_i) / mean(N) has mean 0 and se^2 = var(y) / k.  Each
+-- variant is compared with the first (the control) by a two-sided z-test
+-- (fixed horizon) and by the mSPRT above (always valid, tau = expected_lift
+-- x the pooled rate).  CUPED: x_i = the user's reward per impression in the
+-- pre_period before the experiment started (known before it started; users
+-- without one get the mean), theta = the pooled within-variant regression
+-- slope of y on x, and a variant's adjusted rate is rate - theta (mean x of
+-- the variant - mean x of all), with variance var(y - theta x) / k.  The
+-- sample-ratio check compares the users each variant served with the
+-- weights (chi-square): a small p (< 0.001) means assignment or logging is
+-- broken and the comparison should not be trusted.  as_of: the results as
+-- they stood then (impressions served and finalized by that time).
+CREATE FUNCTION icpml.experiment_results(
+  name text,
+  expected_lift double precision DEFAULT 0.1,
+  pre_period interval DEFAULT '28 days',
+  as_of timestamptz DEFAULT NULL)
 RETURNS TABLE (variant text, weight double precision, users bigint, impressions bigint,
                finalized bigint, reward double precision, reward_per_impression double precision,
                ci_low double precision, ci_high double precision, lift double precision,
-               p_value double precision, srm_p_value double precision)
+               p_value double precision, srm_p_value double precision,
+               seq_ci_low double precision, seq_ci_high double precision, seq_p_value double precision,
+               cuped_reward_per_impression double precision, cuped_ci_low double precision,
+               cuped_ci_high double precision, cuped_p_value double precision,
+               cuped_seq_p_value double precision, variance_reduction double precision,
+               covariate_users bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  started timestamptz;
 BEGIN
-  IF NOT EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name = experiment_results.name) THEN
-    RAISE EXCEPTION 'experiment "%" does not exist', name
+  SELECT e.started_at INTO started FROM icpml.experiments AS e WHERE e.name = experiment_results.name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'experiment "%" does not exist', experiment_results.name
       USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name, status FROM icpml.experiments lists them.';
+  END IF;
+  IF experiment_results.expected_lift IS NULL
+     OR NOT (experiment_results.expected_lift > 0 AND experiment_results.expected_lift < 'Infinity') THEN
+    RAISE EXCEPTION 'expected_lift must be a positive number, not %', experiment_results.expected_lift
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The relative lift the sequential test is tuned for, e.g. 0.1 for 10 %.';
+  END IF;
+  IF experiment_results.pre_period IS NULL OR experiment_results.pre_period <= interval '0' THEN
+    RAISE EXCEPTION 'pre_period must be a positive interval, not %', experiment_results.pre_period
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'How far before the start the CUPED covariate looks, e.g. ''28 days''.';
   END IF;
   RETURN QUERY
   WITH v AS (
     SELECT u.variant, u.weight, u.ord
     FROM icpml.experiments AS e,
-         unnest(e.variants, e.weights) WITH ORDINALITY AS u(variant, weight, ord)
+         ROWS FROM (pg_catalog.unnest(e.variants), pg_catalog.unnest(e.weights)) WITH ORDINALITY AS u(variant, weight, ord)
     WHERE e.name = experiment_results.name
-  ), per_user AS (
-    SELECT r.variant, r.user_id, count(*) AS shown,
-           count(*) FILTER (WHERE r.status <> 'pending') AS n,
-           coalesce(sum(r.reward) FILTER (WHERE r.status <> 'pending'), 0) AS rw
+  ), served AS (
+    SELECT r.variant, r.user_id, r.reward,
+           r.status <> 'pending' AND (experiment_results.as_of IS NULL
+                                      OR r.finalized_at <= experiment_results.as_of) AS fin
     FROM icpml.recommendations AS r
     WHERE r.experiment = experiment_results.name
-    GROUP BY r.variant, r.user_id
+      AND (experiment_results.as_of IS NULL OR r.served_at <= experiment_results.as_of)
+  ), per_user AS (
+    SELECT w.variant, w.user_id, pg_catalog.count(*) AS shown,
+           pg_catalog.count(*) FILTER (WHERE w.fin) AS n,
+           COALESCE(pg_catalog.sum(w.reward) FILTER (WHERE w.fin), 0) AS rw
+    FROM served AS w
+    GROUP BY w.variant, w.user_id
   ), agg AS (
-    SELECT p.variant, count(*) AS users, sum(p.shown)::bigint AS impressions,
-           sum(p.n)::bigint AS finalized, sum(p.rw) AS reward,
-           count(*) FILTER (WHERE p.n > 0) AS k,
-           avg(p.n) FILTER (WHERE p.n > 0) AS mean_n,
-           var_samp(p.n) FILTER (WHERE p.n > 0) AS var_n,
-           var_samp(p.rw) FILTER (WHERE p.n > 0) AS var_r,
-           covar_samp(p.rw, p.n) FILTER (WHERE p.n > 0) AS cov_rn
+    SELECT p.variant, pg_catalog.count(*) AS users, pg_catalog.sum(p.shown)::bigint AS impressions,
+           pg_catalog.sum(p.n)::bigint AS finalized, pg_catalog.sum(p.rw) AS reward,
+           pg_catalog.avg(p.n) FILTER (WHERE p.n > 0) AS mean_n
     FROM per_user AS p GROUP BY p.variant
+  ), pre AS (
+    -- the CUPED covariate: each user's reward per impression served in the
+    -- pre-period, as known when the experiment started
+    SELECT q.user_id,
+           COALESCE(pg_catalog.sum(q.reward) FILTER (WHERE q.status <> 'pending' AND q.finalized_at < started), 0)
+             / pg_catalog.count(*) AS x
+    FROM icpml.recommendations AS q
+    WHERE q.user_id IN (SELECT p.user_id FROM per_user AS p)
+      AND q.served_at >= started - experiment_results.pre_period AND q.served_at < started
+    GROUP BY q.user_id
+  ), lin AS (
+    SELECT p.variant, (p.rw - a.reward / a.finalized * p.n) / a.mean_n AS y, pre.x AS x_raw
+    FROM per_user AS p
+    JOIN agg AS a ON a.variant = p.variant
+    LEFT JOIN pre ON pre.user_id = p.user_id
+    WHERE p.n > 0
+  ), lin_x AS (
+    SELECT l.variant, l.y, l.x_raw, COALESCE(l.x_raw, m.mx) AS x
+    FROM lin AS l, (SELECT pg_catalog.avg(l2.x_raw) AS mx FROM lin AS l2) AS m
+  ), vstat AS (
+    SELECT l.variant, pg_catalog.count(*) AS k, pg_catalog.count(l.x_raw) AS kx,
+           pg_catalog.var_samp(l.y) AS var_y, pg_catalog.avg(l.x) AS mean_x,
+           pg_catalog.var_samp(l.x) AS var_x, pg_catalog.covar_samp(l.y, l.x) AS cov_yx
+    FROM lin_x AS l GROUP BY l.variant
+  ), pooled AS (
+    -- theta: the within-variant regression slope of y on x; tau: the mixture
+    -- scale of the sequential test
+    SELECT pg_catalog.sum(s.cov_yx * (s.k - 1)) / NULLIF(pg_catalog.sum(s.var_x * (s.k - 1)), 0) AS theta,
+           (SELECT pg_catalog.avg(l.x) FROM lin_x AS l) AS mean_x_all,
+           (SELECT pg_catalog.sum(a.reward) / NULLIF(pg_catalog.sum(a.finalized), 0) FROM agg AS a)
+             * experiment_results.expected_lift AS tau
+    FROM vstat AS s
   ), m AS (
-    SELECT v.variant, v.weight, v.ord, coalesce(a.users, 0) AS users,
-           coalesce(a.impressions, 0) AS impressions, coalesce(a.finalized, 0) AS finalized,
-           coalesce(a.reward, 0) AS reward,
+    SELECT v.variant, v.weight, v.ord, COALESCE(a.users, 0) AS users,
+           COALESCE(a.impressions, 0) AS impressions, COALESCE(a.finalized, 0) AS finalized,
+           COALESCE(a.reward, 0) AS reward,
            CASE WHEN a.finalized > 0 THEN a.reward / a.finalized END AS rate,
-           a.k, a.mean_n, a.var_n, a.var_r, a.cov_rn
-    FROM v LEFT JOIN agg AS a ON a.variant = v.variant
-  ), se AS (
-    SELECT m.*,
-           CASE WHEN m.k > 1 THEN
-             sqrt(greatest(m.var_r - 2 * m.rate * m.cov_rn + m.rate * m.rate * m.var_n, 0)
-                  / (m.k * m.mean_n * m.mean_n)) END AS se
-    FROM m
+           CASE WHEN s.k > 1 THEN s.var_y / s.k END AS var_rate,
+           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
+             a.reward / a.finalized - pl.theta * (s.mean_x - pl.mean_x_all) END AS cuped_rate,
+           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
+             GREATEST(s.var_y - 2 * pl.theta * s.cov_yx + pl.theta * pl.theta * s.var_x, 0) / s.k END AS var_cuped,
+           COALESCE(s.kx, 0) AS kx,
+           pl.tau * pl.tau AS tau2
+    FROM v
+    LEFT JOIN agg AS a ON a.variant = v.variant
+    LEFT JOIN vstat AS s ON s.variant = v.variant
+    CROSS JOIN pooled AS pl
   ), srm AS (
-    SELECT CASE WHEN sum(se.users) > 0 THEN
-             icpml.chi_square_sf(sum((se.users - t.total * se.weight / t.wsum) ^ 2
-                                     / (t.total * se.weight / t.wsum)), count(*)::integer - 1) END AS p
-    FROM se, (SELECT sum(s2.users)::double precision AS total, sum(s2.weight) AS wsum FROM se AS s2) AS t
+    SELECT CASE WHEN t.total > 0 THEN
+             icpml.chi_square_sf(pg_catalog.sum((m.users - t.total * m.weight / t.wsum) ^ 2
+                                                / (NULLIF(t.total, 0) * m.weight / t.wsum)),
+                                 pg_catalog.count(*)::integer - 1) END AS p
+    FROM m, (SELECT pg_catalog.sum(m2.users)::double precision AS total,
+                    pg_catalog.sum(m2.weight) AS wsum FROM m AS m2) AS t
+    GROUP BY t.total
+  ), cmp AS (
+    SELECT m.*, c.rate AS c_rate,
+           CASE WHEN m.ord > 1 THEN m.rate - c.rate END AS diff,
+           CASE WHEN m.ord > 1 THEN m.var_rate + c.var_rate END AS var_diff,
+           CASE WHEN m.ord > 1 THEN m.cuped_rate - c.cuped_rate END AS cuped_diff,
+           CASE WHEN m.ord > 1 THEN m.var_cuped + c.var_cuped END AS var_cuped_diff
+    FROM m CROSS JOIN (SELECT m3.rate, m3.var_rate, m3.cuped_rate, m3.var_cuped FROM m AS m3 WHERE m3.ord = 1) AS c
   )
-  SELECT se.variant, se.weight, se.users, se.impressions, se.finalized, se.reward, se.rate,
-         se.rate - 1.959963984540054 * se.se, se.rate + 1.959963984540054 * se.se,
-         CASE WHEN se.ord > 1 AND c.rate > 0 THEN se.rate / c.rate - 1 END,
-         CASE WHEN se.ord > 1 AND se.se IS NOT NULL AND c.se IS NOT NULL
-                   AND se.se * se.se + c.se * c.se > 0 THEN
-           2 * icpml.normal_sf(abs(se.rate - c.rate) / sqrt(se.se * se.se + c.se * c.se)) END,
-         srm.p
-  FROM se CROSS JOIN srm CROSS JOIN (SELECT s3.rate, s3.se FROM se AS s3 WHERE s3.ord = 1) AS c
-  ORDER BY se.ord;
+  SELECT x.variant, x.weight, x.users, x.impressions, x.finalized, x.reward, x.rate,
+         x.rate - 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
+         x.rate + 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
+         CASE WHEN x.ord > 1 AND x.c_rate > 0 THEN x.rate / x.c_rate - 1 END,
+         CASE WHEN x.var_diff > 0 THEN
+           2 * icpml.normal_sf(pg_catalog.abs(x.diff) / pg_catalog.sqrt(x.var_diff)) END,
+         srm.p,
+         x.rate - icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         x.rate + icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         icpml.msprt_p_value(x.diff, x.var_diff, x.tau2),
+         x.cuped_rate,
+         x.cuped_rate - 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
+         x.cuped_rate + 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
+         CASE WHEN x.var_cuped_diff > 0 THEN
+           2 * icpml.normal_sf(pg_catalog.abs(x.cuped_diff) / pg_catalog.sqrt(x.var_cuped_diff)) END,
+         icpml.msprt_p_value(x.cuped_diff, x.var_cuped_diff, x.tau2),
+         CASE WHEN x.ord > 1 AND x.var_diff > 0 THEN 1 - x.var_cuped_diff / x.var_diff
+              WHEN x.ord = 1 AND x.var_rate > 0 THEN 1 - x.var_cuped / x.var_rate END,
+         x.kx
+  FROM cmp AS x CROSS JOIN srm
+  ORDER BY x.ord;
 END
 $$;
 
-COMMENT ON FUNCTION icpml.experiment_results(text) IS
-  'Per variant: users served, impressions, finalized impressions, reward, reward per finalized impression with a 95 % confidence interval (delta method over users), lift and two-sided p-value against the first variant, and the sample-ratio-mismatch p-value of the user split';
+COMMENT ON FUNCTION icpml.experiment_results(text, double precision, interval, timestamptz) IS
+  'Per variant: users served, impressions, finalized impressions, reward, reward per finalized impression with a 95 % confidence interval (delta method over users), lift and two-sided p-value against the first variant, the sample-ratio-mismatch p-value of the user split; always-valid (sequential, mSPRT) interval and p-value; CUPED-adjusted rate, interval and p-values with a pre-period covariate (docs/experiments.md)';

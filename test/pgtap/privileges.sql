@@ -2,7 +2,7 @@
 BEGIN;
 \ir include/setup.sql
 
-SELECT plan(33);
+SELECT plan(35);
 
 SELECT has_schema('icpml');
 SELECT has_table('icpml', 'rule_weights', 'rule weights are a table');
@@ -42,7 +42,9 @@ SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(ti
 SELECT ok(NOT has_function_privilege('anon', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'anon cannot get recommendations');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.start_experiment(text, text[], double precision[], text)', 'execute'), 'authenticated cannot start experiments');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.experiments', 'select,insert,update'), 'authenticated cannot read or change experiments');
-SELECT ok(has_function_privilege('service_role', 'icpml.experiment_results(text)', 'execute'), 'service_role reads experiment results');
+SELECT ok(has_function_privilege('service_role', 'icpml.experiment_results(text, double precision, interval, timestamptz)', 'execute'), 'service_role reads experiment results');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.bandit_health(timestamptz, timestamptz)', 'execute'), 'authenticated cannot read bandit health (every user''s log)');
+SELECT ok(has_function_privilege('service_role', 'icpml.bandit_health(timestamptz, timestamptz)', 'execute'), 'service_role reads bandit health');
 SELECT ok(has_table_privilege('service_role', 'icpml.experiments', 'select,update'), 'service_role administers experiments');
 
 -- service_role: administration
