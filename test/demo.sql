@@ -108,9 +108,14 @@ SELECT icpml.process_feedback(as_of => now() + interval '8 days') AS "finalized 
 SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS reward_rate,
        round(ci_low::numeric, 3) AS ci_low, round(ci_high::numeric, 3) AS ci_high,
        round(lift::numeric, 3) AS lift, round(p_value::numeric, 4) AS p_value,
-       round(srm_p_value::numeric, 3) AS srm_p_value
+       round(srm_p_value::numeric, 3) AS srm_p_value, round(seq_p_value::numeric, 4) AS seq_p_value
 FROM icpml.experiment_results('icp-vs-linucb');
 SELECT name, status FROM icpml.stop_experiment('icp-vs-linucb');
+\echo 'the recommender''s health (icpml.bandit_health: docs/experiments.md lists every check)'
+SELECT metric, scope, round(value::numeric, 3) AS value, impressions, status, note
+FROM icpml.bandit_health()
+WHERE metric IN ('served', 'exploration', 'propensity_ess', 'reward_slope', 'stale_pending')
+   OR (metric = 'reward_by_rank' AND scope IN ('1', '5'));
 
 \echo
 \echo '== 9. Nightly retraining with pg_cron'
