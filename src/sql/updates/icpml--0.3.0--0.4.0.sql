@@ -284,6 +284,7 @@ BEGIN
                 pg_catalog.format('uncertainty bonus: %s of the ranking value',
                                   pg_catalog.round((pg_catalog.sum(l.score - l.expected_reward)
                                                     / NULLIF(pg_catalog.sum(pg_catalog.abs(l.score)), 0))::numeric, 3))
+              WHEN l.policy IN ('icp', 'random') THEN 'this policy does not rank by the model''s expected reward'
               ELSE 'share of listed items ranked above an item the model expects to earn more' END
   FROM lists AS l
   GROUP BY l.policy ORDER BY l.policy;
@@ -422,18 +423,20 @@ BEGIN
   ), fit AS (
     SELECT pg_catalog.regr_slope(p.y, p.x) AS slope, pg_catalog.regr_count(p.y, p.x) AS n,
            pg_catalog.regr_sxx(p.y, p.x) AS sxx, pg_catalog.regr_syy(p.y, p.x) AS syy,
-           pg_catalog.regr_sxy(p.y, p.x) AS sxy, pg_catalog.avg(p.y) AS mean_y
+           pg_catalog.regr_sxy(p.y, p.x) AS sxy, pg_catalog.avg(p.y) AS mean_y,
+           pg_catalog.max(p.x) - pg_catalog.min(p.x) AS span
     FROM pts AS p
   ), se AS (
-    SELECT f.*, CASE WHEN f.n > 2 AND f.sxx > 0 THEN
+    SELECT f.*, CASE WHEN f.n > 2 AND f.sxx > 0 AND f.span >= 2 THEN
                   pg_catalog.sqrt(GREATEST(f.syy - f.sxy * f.sxy / f.sxx, 0) / (f.n - 2) / f.sxx) END AS se
     FROM fit AS f
   )
-  SELECT 'reward_slope'::text, 'per day'::text, s.slope, s.n,
+  SELECT 'reward_slope'::text, 'per day'::text, CASE WHEN s.span >= 2 THEN s.slope END, s.n,
          s.slope - 1.959963984540054 * s.se, s.slope + 1.959963984540054 * s.se,
          CASE WHEN s.se IS NOT NULL THEN
            CASE WHEN s.slope + 1.959963984540054 * s.se < 0 THEN 'warn' ELSE 'ok' END END,
-         CASE WHEN s.se IS NOT NULL AND s.slope + 1.959963984540054 * s.se < 0 THEN
+         CASE WHEN s.span < 2 THEN 'needs rows served over at least two days'
+              WHEN s.se IS NOT NULL AND s.slope + 1.959963984540054 * s.se < 0 THEN
            pg_catalog.format('reward per impression is falling (mean %s): check drift, the vocabulary and the ICP model',
                              pg_catalog.round(s.mean_y::numeric, 4))
               ELSE pg_catalog.format('change of reward per impression per day (mean %s)',
