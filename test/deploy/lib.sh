@@ -85,7 +85,7 @@ SOURCES
 clean_context() {
   local here=$1 dest=$2
   rm -rf "$dest"; mkdir -p "$dest"
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard \
-     | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
-     | tar --null -T - -cf -) | tar -C "$dest" -xf -
+  (cd "$here" && git ls-files -z --cached --others --exclude-standard |
+     while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+     tar --null -T - -cf -) | tar -C "$dest" -xf -
 }

@@ -23,7 +23,20 @@ fsync = off
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
 status=0
-as_pg "$PGBIN/createdb" smoke &&
+init=/docker-entrypoint-initdb.d/initdb-icpml.sql
+if [ -f "$init" ]; then
+	# the image's init script, as the official entrypoint would run it: in the
+	# cron.database_name database it creates both extensions, elsewhere icpml only
+	cp "$init" "$dir/"
+	as_pg "$PGBIN/createdb" smoke && as_pg "$PGBIN/createdb" other &&
+		as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d smoke -f "$dir/initdb-icpml.sql" &&
+		as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d other -f "$dir/initdb-icpml.sql" 2>/dev/null &&
+		[ "$(as_pg "$PGBIN/psql" -X -At -d other -c "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension WHERE extname IN ('icpml', 'pg_cron')")" = icpml ] &&
+		echo "init script: icpml and pg_cron in smoke, icpml alone in other" || status=1
+else
+	as_pg "$PGBIN/createdb" smoke || status=$?
+fi
+[ $status -eq 0 ] &&
 	as_pg "$PGBIN/psql" -X -q -d smoke -v extdir="$extdir" -f "$dir/smoke.sql" || status=$?
 if [ -n "${ICPML_SMOKE_MAPS:-}" ] && [ $status -eq 0 ]; then
 	# which files the backend that trained and scored loaded its libraries from

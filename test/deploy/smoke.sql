@@ -14,8 +14,8 @@ SELECT * FROM icpml_ref.generate(accounts => 2000, users => 4, interactions => 1
 
 \echo '-- extensions (pg_cron preloaded)'
 SHOW shared_preload_libraries;
-CREATE EXTENSION pg_cron;
-CREATE EXTENSION icpml;
+CREATE EXTENSION IF NOT EXISTS pg_cron;   -- the image's init script may have made them
+CREATE EXTENSION IF NOT EXISTS icpml;
 SET icpml.nthread = 1;
 SELECT extname, extversion FROM pg_extension WHERE extname IN ('icpml', 'pg_cron') ORDER BY 1;
 SELECT icpml.xgboost_version() AS xgboost;
