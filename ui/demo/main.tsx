@@ -34,35 +34,46 @@ function clientWith(anonKey: string, jwt: string): SupabaseClient {
   return createClient(origin, anonKey, { accessToken: async () => jwt });
 }
 
-function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: string; display_name: string }[] }) {
+interface Session {
+  userId: string;
+  client: IcpmlClient;
+}
+
+async function session(anonKey: string, userId: string): Promise<Session> {
+  return { userId, client: clientWith(anonKey, await token(`sub=${encodeURIComponent(userId)}&role=authenticated`)) };
+}
+
+function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: string; display_name: string }[]; initial: Session }) {
   const params = new URLSearchParams(window.location.search);
-  const [userId, setUserId] = useState(params.get('user') ?? props.users[0]?.user_id ?? '');
-  const [userClient, setUserClient] = useState<IcpmlClient | null>(null);
+  // the page keeps showing the current user until the next one's token is there: no blank, no jump
+  const [current, setCurrent] = useState<Session>(props.initial);
+  const [userId, setUserId] = useState(props.initial.userId);
   const [account, setAccount] = useState<number | null>(null);
   const [lookup, setLookup] = useState(params.get('account') ?? '');
   const [experiments, setExperiments] = useState<ExperimentSummary[] | null>(null);
 
   useEffect(() => {
-    let live = true;
-    setUserClient(null);
-    setAccount(null);
-    void token(`sub=${encodeURIComponent(userId)}&role=authenticated`).then((t) => {
-      if (live) setUserClient(clientWith(props.anonKey, t));
-    });
     const u = new URL(window.location.href);
     u.searchParams.set('user', userId);
     window.history.replaceState(null, '', u);
+    if (userId === current.userId) return;
+    let live = true;
+    void session(props.anonKey, userId).then((s) => {
+      if (!live) return;
+      setAccount(null);
+      setCurrent(s);
+    });
     return () => {
       live = false;
     };
-  }, [userId, props.anonKey]);
+  }, [userId, current.userId, props.anonKey]);
 
   useEffect(() => {
     listExperiments(props.service).then(setExperiments, () => setExperiments([]));
   }, [props.service]);
 
   const lookupId = /^\d+$/.test(lookup) ? Number(lookup) : null;
-  const user = props.users.find((u) => u.user_id === userId);
+  const user = props.users.find((u) => u.user_id === current.userId);
 
   return (
     <div className="demo">
@@ -85,11 +96,10 @@ function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: s
           </select>
         </label>
       </header>
-      {userClient && (
-        <IcpmlProvider client={userClient}>
-          <main className="demo__main" key={userId}>
+      <IcpmlProvider client={current.client}>
+          <main className="demo__main" key={current.userId}>
             <RecommendedAccounts
-              userId={userId}
+              userId={current.userId}
               k={8}
               title={`Accounts to work next${user ? `, ${user.display_name}` : ''}`}
               onView={setAccount}
@@ -132,7 +142,6 @@ function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: s
             </div>
           </main>
         </IcpmlProvider>
-      )}
       <h2 className="demo__section">Admin: the model and the experiments (service_role)</h2>
       <div className="demo__admin">
         <ModelReport client={props.service} />
@@ -154,7 +163,9 @@ function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: s
 
 function Main() {
   const [state, setState] = useState<
-    { anonKey: string; service: IcpmlClient; users: { user_id: string; display_name: string }[] } | { error: string } | null
+    | { anonKey: string; service: IcpmlClient; users: { user_id: string; display_name: string }[]; initial: Session }
+    | { error: string }
+    | null
   >(null);
   useEffect(() => {
     (async () => {
@@ -162,7 +173,9 @@ function Main() {
       const service = clientWith(cfg.anonKey, await token('role=service_role'));
       const { data, error } = await service.schema('public').from('sales_users').select('user_id,display_name').order('display_name');
       if (error) throw new Error(error.message);
-      setState({ anonKey: cfg.anonKey, service, users: data as { user_id: string; display_name: string }[] });
+      const users = data as { user_id: string; display_name: string }[];
+      const first = new URLSearchParams(window.location.search).get('user') ?? users[0]?.user_id ?? '';
+      setState({ anonKey: cfg.anonKey, service, users, initial: await session(cfg.anonKey, first) });
     })().catch((e: unknown) => setState({ error: e instanceof Error ? e.message : String(e) }));
   }, []);
   const body = useMemo(() => {

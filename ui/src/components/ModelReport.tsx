@@ -41,11 +41,17 @@ export function ModelReport(props: ModelReportProps) {
   if (s.status === 'loading') {
     return (
       <section className="icpml-card icpml-model" aria-busy="true" aria-label="Model report">
-        <h2 className="icpml-card__title">Model report</h2>
+        <header className="icpml-card__header">
+          <h2 className="icpml-card__title">Model report</h2>
+        </header>
+        <p className="icpml-card__intro">
+          <span className="icpml-skeleton icpml-skeleton--line" />
+        </p>
+        <div className="icpml-skeleton icpml-skeleton--table" />
         <div className="icpml-grid">
           <ChartSkeleton title="ROC curve" />
           <ChartSkeleton title="Calibration" />
-          <ChartSkeleton title="What the model looks at" />
+          <ChartSkeleton title="What the model looks at" height={top * 22 + 8} />
         </div>
       </section>
     );

@@ -192,15 +192,23 @@ export function BarList(props: { label: string; items: { label: string; value: n
 }
 
 /** A grey block the size of a chart, while it loads. */
-export function ChartSkeleton(props: { title: string }) {
+export function ChartSkeleton(props: { title: string; height?: number }) {
+  const h = props.height ?? H;
   return (
     <figure className="icpml-chart" aria-busy="true">
       <figcaption className="icpml-chart__title">{props.title}</figcaption>
       <div className="icpml-chart__frame">
-        <svg viewBox={`0 0 ${W} ${H}`} className="icpml-svg" aria-label={`Loading ${props.title}`} role="img">
-          <rect x={0} y={0} width={W} height={H} className="icpml-skeleton-fill" />
+        <svg
+          viewBox={`0 0 ${W} ${h}`}
+          className={`icpml-svg${props.height ? ' icpml-svg--auto' : ''}`}
+          aria-label={`Loading ${props.title}`}
+          role="img"
+        >
+          <rect x={0} y={0} width={W} height={h} className="icpml-skeleton-fill" />
         </svg>
       </div>
+      <p className="icpml-chart__desc" />
+      <p className="icpml-chart__data-placeholder" />
     </figure>
   );
 }
