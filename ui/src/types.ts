@@ -149,6 +149,13 @@ export interface ExperimentRow {
   lift: number | null;
   p_value: number | null;
   srm_p_value: number | null;
+  /** Always-valid (sequential, mSPRT) interval and p-value (icpml 0.4.0 on). */
+  seq_ci_low?: number | null;
+  seq_ci_high?: number | null;
+  seq_p_value?: number | null;
+  /** CUPED with a pre-period covariate (icpml 0.4.0 on); NULL without pre-period data. */
+  cuped_seq_p_value?: number | null;
+  variance_reduction?: number | null;
 }
 
 /** A row of `icpml.experiments`. */

@@ -148,8 +148,13 @@ describe('dashboard in chromium over a real icpml database', () => {
     const variants = await n(`SELECT count(*) AS n FROM icpml.experiment_results('ui-icp-vs-linucb')`);
     assert.equal(variants, 2);
     assert.equal(await exp.locator('circle[data-kind="variant"]').count(), variants);
+    // always-valid intervals lead, fixed-horizon ones follow
     assert.equal(
       await exp.locator('line[data-kind="interval"]').count(),
+      await n(`SELECT count(*) AS n FROM icpml.experiment_results('ui-icp-vs-linucb') WHERE seq_ci_low IS NOT NULL`),
+    );
+    assert.equal(
+      await exp.locator('line[data-kind="fixed-interval"]').count(),
       await n(`SELECT count(*) AS n FROM icpml.experiment_results('ui-icp-vs-linucb') WHERE ci_low IS NOT NULL`),
     );
 

@@ -132,6 +132,31 @@ describe('ExperimentResults', () => {
     expect(r.container.querySelector('[role="alert"]')).toBeNull();
   });
 
+  it('leads with the always-valid interval and sequential p-value when icpml has them', async () => {
+    const seq = (r: ExperimentRow, low: number, high: number, p: number | null): ExperimentRow => ({
+      ...r, seq_ci_low: low, seq_ci_high: high, seq_p_value: p, cuped_seq_p_value: null, variance_reduction: null,
+    });
+    const { client } = fakeClient({
+      'rpc:experiment_results': ok([seq(row('icp', 0.4), 0.3, 0.5, null), seq(row('linucb', 0.5), 0.45, 0.55, 0.01)]),
+    });
+    const r = await render(<ExperimentResults name="x" client={client} />);
+    cleanup = r.unmount;
+    await settle();
+    const primary = [...r.container.querySelectorAll('line[data-kind="interval"]')];
+    const fixed = r.container.querySelectorAll('line[data-kind="fixed-interval"]');
+    expect(primary).toHaveLength(2);
+    expect(fixed).toHaveLength(2);
+    // the thick line spans the wider, always-valid interval
+    const width = (l: Element) => Number(l.getAttribute('x2')) - Number(l.getAttribute('x1'));
+    expect(width(primary[0])).toBeGreaterThan(width(fixed[0]));
+    const heads = [...r.container.querySelectorAll('[data-testid="experiment-table"] thead th')].map((t) => t.textContent);
+    expect(heads).toContain('Sequential p');
+    expect(r.container.querySelector('tr[data-variant="linucb"]')!.textContent).toContain('0.450 – 0.550');
+    expect(r.container.querySelector('[data-verdict]')!.textContent).toBe(
+      'linucb (+10.0 %) differs from the control icp (sequential p < 0.05: you may stop).',
+    );
+  });
+
   it('warns about a sample-ratio mismatch; handles no results and NULL intervals', async () => {
     const srm = fakeClient({ 'rpc:experiment_results': ok([row('icp', 0.4, 0.0001), { ...row('linucb', 0.4, 0.0001), ci_low: null, ci_high: null, reward_per_impression: null }]) });
     const a = await render(<ExperimentResults name="x" client={srm.client} />);
