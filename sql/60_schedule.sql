@@ -7,11 +7,14 @@ TRUNCATE icpml.training_runs, icpml.models, icpml.deployments RESTART IDENTITY;
 RESET client_min_messages;
 SET icpml.nthread = 1;
 
--- schedule: a pg_cron job that calls icpml.run_training
+-- schedule: a pg_cron job that calls icpml.run_training; a superuser's job
+-- runs as icpml_jobs (an administrator that is not a superuser)
 SELECT icpml.schedule_retraining() > 0 AS scheduled;
 SELECT jobname, schedule, command, database = current_database() AS here,
-       username = current_user AS mine, active
+       username, active
 FROM cron.job ORDER BY jobname;
+SELECT rolname, rolsuper, rolcanlogin, rolbypassrls, pg_has_role(oid, 'icpml_admin', 'MEMBER') AS administrator
+FROM pg_roles WHERE rolname = 'icpml_jobs';
 -- the same name again replaces the job; another name adds one
 SELECT icpml.schedule_retraining(cron => '30 2 * * 1', deploy => 'always') > 0 AS rescheduled;
 SELECT icpml.schedule_retraining(cron => ' */15  *  * * * ', deploy => 'never',
@@ -31,6 +34,29 @@ SELECT icpml.unschedule_retraining();
 SELECT icpml.unschedule_retraining(job_name => 'icpml-retrain-often');
 SELECT icpml.unschedule_retraining();
 SELECT count(*) AS jobs_left FROM cron.job;
+
+-- never as a superuser; only a superuser schedules for another role; the
+-- role must be allowed to run the training
+SELECT icpml.schedule_retraining(run_as => current_user);
+SELECT icpml.schedule_retraining(run_as => 'no_such_role');
+CREATE ROLE icpml_sched_admin LOGIN;
+CREATE ROLE icpml_sched_nobody LOGIN;
+SELECT icpml.grant_admin('icpml_sched_admin');
+SELECT icpml.schedule_retraining(run_as => 'icpml_sched_nobody');
+GRANT USAGE ON SCHEMA cron TO icpml_sched_admin;
+SET ROLE icpml_sched_admin;
+SELECT icpml.schedule_retraining(run_as => 'icpml_jobs');
+SELECT icpml.schedule_retraining(job_name => 'mine') > 0 AS scheduled_as_myself;
+SELECT jobname, username FROM cron.job ORDER BY jobname;
+SELECT icpml.unschedule_retraining(job_name => 'mine');
+RESET ROLE;
+SELECT count(*) AS jobs_left FROM cron.job;
+REVOKE ALL ON SCHEMA cron FROM icpml_sched_admin;
+REVOKE ALL ON ALL TABLES IN SCHEMA icpml FROM icpml_sched_admin;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA icpml FROM icpml_sched_admin;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA icpml FROM icpml_sched_admin;
+REVOKE ALL ON SCHEMA icpml FROM icpml_sched_admin;
+DROP ROLE icpml_sched_admin, icpml_sched_nobody;
 
 -- run_training records each run.  Too little data: the run fails, the
 -- failure is recorded, and the error still reaches the caller.
@@ -60,6 +86,20 @@ CALL icpml.run_training(deploy => 'never', triggered_by => 'manual');
 SELECT run_id, status, triggered_by, deploy_policy, version, deployed,
        regexp_replace(deploy_reason, '[0-9]\.[0-9]{4}', 'x.xxxx', 'g') AS deploy_reason, error
 FROM icpml.training_history ORDER BY run_id;
+
+-- the jobs' role trains with its own privileges: the feature relation must
+-- be granted to it (how a superuser's scheduled training reads relations
+-- that other roles own, without a superuser's rights: docs/security.md)
+SET ROLE icpml_jobs;
+CALL icpml.run_training(deploy => 'never');
+RESET ROLE;
+GRANT SELECT ON account_features, account_signals, research_runs TO icpml_jobs;
+SET ROLE icpml_jobs;
+CALL icpml.run_training(deploy => 'never');
+RESET ROLE;
+REVOKE SELECT ON account_features, account_signals, research_runs FROM icpml_jobs;
+SELECT run_id, status, run_by, version, deployed, left(error, 45) AS error
+FROM icpml.training_history WHERE run_by = 'icpml_jobs' ORDER BY run_id;
 
 -- bad arguments, and no CALL inside a transaction block (nothing recorded)
 CALL icpml.run_training(deploy => 'sometimes');

@@ -98,6 +98,100 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.deployments_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.training_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.training_runs_run_id_seq', '');
 
+-- A relation name as icpml stores it (1 to 3 dot-separated identifiers,
+-- quoted where needed): a name, never SQL.
+CREATE FUNCTION icpml.is_relation_name(name text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN pg_catalog.cardinality(pg_catalog.parse_ident(is_relation_name.name)) OPERATOR(pg_catalog.<=) 3;
+EXCEPTION WHEN invalid_parameter_value OR invalid_name THEN
+  RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.is_relation_name(text) IS
+  'Whether text is a relation name (1 to 3 identifiers, quoted where needed) and nothing else: how icpml checks the names it stores';
+
+-- What a row of icpml.models must look like, checked on every write (a
+-- training, a restore, an administrator's UPDATE): the relation names are
+-- names, never SQL; the spec has its shape; the cut-offs are increasing
+-- probabilities.  Deploys check the rest against the blob (ModelValidate).
+CREATE FUNCTION icpml.models_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  spec pg_catalog.jsonb := NEW.spec;
+  col pg_catalog.jsonb;
+  kinds constant pg_catalog.text[] := ARRAY['numeric', 'boolean', 'categorical', 'age_days', 'tags'];
+  problem pg_catalog.text;
+  prev double precision;
+  c double precision;
+BEGIN
+  IF pg_catalog.jsonb_typeof(spec) OPERATOR(pg_catalog.<>) 'object' THEN
+    problem := 'the spec is not a JSON object';
+  ELSIF COALESCE(pg_catalog.jsonb_typeof(spec OPERATOR(pg_catalog.->) 'relation'), '') OPERATOR(pg_catalog.<>) 'string'
+        OR NOT icpml.is_relation_name(spec OPERATOR(pg_catalog.->>) 'relation') THEN
+    problem := pg_catalog.format('the spec''s relation %s is not a table or view name',
+                                 spec OPERATOR(pg_catalog.->) 'relation');
+  ELSIF COALESCE(pg_catalog.jsonb_typeof(spec OPERATOR(pg_catalog.->) 'key'), '') OPERATOR(pg_catalog.<>) 'string'
+        OR (spec OPERATOR(pg_catalog.->>) 'key') OPERATOR(pg_catalog.=) '' THEN
+    problem := 'the spec has no key column';
+  ELSIF COALESCE(pg_catalog.jsonb_typeof(spec OPERATOR(pg_catalog.->) 'columns'), '') OPERATOR(pg_catalog.<>) 'array'
+        OR pg_catalog.jsonb_array_length(spec OPERATOR(pg_catalog.->) 'columns') OPERATOR(pg_catalog.=) 0 THEN
+    problem := 'the spec has no columns';
+  ELSIF NEW.relation IS NOT NULL AND NOT icpml.is_relation_name(NEW.relation) THEN
+    problem := pg_catalog.format('relation %L is not a table or view name', NEW.relation);
+  END IF;
+  IF problem IS NULL THEN
+    FOR col IN SELECT e FROM pg_catalog.jsonb_array_elements(spec OPERATOR(pg_catalog.->) 'columns') AS e LOOP
+      IF COALESCE(pg_catalog.jsonb_typeof(col OPERATOR(pg_catalog.->) 'name'), '') OPERATOR(pg_catalog.<>) 'string'
+         OR NOT (col OPERATOR(pg_catalog.->>) 'kind') OPERATOR(pg_catalog.=) ANY (kinds) THEN
+        problem := pg_catalog.format('a column of the spec has no name or an unknown kind: %s', col);
+        EXIT;
+      END IF;
+      IF (col OPERATOR(pg_catalog.->>) 'kind') OPERATOR(pg_catalog.=) ANY (ARRAY['categorical', 'tags'])
+         AND (COALESCE(pg_catalog.jsonb_typeof(col OPERATOR(pg_catalog.->) 'levels'), '') OPERATOR(pg_catalog.<>) 'array'
+              OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(col OPERATOR(pg_catalog.->) 'levels') AS l
+                         WHERE pg_catalog.jsonb_typeof(l) OPERATOR(pg_catalog.<>) 'string')) THEN
+        problem := pg_catalog.format('column %s of the spec needs an array of text levels', col OPERATOR(pg_catalog.->) 'name');
+        EXIT;
+      END IF;
+    END LOOP;
+  END IF;
+  IF problem IS NULL THEN
+    FOREACH c IN ARRAY NEW.score_cutoffs LOOP
+      IF c OPERATOR(pg_catalog.=) 'NaN'::double precision OR c OPERATOR(pg_catalog.=) '-Infinity'::double precision
+         OR (c OPERATOR(pg_catalog.<>) 'Infinity'::double precision
+             AND (c OPERATOR(pg_catalog.<) 0 OR c OPERATOR(pg_catalog.>) 1)) THEN
+        problem := pg_catalog.format('score cut-off %s is not a probability (or Infinity)', c);
+      ELSIF prev IS NOT NULL AND c OPERATOR(pg_catalog.<) prev THEN
+        problem := pg_catalog.format('score cut-offs decrease (%s after %s)', c, prev);
+      END IF;
+      EXIT WHEN problem IS NOT NULL;
+      prev := c;
+    END LOOP;
+  END IF;
+  IF problem IS NOT NULL THEN
+    RAISE EXCEPTION 'invalid model version %: %', NEW.version, problem
+      USING ERRCODE = 'check_violation',
+            HINT = 'Models are written by icpml.train_icp_model(); a spec names its relation, it is never SQL.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.models_guard() IS
+  'Trigger on icpml.models: relation names are names, the spec has its shape, the score cut-offs are non-decreasing probabilities (or Infinity)';
+
+CREATE TRIGGER models_guard
+  BEFORE INSERT OR UPDATE ON icpml.models
+  FOR EACH ROW EXECUTE FUNCTION icpml.models_guard();
+
 -- Backends drop their cached booster when a change commits (see catalog.c).
 CREATE TRIGGER models_invalidate
   AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.models
@@ -183,7 +277,7 @@ DECLARE
   v integer;
 BEGIN
   IF model_version_or_deployed.version IS NULL THEN
-    SELECT m.version INTO v FROM icpml.models AS m WHERE m.status = 'deployed';
+    SELECT m.version INTO v FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
     IF NOT FOUND THEN
       RAISE EXCEPTION 'no model is deployed'
         USING ERRCODE = 'no_data_found',
@@ -191,7 +285,7 @@ BEGIN
     END IF;
     RETURN v;
   END IF;
-  PERFORM FROM icpml.models AS m WHERE m.version = model_version_or_deployed.version;
+  PERFORM FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) model_version_or_deployed.version;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'model version % does not exist', model_version_or_deployed.version
       USING ERRCODE = 'no_data_found',
@@ -213,7 +307,7 @@ AS $$
          OPERATOR(pg_catalog.||)
          pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model))
   FROM icpml.models AS m
-  WHERE m.version = icpml.model_version_or_deployed(describe_model.version)
+  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(describe_model.version)
 $$;
 
 COMMENT ON FUNCTION icpml.describe_model(integer) IS
@@ -229,10 +323,10 @@ AS $$
          (p.e OPERATOR(pg_catalog.->>) 'tpr')::double precision
   FROM icpml.models AS m,
        LATERAL pg_catalog.jsonb_array_elements(
-         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'roc') = 'array'
-              THEN m.metrics OPERATOR(pg_catalog.->) 'roc' ELSE '[]'::jsonb END)
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'roc') OPERATOR(pg_catalog.=) 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'roc' ELSE '[]'::pg_catalog.jsonb END)
          WITH ORDINALITY AS p(e, i)
-  WHERE m.version = icpml.model_version_or_deployed(model_roc_curve.version)
+  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(model_roc_curve.version)
   ORDER BY p.i
 $$;
 
@@ -251,10 +345,10 @@ AS $$
          (c.e OPERATOR(pg_catalog.->>) 'n')::bigint
   FROM icpml.models AS m,
        LATERAL pg_catalog.jsonb_array_elements(
-         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'calibration') = 'array'
-              THEN m.metrics OPERATOR(pg_catalog.->) 'calibration' ELSE '[]'::jsonb END)
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'calibration') OPERATOR(pg_catalog.=) 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'calibration' ELSE '[]'::pg_catalog.jsonb END)
          WITH ORDINALITY AS c(e, i)
-  WHERE m.version = icpml.model_version_or_deployed(model_calibration.version)
+  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(model_calibration.version)
   ORDER BY c.i
 $$;
 
@@ -271,10 +365,10 @@ AS $$
          (f.e OPERATOR(pg_catalog.->>) 'weight')::double precision
   FROM icpml.models AS m,
        LATERAL pg_catalog.jsonb_array_elements(
-         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'importance') = 'array'
-              THEN m.metrics OPERATOR(pg_catalog.->) 'importance' ELSE '[]'::jsonb END)
+         CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'importance') OPERATOR(pg_catalog.=) 'array'
+              THEN m.metrics OPERATOR(pg_catalog.->) 'importance' ELSE '[]'::pg_catalog.jsonb END)
          WITH ORDINALITY AS f(e, i)
-  WHERE m.version = icpml.model_version_or_deployed(model_feature_importance.version)
+  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(model_feature_importance.version)
   ORDER BY (f.e OPERATOR(pg_catalog.->>) 'gain')::double precision DESC NULLS LAST, f.i
 $$;
 

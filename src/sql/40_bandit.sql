@@ -16,18 +16,18 @@ CREATE TABLE icpml.bandit_settings (
                            CHECK (default_policy IN ('linucb', 'thompson', 'greedy',
                                                      'epsilon_greedy', 'icp', 'random')),
   alpha                  double precision NOT NULL DEFAULT 0.25
-                           CHECK (alpha >= 0 AND alpha < 'Infinity'),
+                           CHECK (alpha >= 0 AND alpha <= 100),
   v                      double precision NOT NULL DEFAULT 0.1
-                           CHECK (v >= 0 AND v < 'Infinity'),
+                           CHECK (v >= 0 AND v <= 100),
   epsilon                double precision NOT NULL DEFAULT 0.1
                            CHECK (epsilon BETWEEN 0 AND 1),
   lambda                 double precision NOT NULL DEFAULT 1.0
-                           CHECK (lambda > 0 AND lambda < 'Infinity'),
+                           CHECK (lambda >= 1e-6 AND lambda <= 1e9),
   icp_prior              double precision NOT NULL DEFAULT 0.3
-                           CHECK (icp_prior > '-Infinity' AND icp_prior < 'Infinity'),
+                           CHECK (icp_prior >= -100 AND icp_prior <= 100),
   candidates             integer NOT NULL DEFAULT 1000 CHECK (candidates BETWEEN 1 AND 5000),
   reward_window          interval NOT NULL DEFAULT '7 days' CHECK (reward_window > '0'),
-  gamma                  double precision NOT NULL DEFAULT 1.0 CHECK (gamma > 0 AND gamma <= 1),
+  gamma                  double precision NOT NULL DEFAULT 1.0 CHECK (gamma >= 1e-6 AND gamma <= 1),
   refactor_every         integer NOT NULL DEFAULT 100 CHECK (refactor_every >= 1),
   personalization        boolean NOT NULL DEFAULT true,
   personalization_weight double precision NOT NULL DEFAULT 1.0
@@ -42,11 +42,11 @@ CREATE TABLE icpml.bandit_settings (
   industries             text[] CHECK (pg_catalog.cardinality(industries) <= 12),
   technologies           text[] CHECK (pg_catalog.cardinality(technologies) <= 24),
   personalization_prior  double precision NOT NULL DEFAULT 300.0
-                           CHECK (personalization_prior > 0 AND personalization_prior < 'Infinity')
+                           CHECK (personalization_prior >= 1e-6 AND personalization_prior <= 1e9)
 );
 
 COMMENT ON TABLE icpml.bandit_settings IS
-  'One row: the recommender''s policy and its parameters (see the column comments)';
+  'One row: the recommender''s policy and its parameters (see the column comments); every number is finite and in a sane range (CHECK constraints, checked again by the recommender)';
 COMMENT ON COLUMN icpml.bandit_settings.default_policy IS
   'Policy recommend_accounts uses when called with policy => NULL: linucb, thompson, greedy, epsilon_greedy, icp (rank by ICP probability) or random';
 COMMENT ON COLUMN icpml.bandit_settings.alpha IS
@@ -93,7 +93,7 @@ INSERT INTO icpml.bandit_settings DEFAULT VALUES;
 CREATE TABLE icpml.reward_map (
   interaction_type text PRIMARY KEY,
   reward           double precision NOT NULL
-                     CHECK (reward > '-Infinity' AND reward < 'Infinity')
+                     CHECK (reward >= -1000 AND reward <= 1000)
 );
 
 COMMENT ON TABLE icpml.reward_map IS
@@ -230,30 +230,62 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION icpml.rebuild_bandit_state() IS
   'Recompute every bandit state row from the finalized recommendations, in finalization order; returns the number of impressions replayed';
 
--- enable/disable resolve icpml.interactions_relation with the caller's
--- search_path (like recommend_accounts does), so they do not pin one; every
--- name they use is schema-qualified.
+-- enable_online_feedback, disable_online_feedback and set_bandit_vocabulary
+-- resolve icpml.interactions_relation / icpml.feature_relation with the
+-- caller's search_path (as recommend_accounts and icp_score do), so they
+-- cannot pin one: they run as the caller (SECURITY INVOKER), and every
+-- function, operator and type they name is schema-qualified, so the
+-- caller's path only chooses the relation.  The settings are read with
+-- current_setting(name, true) and the built-in default: a new session that
+-- has not loaded icpml's library yet has no such parameters defined.
 CREATE FUNCTION icpml.enable_online_feedback()
 RETURNS regclass
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-  rel regclass;
-  col text;
+  rel pg_catalog.regclass;
+  col pg_catalog.text;
+  typ pg_catalog.oid;
+  base pg_catalog.oid;
+  kind pg_catalog."char";
 BEGIN
-  rel := pg_catalog.current_setting('icpml.interactions_relation')::regclass;
-  FOREACH col IN ARRAY ARRAY['interaction_id', 'user_id', 'account_id', 'interaction_type', 'created_at'] LOOP
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute
-                   WHERE attrelid = rel AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
+                  'public.user_interactions')::pg_catalog.regclass;
+  FOREACH col IN ARRAY ARRAY['interaction_id', 'user_id', 'account_id', 'interaction_type', 'created_at']::pg_catalog.text[] LOOP
+    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) col
+      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
       RAISE EXCEPTION 'column "%" does not exist in interactions relation %', col, rel
         USING ERRCODE = 'undefined_column',
               HINT = 'The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.';
     END IF;
+    -- the trigger reads these columns as the extension owner: built-in
+    -- types (or domains over them) only
+    LOOP
+      SELECT t.typtype, t.typbasetype INTO kind, base FROM pg_catalog.pg_type AS t
+      WHERE t.oid OPERATOR(pg_catalog.=) typ;
+      EXIT WHEN kind OPERATOR(pg_catalog.<>) 'd';
+      typ := base;
+    END LOOP;
+    IF typ OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid THEN
+      RAISE EXCEPTION 'column "%" of interactions relation % has a user-defined type', col, rel
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'The online feedback trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).';
+    END IF;
   END LOOP;
-  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %s', rel);
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
+                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
+                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
+                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
   EXECUTE pg_catalog.format(
-    'CREATE TRIGGER icpml_feedback AFTER INSERT ON %s REFERENCING NEW TABLE AS icpml_new '
-    'FOR EACH STATEMENT EXECUTE FUNCTION icpml.feedback_trigger()', rel);
+    'CREATE TRIGGER icpml_feedback AFTER INSERT ON %I.%I REFERENCING NEW TABLE AS icpml_new '
+    'FOR EACH STATEMENT EXECUTE FUNCTION icpml.feedback_trigger()',
+    (SELECT n.nspname FROM pg_catalog.pg_class AS c
+     JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.oid OPERATOR(pg_catalog.=) rel),
+    (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
   RETURN rel;
 END
 $$;
@@ -266,10 +298,15 @@ RETURNS regclass
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-  rel regclass;
+  rel pg_catalog.regclass;
 BEGIN
-  rel := pg_catalog.current_setting('icpml.interactions_relation')::regclass;
-  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %s', rel);
+  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
+                  'public.user_interactions')::pg_catalog.regclass;
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
+                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
+                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
+                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
   RETURN rel;
 END
 $$;
@@ -290,20 +327,22 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
-  rel regclass;
-  v_ind text[] := industries;
-  v_tech text[] := technologies;
-  old_ind text[];
-  old_tech text[];
+  rel pg_catalog.regclass;
+  v_ind pg_catalog.text[] := industries;
+  v_tech pg_catalog.text[] := technologies;
+  old_ind pg_catalog.text[];
+  old_tech pg_catalog.text[];
   learned boolean;
 BEGIN
   IF v_ind IS NULL OR v_tech IS NULL THEN
-    rel := pg_catalog.current_setting('icpml.feature_relation')::regclass;
+    rel := COALESCE(pg_catalog.current_setting('icpml.feature_relation', true),
+                    'public.account_features')::pg_catalog.regclass;
   END IF;
   IF v_ind IS NULL THEN
     v_ind := '{}';
-    IF EXISTS (SELECT FROM pg_catalog.pg_attribute
-               WHERE attrelid = rel AND attname = 'industry' AND attnum > 0 AND NOT attisdropped) THEN
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'industry'
+                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
       EXECUTE pg_catalog.format(
         'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT f.industry::pg_catalog.text AS v,'
         ' pg_catalog.count(*) AS n FROM %s AS f WHERE f.industry IS NOT NULL GROUP BY 1'
@@ -312,8 +351,9 @@ BEGIN
   END IF;
   IF v_tech IS NULL THEN
     v_tech := '{}';
-    IF EXISTS (SELECT FROM pg_catalog.pg_attribute
-               WHERE attrelid = rel AND attname = 'tech_stack' AND attnum > 0 AND NOT attisdropped) THEN
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'tech_stack'
+                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
       EXECUTE pg_catalog.format(
         'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT t.v, pg_catalog.count(*) AS n'
         ' FROM %s AS f, pg_catalog.unnest(f.tech_stack::pg_catalog.text[]) AS t(v)'
@@ -322,23 +362,29 @@ BEGIN
   END IF;
   v_ind := COALESCE(v_ind, '{}');
   v_tech := COALESCE(v_tech, '{}');
-  IF pg_catalog.cardinality(v_ind) > 12 OR pg_catalog.cardinality(v_tech) > 24 THEN
+  IF pg_catalog.cardinality(v_ind) OPERATOR(pg_catalog.>) 12
+     OR pg_catalog.cardinality(v_tech) OPERATOR(pg_catalog.>) 24 THEN
     RAISE EXCEPTION 'too many vocabulary entries: % industries, % technologies',
         pg_catalog.cardinality(v_ind), pg_catalog.cardinality(v_tech)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The context has 12 industry slots and 24 technology slots; pass the most common ones.';
   END IF;
   IF pg_catalog.array_position(v_ind, NULL) IS NOT NULL OR pg_catalog.array_position(v_tech, NULL) IS NOT NULL
-     OR (SELECT pg_catalog.count(DISTINCT e) <> pg_catalog.cardinality(v_ind) FROM pg_catalog.unnest(v_ind) AS e)
-     OR (SELECT pg_catalog.count(DISTINCT e) <> pg_catalog.cardinality(v_tech) FROM pg_catalog.unnest(v_tech) AS e) THEN
+     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_ind)
+         FROM pg_catalog.unnest(v_ind) AS e)
+     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_tech)
+         FROM pg_catalog.unnest(v_tech) AS e) THEN
     RAISE EXCEPTION 'vocabulary entries must be distinct and not NULL'
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
 
   SELECT s.industries, s.technologies INTO old_ind, old_tech
   FROM icpml.bandit_settings AS s FOR UPDATE;
-  IF old_ind IS DISTINCT FROM v_ind OR old_tech IS DISTINCT FROM v_tech THEN
-    learned := EXISTS (SELECT FROM icpml.bandit_state AS st WHERE st.n > 0);
+  -- "IS DISTINCT FROM", spelt with the qualified operator
+  IF (old_ind IS NULL) OPERATOR(pg_catalog.<>) (v_ind IS NULL)
+     OR (old_tech IS NULL) OPERATOR(pg_catalog.<>) (v_tech IS NULL)
+     OR old_ind OPERATOR(pg_catalog.<>) v_ind OR old_tech OPERATOR(pg_catalog.<>) v_tech THEN
+    learned := EXISTS (SELECT FROM icpml.bandit_state AS st WHERE st.n OPERATOR(pg_catalog.>) 0);
     IF learned AND (old_ind IS NOT NULL OR old_tech IS NOT NULL) AND NOT reset THEN
       RAISE EXCEPTION 'the bandit has learned with another vocabulary'
         USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -40,12 +40,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF (SELECT count(DISTINCT v) FROM unnest(NEW.variants) AS v) <> cardinality(NEW.variants) THEN
+  IF (SELECT pg_catalog.count(DISTINCT v) FROM pg_catalog.unnest(NEW.variants) AS v)
+     OPERATOR(pg_catalog.<>) pg_catalog.cardinality(NEW.variants) THEN
     RAISE EXCEPTION 'variants must be distinct: %', NEW.variants
       USING ERRCODE = 'check_violation';
   END IF;
-  IF TG_OP = 'UPDATE' AND (NEW.name, NEW.variants, NEW.weights, NEW.started_at)
-                          IS DISTINCT FROM (OLD.name, OLD.variants, OLD.weights, OLD.started_at) THEN
+  -- (the four columns are NOT NULL: <> is IS DISTINCT FROM here)
+  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+     AND (NEW.name OPERATOR(pg_catalog.<>) OLD.name OR NEW.variants OPERATOR(pg_catalog.<>) OLD.variants
+          OR NEW.weights OPERATOR(pg_catalog.<>) OLD.weights
+          OR NEW.started_at OPERATOR(pg_catalog.<>) OLD.started_at) THEN
     RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Stop it and start a new experiment under another name.';
@@ -74,56 +78,62 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  policies constant text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
+  policies constant pg_catalog.text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
   w double precision[] := weights;
-  v text;
-  running text;
+  v pg_catalog.text;
+  running pg_catalog.text;
   result icpml.experiments;
 BEGIN
-  IF name IS NULL OR name !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
+  IF name IS NULL OR name OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
     RAISE EXCEPTION 'invalid experiment name "%"', name
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit.';
   END IF;
-  IF variants IS NULL OR cardinality(variants) NOT BETWEEN 2 AND 8 OR array_ndims(variants) <> 1 THEN
-    RAISE EXCEPTION 'an experiment needs 2 to 8 variants, not %', coalesce(cardinality(variants), 0)
+  IF variants IS NULL OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.<) 2
+     OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.>) 8
+     OR pg_catalog.array_ndims(variants) OPERATOR(pg_catalog.<>) 1 THEN
+    RAISE EXCEPTION 'an experiment needs 2 to 8 variants, not %', COALESCE(pg_catalog.cardinality(variants), 0)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Pass the policies to compare, the control first: ARRAY[''linucb'', ''thompson''].';
   END IF;
   FOREACH v IN ARRAY variants LOOP
-    IF v IS NULL OR NOT v = ANY (policies) THEN
+    IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (policies) THEN
       RAISE EXCEPTION 'unknown policy "%" in variants', v
         USING ERRCODE = 'invalid_parameter_value',
               HINT = 'A variant is a policy: linucb, thompson, greedy, epsilon_greedy, icp or random.';
     END IF;
   END LOOP;
-  IF (SELECT count(DISTINCT u) FROM unnest(variants) AS u) <> cardinality(variants) THEN
+  IF (SELECT pg_catalog.count(DISTINCT u) FROM pg_catalog.unnest(variants) AS u)
+     OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
     RAISE EXCEPTION 'variants must be distinct: %', variants
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'List each policy once; weights set how many users each gets.';
   END IF;
   IF w IS NULL THEN
-    w := array_fill(1.0::double precision, ARRAY[cardinality(variants)]);
+    w := pg_catalog.array_fill(1.0::double precision, ARRAY[pg_catalog.cardinality(variants)]);
   END IF;
-  IF array_ndims(w) <> 1 OR cardinality(w) <> cardinality(variants)
-     OR EXISTS (SELECT FROM unnest(w) AS x WHERE x IS NULL OR NOT (x > 0 AND x < 'Infinity')) THEN
-    RAISE EXCEPTION 'weights must be % positive finite numbers, one per variant', cardinality(variants)
+  IF pg_catalog.array_ndims(w) OPERATOR(pg_catalog.<>) 1
+     OR pg_catalog.cardinality(w) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants)
+     OR EXISTS (SELECT FROM pg_catalog.unnest(w) AS x
+                WHERE x IS NULL OR NOT (x OPERATOR(pg_catalog.>) 0
+                                        AND x OPERATOR(pg_catalog.<) 'Infinity'::double precision)) THEN
+    RAISE EXCEPTION 'weights must be % positive finite numbers, one per variant', pg_catalog.cardinality(variants)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Omit weights for an even split.';
   END IF;
 
   -- one start at a time: the checks below and the insert see the same table
   LOCK TABLE icpml.experiments IN SHARE ROW EXCLUSIVE MODE;
-  IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name = start_experiment.name) THEN
+  IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) start_experiment.name) THEN
     RAISE EXCEPTION 'experiment "%" already exists', name
       USING ERRCODE = 'duplicate_object',
             HINT = 'Choose another name; the results of the old one stay in icpml.experiment_results().';
   END IF;
-  SELECT e.name INTO running FROM icpml.experiments AS e WHERE e.status = 'running';
+  SELECT e.name INTO running FROM icpml.experiments AS e WHERE e.status OPERATOR(pg_catalog.=) 'running';
   IF FOUND THEN
     RAISE EXCEPTION 'experiment "%" is running', running
       USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
+            HINT = pg_catalog.format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
   END IF;
 
   BEGIN
@@ -151,11 +161,11 @@ AS $$
 DECLARE
   result icpml.experiments;
 BEGIN
-  UPDATE icpml.experiments AS e SET status = 'stopped', stopped_at = now()
-  WHERE e.name = stop_experiment.name AND e.status = 'running'
+  UPDATE icpml.experiments AS e SET status = 'stopped', stopped_at = pg_catalog.now()
+  WHERE e.name OPERATOR(pg_catalog.=) stop_experiment.name AND e.status OPERATOR(pg_catalog.=) 'running'
   RETURNING e.* INTO result;
   IF NOT FOUND THEN
-    IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name = stop_experiment.name) THEN
+    IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) stop_experiment.name) THEN
       RAISE EXCEPTION 'experiment "%" is not running', name
         USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = 'Its results stay in icpml.experiment_results().';

@@ -3,8 +3,11 @@
 --
 -- pg_cron is optional: it is looked up when schedule_retraining() is called,
 -- never when icpml is installed.  The job runs CALL icpml.run_training(...)
--- as the role that scheduled it (pg_cron runs a job as its owner), so the
--- feature relation is read with that role's privileges.
+-- as the role it is scheduled for, so the feature relation is read with that
+-- role's privileges: by default icpml_jobs, a role that is not a superuser,
+-- when a superuser schedules (a superuser's job would run the code of every
+-- view and function the relation reaches with a superuser's rights), and the
+-- caller otherwise (pg_cron lets only superusers schedule for another role).
 -- ---------------------------------------------------------------------------
 
 -- One training at a time: the key train_icp_model holds (transaction-level)
@@ -23,24 +26,27 @@ CREATE PROCEDURE icpml.run_training(deploy text DEFAULT 'best',
                                     triggered_by text DEFAULT 'schedule')
 LANGUAGE plpgsql
 -- No SET clause and no SECURITY DEFINER: either would forbid the COMMITs
--- below.  Every name is schema-qualified instead.
+-- below.  It runs as the caller, and every function, operator and type it
+-- names is schema-qualified instead.
 AS $$
 DECLARE
   v_run_key   constant bigint := pg_catalog.hashtext('icpml.run_training')::bigint;
   v_run_id    bigint;
-  v_result    jsonb;
+  v_result    pg_catalog.jsonb;
   v_version   integer;
-  v_state     text;
-  v_message   text;
-  v_detail    text;
-  v_hint      text;
+  v_state     pg_catalog.text;
+  v_message   pg_catalog.text;
+  v_detail    pg_catalog.text;
+  v_hint      pg_catalog.text;
 BEGIN
-  IF run_training.deploy IS NULL OR run_training.deploy NOT IN ('best', 'always', 'never') THEN
+  IF run_training.deploy IS NULL
+     OR NOT run_training.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
     RAISE EXCEPTION 'unknown deploy policy "%"', run_training.deploy
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
   END IF;
-  IF run_training.triggered_by IS NULL OR run_training.triggered_by NOT IN ('manual', 'schedule') THEN
+  IF run_training.triggered_by IS NULL
+     OR NOT run_training.triggered_by OPERATOR(pg_catalog.=) ANY (ARRAY['manual', 'schedule']) THEN
     RAISE EXCEPTION 'triggered_by must be ''manual'' or ''schedule'', not "%"', run_training.triggered_by
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Leave it out for scheduled runs; pass triggered_by => ''manual'' otherwise.';
@@ -69,7 +75,7 @@ BEGIN
     UPDATE icpml.training_runs AS r
        SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
            error = 'the run ended without recording an outcome (its backend exited)'
-     WHERE r.status = 'running';
+     WHERE r.status OPERATOR(pg_catalog.=) 'running';
 
     INSERT INTO icpml.training_runs (triggered_by, deploy_policy)
     VALUES (run_training.triggered_by, run_training.deploy)
@@ -102,14 +108,14 @@ BEGIN
              deploy_reason = v_result OPERATOR(pg_catalog.->>) 'deploy_reason',
              metrics = COALESCE(
                          (SELECT m.metrics OPERATOR(pg_catalog.->) 'cv' FROM icpml.models AS m
-                           WHERE m.version = v_version),
+                           WHERE m.version OPERATOR(pg_catalog.=) v_version),
                          v_result)
-       WHERE r.run_id = v_run_id;
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
     ELSE
       UPDATE icpml.training_runs AS r
          SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
              error = v_message
-       WHERE r.run_id = v_run_id;
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
     END IF;
   EXCEPTION
     WHEN OTHERS OR query_canceled THEN
@@ -122,11 +128,11 @@ BEGIN
   -- A failure is recorded, then reported to the caller too (pg_cron shows
   -- it in cron.job_run_details).
   IF v_state IS NOT NULL THEN
-    IF v_detail <> '' AND v_hint <> '' THEN
+    IF v_detail OPERATOR(pg_catalog.<>) '' AND v_hint OPERATOR(pg_catalog.<>) '' THEN
       RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
-    ELSIF v_detail <> '' THEN
+    ELSIF v_detail OPERATOR(pg_catalog.<>) '' THEN
       RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail;
-    ELSIF v_hint <> '' THEN
+    ELSIF v_hint OPERATOR(pg_catalog.<>) '' THEN
       RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
     ELSE
       RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message;
@@ -141,13 +147,15 @@ REVOKE ALL ON PROCEDURE icpml.run_training(text, text) FROM PUBLIC;
 COMMENT ON PROCEDURE icpml.run_training(text, text) IS
   'Train a model with icpml.train_icp_model(deploy => ...) and record the run in icpml.training_runs; never overlaps another training; call outside a transaction block';
 
-CREATE VIEW icpml.training_history AS
+-- security_invoker: reading the view is reading icpml.training_runs as
+-- oneself (grants and row-level security of the reader, not of the owner)
+CREATE VIEW icpml.training_history WITH (security_invoker = true) AS
   SELECT r.run_id, r.started_at, r.finished_at,
          r.finished_at OPERATOR(pg_catalog.-) r.started_at AS duration,
          r.status, r.triggered_by, r.deploy_policy, r.run_by, r.version, r.deployed,
          r.deploy_reason,
-         (r.metrics #>> '{model,roc_auc}')::double precision AS cv_roc_auc,
-         (r.metrics #>> '{rules,roc_auc}')::double precision AS rules_cv_roc_auc,
+         (r.metrics OPERATOR(pg_catalog.#>>) '{model,roc_auc}')::double precision AS cv_roc_auc,
+         (r.metrics OPERATOR(pg_catalog.#>>) '{rules,roc_auc}')::double precision AS rules_cv_roc_auc,
          r.error
   FROM icpml.training_runs AS r
   ORDER BY r.run_id DESC;
@@ -162,7 +170,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension AS x WHERE x.extname OPERATOR(pg_catalog.=) 'pg_cron')
      OR pg_catalog.to_regnamespace('cron') IS NULL THEN
     RAISE EXCEPTION 'pg_cron is not installed in database "%"', pg_catalog.current_database()
       USING ERRCODE = 'feature_not_supported',
@@ -176,61 +184,107 @@ COMMENT ON FUNCTION icpml.require_pg_cron() IS
 
 CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
                                           deploy text DEFAULT 'best',
-                                          job_name text DEFAULT 'icpml-retrain')
+                                          job_name text DEFAULT 'icpml-retrain',
+                                          run_as name DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_fields text[];
+  v_fields pg_catalog.text[];
+  v_super boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
+                      WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+  v_role pg_catalog.name;
 BEGIN
-  v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(coalesce(schedule_retraining.cron, '')), '\s+');
-  IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) <> 5
-     OR v_fields[1] = '' THEN
+  v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(COALESCE(schedule_retraining.cron, '')), '\s+');
+  IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) OPERATOR(pg_catalog.<>) 5
+     OR v_fields[1] OPERATOR(pg_catalog.=) '' THEN
     RAISE EXCEPTION 'cron schedule "%" does not have five fields', schedule_retraining.cron
       USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'A schedule is minute, hour, day of month, month and day of week, separated by spaces.',
             HINT = 'For example ''0 3 * * *'' runs every night at 03:00 (in the time zone pg_cron uses, GMT by default).';
   END IF;
-  IF schedule_retraining.deploy IS NULL OR schedule_retraining.deploy NOT IN ('best', 'always', 'never') THEN
+  IF schedule_retraining.deploy IS NULL
+     OR NOT schedule_retraining.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
     RAISE EXCEPTION 'unknown deploy policy "%"', schedule_retraining.deploy
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
   END IF;
-  IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name = '' THEN
+  IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name OPERATOR(pg_catalog.=) '' THEN
     RAISE EXCEPTION 'job_name must not be empty'
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Leave it out to use ''icpml-retrain''.';
   END IF;
+
+  -- who the job runs as: never a superuser (docs/security.md)
+  v_role := COALESCE(schedule_retraining.run_as,
+                     CASE WHEN v_super THEN 'icpml_jobs'::pg_catalog.name ELSE CURRENT_USER END);
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', v_role
+      USING ERRCODE = 'undefined_object',
+            HINT = 'Scheduled jobs run as icpml_jobs by default; ALTER EXTENSION icpml UPDATE creates it.';
+  END IF;
+  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
+    RAISE EXCEPTION 'icpml''s scheduled jobs do not run as a superuser ("%")', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'A superuser''s job would run the code of every view, policy and function the feature relation reaches with a superuser''s rights.',
+            HINT = 'Leave run_as out: the job then runs as icpml_jobs; grant it SELECT on the feature relation (docs/security.md).';
+  END IF;
+  IF v_role OPERATOR(pg_catalog.<>) CURRENT_USER AND NOT v_super THEN
+    RAISE EXCEPTION 'only a superuser can schedule a job to run as another role ("%")', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Leave run_as out: the job then runs as you.';
+  END IF;
+  IF NOT pg_catalog.has_function_privilege(v_role, 'icpml.run_training(text, text)', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role "%" may not run icpml.run_training()', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = pg_catalog.format('Make it an administrator: SELECT icpml.grant_admin(%L).', v_role);
+  END IF;
   PERFORM icpml.require_pg_cron();
 
-  -- pg_cron replaces the caller's job of the same name.
-  RETURN cron.schedule(schedule_retraining.job_name,
-                       pg_catalog.array_to_string(v_fields, ' '),
-                       pg_catalog.format('CALL icpml.run_training(deploy => %L)',
-                                         schedule_retraining.deploy));
+  -- pg_cron replaces the role's job of the same name
+  IF v_role OPERATOR(pg_catalog.=) CURRENT_USER THEN
+    RETURN cron.schedule(schedule_retraining.job_name,
+                         pg_catalog.array_to_string(v_fields, ' '),
+                         pg_catalog.format('CALL icpml.run_training(deploy => %L)',
+                                           schedule_retraining.deploy));
+  END IF;
+  RETURN cron.schedule_in_database(schedule_retraining.job_name,
+                                   pg_catalog.array_to_string(v_fields, ' '),
+                                   pg_catalog.format('CALL icpml.run_training(deploy => %L)',
+                                                     schedule_retraining.deploy),
+                                   pg_catalog.current_database(), v_role);
 END
 $$;
 
-COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text) IS
-  'Schedule CALL icpml.run_training(deploy => ...) with pg_cron (five-field cron schedule, GMT); returns the job id; rescheduling a job name replaces it';
+COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text, name) IS
+  'Schedule CALL icpml.run_training(deploy => ...) with pg_cron (five-field cron schedule, GMT) to run as run_as (default: icpml_jobs when a superuser schedules, the caller otherwise; never a superuser); returns the job id; rescheduling a job name replaces it';
 
-CREATE FUNCTION icpml.unschedule_retraining(job_name text DEFAULT 'icpml-retrain')
+CREATE FUNCTION icpml.unschedule_retraining(job_name text DEFAULT 'icpml-retrain',
+                                            run_as name DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_role pg_catalog.name;
+  v_job bigint;
 BEGIN
   PERFORM icpml.require_pg_cron();
-  IF NOT EXISTS (SELECT FROM cron.job AS j
-                 WHERE j.jobname = unschedule_retraining.job_name
-                   AND j.username = CURRENT_USER) THEN
-    RAISE NOTICE 'no pg_cron job named "%" is scheduled by %', unschedule_retraining.job_name, CURRENT_USER;
+  v_role := COALESCE(unschedule_retraining.run_as,
+                     CASE WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
+                                WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                          THEN 'icpml_jobs'::pg_catalog.name ELSE CURRENT_USER END);
+  SELECT j.jobid INTO v_job FROM cron.job AS j
+  WHERE j.jobname OPERATOR(pg_catalog.=) unschedule_retraining.job_name
+    AND j.username OPERATOR(pg_catalog.=) v_role::pg_catalog.text;
+  IF NOT FOUND THEN
+    RAISE NOTICE 'no pg_cron job named "%" runs as %', unschedule_retraining.job_name, v_role;
     RETURN false;
   END IF;
-  RETURN cron.unschedule(unschedule_retraining.job_name);
+  RETURN cron.unschedule(v_job);
 END
 $$;
 
-COMMENT ON FUNCTION icpml.unschedule_retraining(text) IS
-  'Remove the retraining job of that name scheduled by the current role; false (with a notice) when there is none';
+COMMENT ON FUNCTION icpml.unschedule_retraining(text, name) IS
+  'Remove the retraining job of that name that runs as run_as (default as for schedule_retraining); false (with a notice) when there is none';

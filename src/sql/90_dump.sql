@@ -23,19 +23,21 @@ AS $$
 BEGIN
   -- only a COPY (how pg_dump's data is restored); INSERT keeps its meaning
   -- (a duplicate key fails, ON CONFLICT works)
-  IF pg_catalog.current_query() !~* '^\s*copy\s' THEN
+  IF pg_catalog.current_query() OPERATOR(pg_catalog.!~*) '^\s*copy\s' THEN
     RETURN NEW;
   END IF;
-  CASE TG_TABLE_NAME
-    WHEN 'rule_weights' THEN
-      DELETE FROM icpml.rule_weights AS t WHERE t.factor = NEW.factor;
-    WHEN 'rule_settings' THEN
-      DELETE FROM icpml.rule_settings AS t WHERE t.singleton = NEW.singleton;
-    WHEN 'bandit_settings' THEN
-      DELETE FROM icpml.bandit_settings AS t WHERE t.singleton = NEW.singleton;
-    WHEN 'reward_map' THEN
-      DELETE FROM icpml.reward_map AS t WHERE t.interaction_type = NEW.interaction_type;
-  END CASE;
+  IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_weights' THEN
+    DELETE FROM icpml.rule_weights AS t WHERE t.factor OPERATOR(pg_catalog.=) NEW.factor;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_settings' THEN
+    DELETE FROM icpml.rule_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'bandit_settings' THEN
+    DELETE FROM icpml.bandit_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'reward_map' THEN
+    DELETE FROM icpml.reward_map AS t WHERE t.interaction_type OPERATOR(pg_catalog.=) NEW.interaction_type;
+  ELSE
+    RAISE EXCEPTION 'icpml.replace_settings_row() is not a trigger of %', TG_TABLE_NAME
+      USING ERRCODE = 'triggered_action_exception';
+  END IF;
   RETURN NEW;
 END
 $$;
