@@ -154,7 +154,7 @@ function App(props: { anonKey: string; service: IcpmlClient; users: { user_id: s
             <p className="icpml-empty">No experiment yet: icpml.start_experiment(...).</p>
           </section>
         ) : (
-          experiments.slice(0, 2).map((x) => <ExperimentResults key={x.name} name={x.name} client={props.service} />)
+          experiments.slice(0, 2).map((x) => <ExperimentResults key={x.name} name={x.name} status={x.status} client={props.service} />)
         )}
       </div>
     </div>

@@ -6,6 +6,8 @@ import { H, M, scale, W } from './charts.js';
 export interface ExperimentResultsProps {
   /** The experiment's name (icpml.start_experiment). */
   name: string;
+  /** Its status from icpml.experiments ('running' / 'stopped'), if known: the verdict's wording follows it. */
+  status?: string;
   client?: IcpmlClient;
 }
 
@@ -90,7 +92,9 @@ export function ExperimentResults(props: ExperimentResultsProps) {
         <p className="icpml-experiment__verdict" data-verdict={winners.length > 0 ? 'difference' : 'none'}>
           {winners.length > 0
             ? `${winners.map((w) => `${w.variant} (${pctSigned(w.lift)})`).join(', ')} differ${winners.length === 1 ? 's' : ''} from the control ${control.variant}${sequential ? ' (sequential p < 0.05: you may stop)' : ' (p < 0.05)'}.`
-            : `No difference from the control ${control.variant} yet${sequential ? ': keep going until the planned number of users' : ''}.`}
+            : props.status === 'stopped'
+              ? `Stopped with no difference found from the control ${control.variant}.`
+              : `No difference from the control ${control.variant} yet${sequential ? ': keep going until the planned number of users' : ''}.`}
         </p>
       )}
       <figure className="icpml-chart" data-chart="experiment">

@@ -164,6 +164,11 @@ describe('ExperimentResults', () => {
     expect(a.container.querySelector('[role="alert"]')!.textContent).toContain('Sample-ratio mismatch');
     expect(a.container.querySelectorAll('line[data-kind="interval"]')).toHaveLength(1);
     a.unmount();
+    const stopped = fakeClient({ 'rpc:experiment_results': ok([row('icp', 0.4), { ...row('linucb', 0.4), p_value: 0.5 }]) });
+    const c = await render(<ExperimentResults name="z" status="stopped" client={stopped.client} />);
+    await settle();
+    expect(c.container.querySelector('[data-verdict]')!.textContent).toBe('Stopped with no difference found from the control icp.');
+    c.unmount();
     const none = fakeClient({ 'rpc:experiment_results': ok([]) });
     const b = await render(<ExperimentResults name="y" client={none.client} />);
     cleanup = b.unmount;
