@@ -23,12 +23,13 @@
 #include "utils/uuid.h"
 
 #include "icpml.h"
-#include "bandit.h"
+#include "experiments.h"
 
 PG_FUNCTION_INFO_V1(experiment_variant);
 PG_FUNCTION_INFO_V1(normal_sf);
 PG_FUNCTION_INFO_V1(chi_square_sf);
 
+/* 64-bit hash of (experiment, user): FNV-1a, then the splitmix64 finaliser. */
 static uint64
 ExperimentHash(const char *experiment, const pg_uuid_t *user)
 {
@@ -51,6 +52,7 @@ ExperimentHash(const char *experiment, const pg_uuid_t *user)
 	return h;
 }
 
+/* Assign a user to a variant (see experiments.h and the comment above). */
 int
 ExperimentAssign(const char *experiment, const pg_uuid_t *user, const double *weights, int n)
 {
@@ -143,7 +145,7 @@ normal_sf(PG_FUNCTION_ARGS)
  * relative 1e-15.
  */
 static double
-GammaQ(double a, double x)
+ExperimentGammaQ(double a, double x)
 {
 	double		lead;
 	int			n;
@@ -210,5 +212,5 @@ chi_square_sf(PG_FUNCTION_ARGS)
 				 errmsg("degrees of freedom must be at least 1, not %d", df)));
 	if (isnan(x))
 		PG_RETURN_FLOAT8(x);
-	PG_RETURN_FLOAT8(GammaQ(df / 2.0, x / 2.0));
+	PG_RETURN_FLOAT8(ExperimentGammaQ(df / 2.0, x / 2.0));
 }

@@ -1,5 +1,7 @@
 /*
- * features.c — resolve icpml.feature_relation and read feature rows.
+ * features.c — resolve the relations icpml reads user data from
+ * (icpml.feature_relation, icpml.interactions_relation) and read feature
+ * rows.
  *
  * Reads always run as the calling user (no privilege switch), so the
  * caller's grants and row-level security decide what can be scored.  The
@@ -23,6 +25,7 @@
 
 #include "icpml.h"
 #include "features.h"
+#include "spi_scan.h"
 
 /*
  * Resolve the relation a setting names (with the caller's search_path):
@@ -156,6 +159,34 @@ FeatureResolveRelation(const char *setting, char **display)
 						   display);
 }
 
+/*
+ * Quoted, schema-qualified name of icpml.interactions_relation (resolved
+ * with the caller's search_path), after checking that it exists and has
+ * the columns the recommender reads; ERROR with a hint otherwise.
+ */
+char *
+RelationResolveInteractions(void)
+{
+	static const char *const needed[] = {
+		"interaction_id", "user_id", "account_id", "interaction_type", "created_at"
+	};
+	Oid			relid;
+	char	   *display;
+	int			i;
+
+	relid = RelationResolve(icpml_interactions_relation, "interactions",
+							"icpml.interactions_relation",
+							"Set icpml.interactions_relation to the table of user interactions, e.g. public.user_interactions.",
+							&display);
+	for (i = 0; i < lengthof(needed); i++)
+		if (get_attnum(relid, needed[i]) == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" does not exist in interactions relation %s", needed[i], display),
+					 errhint("The interactions relation needs interaction_id, user_id (uuid), account_id, interaction_type and created_at; expose them in a view.")));
+	return display;
+}
+
 /* Check that column `name` exists in relid and can be read as `type`. */
 static void
 FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
@@ -179,18 +210,6 @@ FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
 				 errhint("Cast the column in a view over your table.")));
 }
 
-/* Prepare and keep one plan. */
-static SPIPlanPtr
-FeaturePrepare(const char *sql, int nargs, Oid argtype)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, &argtype);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /*
  * Build the one/many/all plans for a select list over a resolved relation.
  * Old plans in plans[] are freed first.
@@ -201,6 +220,8 @@ FeaturePlansBuild(const char *select_list, const char *relation_display,
 {
 	char	   *base = psprintf("SELECT %s FROM %s AS f", select_list, relation_display);
 	const char *qkey = quote_identifier(key);
+	Oid			one = INT8OID,
+				many = INT8ARRAYOID;
 	int			i;
 
 	for (i = 0; i < 3; i++)
@@ -209,9 +230,9 @@ FeaturePlansBuild(const char *select_list, const char *relation_display,
 			SPI_freeplan(plans[i]);
 			plans[i] = NULL;
 		}
-	plans[FEATURES_ONE] = FeaturePrepare(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, INT8OID);
-	plans[FEATURES_MANY] = FeaturePrepare(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, INT8ARRAYOID);
-	plans[FEATURES_ALL] = FeaturePrepare(base, 0, InvalidOid);
+	plans[FEATURES_ONE] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, &one, 0);
+	plans[FEATURES_MANY] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many, 0);
+	plans[FEATURES_ALL] = SpiKeepPlan(base, 0, NULL, 0);
 }
 
 /* Build (or rebuild) the plans of a reader for the current settings. */

@@ -53,6 +53,12 @@ extern Oid	RelationResolve(const char *setting, const char *kind, const char *gu
 extern Oid	FeatureResolveRelation(const char *setting, char **display);
 
 /*
+ * Quoted, schema-qualified name of icpml.interactions_relation, checked to
+ * have the columns the recommender reads; ERROR with a hint otherwise.
+ */
+extern char *RelationResolveInteractions(void);
+
+/*
  * The relation a model's spec names (stored text, never SQL): parsed as a
  * qualified name, resolved, checked to be a table or view; returns its
  * quoted, schema-qualified name.  ERROR (data_corrupted) when the stored

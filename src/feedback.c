@@ -43,6 +43,8 @@
 
 #include "icpml.h"
 #include "bandit.h"
+#include "features.h"
+#include "spi_scan.h"
 
 #define FEEDBACK_BATCH 10000
 
@@ -209,13 +211,13 @@ FeedbackFlushAccounts(HTAB *accounts)
 		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
 
 		plan = CatalogKeepPlan("INSERT INTO icpml.account_feedback AS f (account_id, impressions, examined, reward)"
-							  " SELECT u.a, u.n, u.e, u.r FROM ROWS FROM (pg_catalog.unnest($1),"
-							  " pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
-							  " AS u(a, n, e, r) ORDER BY u.a"
-							  " ON CONFLICT (account_id) DO UPDATE SET"
-							  " impressions = f.impressions OPERATOR(pg_catalog.+) excluded.impressions,"
-							  " examined = f.examined OPERATOR(pg_catalog.+) excluded.examined,"
-							  " reward = f.reward OPERATOR(pg_catalog.+) excluded.reward", 4, argtypes, 0);
+							   " SELECT u.a, u.n, u.e, u.r FROM ROWS FROM (pg_catalog.unnest($1),"
+							   " pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							   " AS u(a, n, e, r) ORDER BY u.a"
+							   " ON CONFLICT (account_id) DO UPDATE SET"
+							   " impressions = f.impressions OPERATOR(pg_catalog.+) excluded.impressions,"
+							   " examined = f.examined OPERATOR(pg_catalog.+) excluded.examined,"
+							   " reward = f.reward OPERATOR(pg_catalog.+) excluded.reward", 4, argtypes, 0);
 	}
 	ids = palloc(sizeof(Datum) * n);
 	cnt = palloc(sizeof(Datum) * n);
@@ -279,16 +281,16 @@ FeedbackAttribute(FeedbackCtx *ctx, Datum interaction_id, Datum user, Datum acco
 		Oid			argtypes[6] = {UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID, FLOAT8OID, INTERVALOID};
 
 		plan_attribute = CatalogKeepPlan("UPDATE icpml.recommendations AS r SET status = 'rewarded',"
-										" reward = $5, reward_interaction_id = $4, finalized_at = pg_catalog.now(),"
-										" finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
-										" WHERE r.recommendation_id OPERATOR(pg_catalog.=) (SELECT p.recommendation_id"
-										" FROM icpml.recommendations AS p WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
-										" AND p.user_id OPERATOR(pg_catalog.=) $1 AND p.account_id OPERATOR(pg_catalog.=) $2"
-										" AND p.served_at OPERATOR(pg_catalog.<=) $3"
-										" AND p.served_at OPERATOR(pg_catalog.>=) ($3 OPERATOR(pg_catalog.-) $6)"
-										" ORDER BY p.served_at DESC, p.recommendation_id DESC LIMIT 1 FOR UPDATE)"
-										" AND r.status OPERATOR(pg_catalog.=) 'pending'"
-										" RETURNING r.user_id, r.context, r.rank", 6, argtypes, 0);
+										 " reward = $5, reward_interaction_id = $4, finalized_at = pg_catalog.now(),"
+										 " finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
+										 " WHERE r.recommendation_id OPERATOR(pg_catalog.=) (SELECT p.recommendation_id"
+										 " FROM icpml.recommendations AS p WHERE p.status OPERATOR(pg_catalog.=) 'pending'"
+										 " AND p.user_id OPERATOR(pg_catalog.=) $1 AND p.account_id OPERATOR(pg_catalog.=) $2"
+										 " AND p.served_at OPERATOR(pg_catalog.<=) $3"
+										 " AND p.served_at OPERATOR(pg_catalog.>=) ($3 OPERATOR(pg_catalog.-) $6)"
+										 " ORDER BY p.served_at DESC, p.recommendation_id DESC LIMIT 1 FOR UPDATE)"
+										 " AND r.status OPERATOR(pg_catalog.=) 'pending'"
+										 " RETURNING r.user_id, r.context, r.rank", 6, argtypes, 0);
 	}
 	args[0] = user;
 	args[1] = account;
@@ -501,7 +503,7 @@ process_feedback(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	rel = BanditInteractionsRelation();	/* with the caller's search_path */
+	rel = RelationResolveInteractions();	/* with the caller's search_path */
 	CatalogSwitchToOwner(&owner);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = BanditGetSettings();

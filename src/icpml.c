@@ -8,12 +8,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-
-
 #include "utils/guc.h"
 
 #include "icpml.h"
-#include "bandit.h"
 #include "features.h"
 
 PG_MODULE_MAGIC;
@@ -23,6 +20,7 @@ char	   *icpml_feature_relation = NULL;
 char	   *icpml_feature_key = NULL;
 int			icpml_top_factors = 3;
 int			icpml_max_batch_size = 1000000;
+char	   *icpml_interactions_relation = NULL;
 
 void		_PG_init(void);
 
@@ -70,7 +68,13 @@ _PG_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
-	BanditDefineGucs();
+	DefineCustomStringVariable("icpml.interactions_relation",
+							   "Table of user interactions (user_id, account_id, interaction_type, created_at) the recommender learns from.",
+							   "Read as the calling user, so row-level security applies.",
+							   &icpml_interactions_relation,
+							   "public.user_interactions",
+							   PGC_USERSET, 0,
+							   RelationNameCheckHook, NULL, NULL);
 
 	MarkGUCPrefixReserved("icpml");
 }

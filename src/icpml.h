@@ -39,6 +39,7 @@ extern char *icpml_feature_relation;
 extern char *icpml_feature_key;
 extern int	icpml_top_factors;
 extern int	icpml_max_batch_size;
+extern char *icpml_interactions_relation;
 
 /* catalog.c */
 extern Oid	CatalogExtensionOwner(void);

@@ -1,5 +1,6 @@
 /*
- * recommend.c — recommend_accounts(user_id, k, policy, candidates, seed).
+ * recommend.c — recommend_accounts(user_id, k, policy, candidates, seed):
+ * the entry point, the caller check, the reads, the reason and the log.
  *
  * Phases of one call (latency does not grow with the account table):
  *
@@ -22,19 +23,15 @@
  *               to icpml.account_feedback (the account_engagement evidence);
  *               the score and priority are read for the k listed rows only.
  *               Every read streams its rows to a callback (spi_scan.c).
- *  3. context   one vector per candidate (bandit.h documents its entries).
- *  4. ranking   in C: theta from the Cholesky factors of the global and the
- *               user's state, then per candidate mu = theta' x and, for
- *               LinUCB, x' A^-1 x with A^-1 derived once per call; both
- *               over the candidate's non-zero entries only (about 20 of 64).
+ *               Then the user's unrewarded impressions (fatigue), as the
+ *               owner.
+ *  3. context   one vector per candidate (context.c: its entries, names
+ *               and scaling).
+ *  4. ranking   the shared and the user's bandit state (as the owner), then
+ *               the policy (policy.c).
  *  5. logging   one INSERT of the k served rows into icpml.recommendations
- *               (as the owner) with context, score and propensity.
- *
- * Personalisation: the user's state (A_u, b_u) is a ridge regression whose
- * prior (strength personalization_prior) is centred on the shared model:
- * theta_u = A_u^-1 (personalization_prior theta_g + b_u), so a user without
- * history gets the shared model, and theta = (1 - w) theta_g + w theta_u;
- * LinUCB's uncertainty is x' A_g^-1 x + w x' A_u^-1 x.
+ *               (as the owner) with context, score and propensity; each
+ *               row's reason (jsonb) names its largest contributions.
  *
  * Experiments: while one runs (icpml.experiments) and the caller passes no
  * policy, the user's hashed variant (experiments.c) chooses the policy, and
@@ -43,6 +40,7 @@
  *
  * Memory: everything lives in the SPI procedure context and goes away at
  * SPI_finish; the result rows are copied into the tuplestore before that.
+ * The call's state is a RecommendCall (recommend.h).
  */
 #include "postgres.h"
 
@@ -66,17 +64,17 @@
 
 #include "icpml.h"
 #include "bandit.h"
+#include "context.h"
+#include "experiments.h"
 #include "features.h"
+#include "policy.h"
+#include "recommend.h"
 #include "spi_scan.h"
 
-#define RECOMMEND_MAX_K 100
 #define RECOMMEND_MAX_CANDIDATES 5000
 #define RECOMMEND_NATTS 9
 /* impressions read for the fatigue feature (most recent first) */
 #define RECOMMEND_FATIGUE_ROWS 500
-/* extra posterior draws that estimate a Thompson propensity */
-#define RECOMMEND_TS_SAMPLES 20
-#define RECOMMEND_MAX_INDUSTRIES 256
 #define RECOMMEND_MAX_PAGE 50000
 
 PG_FUNCTION_INFO_V1(recommend_accounts);
@@ -108,181 +106,6 @@ static SPIPlanPtr plan_log = NULL;
 static SPIPlanPtr plan_log_pre_experiments = NULL;
 static SPIPlanPtr plan_tiers = NULL;
 static SPIPlanPtr plan_fatigue = NULL;
-
-/* One scanned account of account_scores (candidate or not). */
-typedef struct RecRow
-{
-	int64		account_id;
-	double		probability;
-	int			icp_score;
-	char	   *priority;
-	bool		visible;		/* the caller can read its feature row */
-	char	   *industry;		/* NULL when unknown */
-	int			ind;			/* its index in call->industries, -1 none */
-	double		eng_roles;		/* < 0 when unknown */
-	double		open_roles;
-	bool		hiring;
-	bool		blog;
-	int			size_band;		/* -1 when unknown */
-	double		funding;		/* recent_funding feature */
-	double		research;		/* research_recency feature */
-	int			industry_slot;	/* index in cfg->industries, -1 none */
-	uint32		tech_slots;		/* bit i: tech stack holds cfg->technologies[i] */
-	bool		tech_known;		/* tech stack not NULL */
-	double		fatigue;		/* decayed count of ignored impressions */
-	double		ignored;		/* ignored impressions weighted by examination */
-	double		fb_examined;	/* its account_feedback row: examined, */
-	double		fb_reward;		/* reward (0 when it has none) */
-	double		engagement;		/* account_engagement feature */
-	double		engagement_sd;	/* its standard error */
-	double		own[BANDIT_NOWN_TYPES];
-	int			own_best;		/* best own interaction type, -1 none */
-	bool		dismissed;
-	bool		worked;
-} RecRow;
-
-/* Hash entry: account id -> scanned row and industry/size of history accounts. */
-typedef struct AccountEntry
-{
-	int64		account_id;
-	int			row;			/* index in rows[], -1 for history-only */
-	bool		seen;			/* feature row read */
-	int			industry;		/* index in the industry list, -1 unknown */
-	int			size_band;
-	uint32		tech_slots;		/* as RecRow.tech_slots */
-	bool		tech_known;		/* its tech stack is not NULL */
-} AccountEntry;
-
-/* One interaction of the user's recent history. */
-typedef struct HistItem
-{
-	int64		account_id;
-	char	   *type;
-	double		age_days;
-} HistItem;
-
-/* Per-industry aggregate of the user's recent history. */
-typedef struct IndustryStat
-{
-	char	   *name;
-	int			len;			/* strlen(name) */
-	int			slot;			/* index in cfg->industries, -1 none */
-	int			n;
-	double		reward;
-	int			best_type;		/* index in BanditOwnTypes, -1 none */
-} IndustryStat;
-
-typedef struct RecommendCall
-{
-	pg_uuid_t  *user;
-	int			k;
-	int			M;
-	BanditPolicy policy;
-	const BanditSettings *cfg;
-	TimestampTz now;
-	DateADT		today;			/* now as a date in the session time zone */
-	pg_prng_state rng;
-
-	/* history */
-	HistItem   *hist;
-	int			nhist;
-	int			hist_cap;
-	int			n_30d;
-
-	/* scanned rows, the hash over them, and the candidates */
-	RecRow	   *rows;
-	int			nrows;
-	int			rows_cap;
-	HTAB	   *accounts;
-	int		   *cand;			/* indices into rows[] */
-	int			ncand;
-
-	/* user-level aggregates */
-	IndustryStat industries[RECOMMEND_MAX_INDUSTRIES];
-	int			nindustries;
-	int			size_count[CTX_NSIZE_BANDS];
-	int			n_known;		/* history items whose account is visible */
-	int			tech_count[CTX_NTECH_SLOTS];	/* history items using each technology */
-	int			n_tech_known;	/* history items whose account's stack is known */
-	double		mean_reward;
-
-	/* contexts and ranking */
-	double	   *X;				/* ncand x BANDIT_DIM, float4-rounded */
-	double	   *mu;
-	double	   *score;
-	double	   *explore;
-	double	   *eng_sd;			/* per candidate: standard error of account_engagement */
-	int		   *nz;				/* ncand x BANDIT_DIM: indices of the non-zero entries */
-	int		   *nnz;			/* per candidate: how many */
-	double		theta[BANDIT_DIM];
-	int			chosen[RECOMMEND_MAX_K];
-	double		propensity[RECOMMEND_MAX_K];
-	bool		explored[RECOMMEND_MAX_K];
-	int			nchosen;
-	int64		state_version;
-	int			variant;		/* index in cfg->variants, -1 outside experiments */
-	MemoryContext rowcxt;		/* per feature row scratch, reset after each */
-} RecommendCall;
-
-/* Round to float4 the way the logged real[] context stores it. */
-static inline double
-RecRound(double v)
-{
-	return (double) (float4) v;
-}
-
-/* Company size band 0..4, or -1 when unknown. */
-static int
-RecSizeBand(double size, bool isnull)
-{
-	if (isnull || isnan(size) || isinf(size) || size <= 0)
-		return -1;
-	if (size < 50)
-		return 0;
-	if (size < 200)
-		return 1;
-	if (size < 1000)
-		return 2;
-	if (size < 5000)
-		return 3;
-	return 4;
-}
-
-/* A usable non-negative count, or -1. */
-static inline double
-RecCount(Datum d, bool isnull)
-{
-	double		v;
-
-	if (isnull)
-		return -1;
-	v = DatumGetFloat8(d);
-	return (isnan(v) || isinf(v) || v < 0) ? -1 : v;
-}
-
-/* log(1+x)/log(1+cap) capped at 1; 0 for unknown. */
-static inline double
-RecLogScale(double x, double cap)
-{
-	double		f;
-
-	if (x < 0)
-		return 0.0;
-	f = log1p(x) / log1p(cap);
-	return f > 1.0 ? 1.0 : f;
-}
-
-/* Index of an interaction type among BanditOwnTypes, or -1. */
-static int
-RecOwnType(const char *type)
-{
-	int			t;
-
-	for (t = 0; t < BANDIT_NOWN_TYPES; t++)
-		if (strcmp(type, BanditOwnTypes[t]) == 0)
-			return t;
-	return -1;
-}
 
 /*
  * The identity check, failing closed: an administrator (see
@@ -376,25 +199,25 @@ RecommendPreparePlans(void)
 		strcmp(interactions_setting, icpml_interactions_relation) == 0)
 		return;
 
-	display = BanditInteractionsRelation();
+	display = RelationResolveInteractions();
 	if (plan_history)
 		SPI_freeplan(plan_history);
 	if (plan_own)
 		SPI_freeplan(plan_own);
 	plan_history = plan_own = NULL;
 
-	plan_history = BanditKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
-										   " i.interaction_type::pg_catalog.text,"
-										   " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-										   " WHERE i.user_id OPERATOR(pg_catalog.=) $1 ORDER BY i.created_at DESC LIMIT $2",
-										   display), 2, argtypes, 0);
+	plan_history = SpiKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
+										" i.interaction_type::pg_catalog.text,"
+										" i.created_at::pg_catalog.timestamptz FROM %s AS i"
+										" WHERE i.user_id OPERATOR(pg_catalog.=) $1 ORDER BY i.created_at DESC LIMIT $2",
+										display), 2, argtypes, 0);
 	argtypes[1] = INT8ARRAYOID;
-	plan_own = BanditKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
-									   " i.interaction_type::pg_catalog.text,"
-									   " i.created_at::pg_catalog.timestamptz FROM %s AS i"
-									   " WHERE i.user_id OPERATOR(pg_catalog.=) $1"
-									   " AND i.account_id OPERATOR(pg_catalog.=) ANY ($2)",
-									   display), 2, argtypes, 0);
+	plan_own = SpiKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
+									" i.interaction_type::pg_catalog.text,"
+									" i.created_at::pg_catalog.timestamptz FROM %s AS i"
+									" WHERE i.user_id OPERATOR(pg_catalog.=) $1"
+									" AND i.account_id OPERATOR(pg_catalog.=) ANY ($2)",
+									display), 2, argtypes, 0);
 
 	if (interactions_setting)
 		pfree(interactions_setting);
@@ -403,29 +226,41 @@ RecommendPreparePlans(void)
 
 /* Age in days of a timestamptz relative to the transaction start. */
 static inline double
-RecAgeDays(RecommendCall *call, Datum ts)
+RecommendAgeDays(RecommendCall *call, Datum ts)
 {
 	return (double) (call->now - DatumGetTimestampTz(ts)) / (double) USECS_PER_DAY;
 }
 
+/* A usable non-negative count, or -1. */
+static inline double
+RecommendCount(Datum d, bool isnull)
+{
+	double		v;
+
+	if (isnull)
+		return -1;
+	v = DatumGetFloat8(d);
+	return (isnan(v) || isinf(v) || v < 0) ? -1 : v;
+}
+
 /* One row of the history: account, interaction type, when. */
 static void
-RecHistoryRow(TupleTableSlot *slot, void *arg)
+RecommendHistoryRow(TupleTableSlot *slot, void *arg)
 {
 	RecommendCall *call = (RecommendCall *) arg;
-	HistItem   *h;
+	RecommendHistItem *h;
 
 	if (slot->tts_isnull[0] || slot->tts_isnull[1])
 		return;
 	if (call->nhist == call->hist_cap)
 	{
 		call->hist_cap *= 2;
-		call->hist = repalloc(call->hist, sizeof(HistItem) * call->hist_cap);
+		call->hist = repalloc(call->hist, sizeof(RecommendHistItem) * call->hist_cap);
 	}
 	h = &call->hist[call->nhist++];
 	h->account_id = DatumGetInt64(slot->tts_values[0]);
 	h->type = TextDatumGetCString(slot->tts_values[1]);
-	h->age_days = slot->tts_isnull[2] ? 1e9 : RecAgeDays(call, slot->tts_values[2]);
+	h->age_days = slot->tts_isnull[2] ? 1e9 : RecommendAgeDays(call, slot->tts_values[2]);
 	if (h->age_days <= 30.0)
 		call->n_30d++;
 }
@@ -443,16 +278,16 @@ RecommendLoadHistory(RecommendCall *call)
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(call->cfg->history_limit);
 	call->hist_cap = Min(call->cfg->history_limit, 64);
-	call->hist = palloc(sizeof(HistItem) * call->hist_cap);
-	(void) SpiScan(plan_history, args, false, RecHistoryRow, call, "the interaction history");
+	call->hist = palloc(sizeof(RecommendHistItem) * call->hist_cap);
+	(void) SpiScan(plan_history, args, false, RecommendHistoryRow, call, "the interaction history");
 }
 
 /* Find or create the hash entry of an account. */
-static AccountEntry *
-RecEntry(RecommendCall *call, int64 account_id)
+static RecommendAccount *
+RecommendEntry(RecommendCall *call, int64 account_id)
 {
 	bool		found;
-	AccountEntry *e = hash_search(call->accounts, &account_id, HASH_ENTER, &found);
+	RecommendAccount *e = hash_search(call->accounts, &account_id, HASH_ENTER, &found);
 
 	if (!found)
 	{
@@ -464,26 +299,14 @@ RecEntry(RecommendCall *call, int64 account_id)
 	return e;
 }
 
-/* Index of an industry in bandit_settings.industries (its one-hot slot), or -1. */
-static int
-RecIndustrySlot(const BanditSettings *cfg, const char *name)
-{
-	int			j;
-
-	for (j = 0; j < cfg->n_industries; j++)
-		if (strcmp(name, cfg->industries[j]) == 0)
-			return j;
-	return -1;
-}
-
 /*
  * Index of the industry name[0..len-1] in the call's industry list, adding
  * it; -1 when the list is full (RECOMMEND_MAX_INDUSTRIES distinct names).
  */
 static int
-RecIndustry(RecommendCall *call, const char *name, int len)
+RecommendIndustryIndex(RecommendCall *call, const char *name, int len)
 {
-	IndustryStat *s;
+	RecommendIndustry *s;
 	int			i;
 
 	for (i = 0; i < call->nindustries; i++)
@@ -494,43 +317,11 @@ RecIndustry(RecommendCall *call, const char *name, int len)
 	s = &call->industries[call->nindustries++];
 	s->name = pnstrdup(name, len);
 	s->len = len;
-	s->slot = RecIndustrySlot(call->cfg, s->name);
+	s->slot = ContextIndustrySlot(call->cfg, s->name);
 	s->n = 0;
 	s->reward = 0;
 	s->best_type = -1;
 	return i;
-}
-
-/* Bit i set when the text[] stack holds cfg->technologies[i]. */
-static uint32
-RecTechSlots(RecommendCall *call, Datum stack)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(stack);
-	const BanditSettings *cfg = call->cfg;
-	Datum	   *elems;
-	bool	   *enulls;
-	int			n,
-				i,
-				j;
-	uint32		mask = 0;
-
-	if (ARR_NDIM(arr) == 0 || cfg->n_technologies == 0)
-		return 0;
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-	for (i = 0; i < n; i++)
-	{
-		text	   *t;
-		int			len;
-
-		if (enulls[i])
-			continue;
-		t = (text *) DatumGetPointer(elems[i]);
-		len = VARSIZE_ANY_EXHDR(t);
-		for (j = 0; j < cfg->n_technologies; j++)
-			if (cfg->technology_lengths[j] == len && memcmp(VARDATA_ANY(t), cfg->technologies[j], len) == 0)
-				mask |= (uint32) 1 << j;
-	}
-	return mask;
 }
 
 /*
@@ -538,12 +329,12 @@ RecTechSlots(RecommendCall *call, Datum stack)
  * scanned row, the row (first sighting only).
  */
 static void
-RecFeatureRow(TupleTableSlot *slot, void *arg)
+RecommendFeatureRow(TupleTableSlot *slot, void *arg)
 {
 	RecommendCall *call = (RecommendCall *) arg;
 	Datum	   *v = slot->tts_values;
 	bool	   *isnull = slot->tts_isnull;
-	AccountEntry *e;
+	RecommendAccount *e;
 	int64		id;
 	char	   *industry = NULL;
 	int			ind = -1,
@@ -562,16 +353,16 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 	{
 		text	   *t = DatumGetTextPP(v[1]);
 
-		ind = RecIndustry(call, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		ind = RecommendIndustryIndex(call, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 		industry = ind >= 0 ? call->industries[ind].name : text_to_cstring(t);
 	}
-	band = RecSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
+	band = ContextSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
 	tech_slots = 0;
 	if (!isnull[9])
 	{
 		MemoryContext old = MemoryContextSwitchTo(call->rowcxt);
 
-		tech_slots = RecTechSlots(call, v[9]);
+		tech_slots = ContextTechnologySlots(call->cfg, v[9]);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(call->rowcxt);
 	}
@@ -587,33 +378,24 @@ RecFeatureRow(TupleTableSlot *slot, void *arg)
 	/* a scanned row (possibly also in the history) */
 	if (e->row >= 0)
 	{
-		RecRow	   *r = &call->rows[e->row];
+		RecommendRow *r = &call->rows[e->row];
 
 		r->visible = true;
 		r->industry = industry;
 		r->ind = ind;
-		r->eng_roles = RecCount(v[2], isnull[2]);
+		r->eng_roles = RecommendCount(v[2], isnull[2]);
 		r->hiring = !isnull[3] && DatumGetBool(v[3]);
-		r->open_roles = RecCount(v[4], isnull[4]);
+		r->open_roles = RecommendCount(v[4], isnull[4]);
 		r->blog = !isnull[5] && DatumGetBool(v[5]);
 		r->size_band = band;
 		r->funding = 0.0;
 		if (!isnull[7] && !DATE_NOT_FINITE(DatumGetDateADT(v[7])))
-		{
-			double		age = (double) (call->today - DatumGetDateADT(v[7]));
-
-			if (age >= 0 && age <= 548.0)
-				r->funding = 1.0 - age / 548.0;
-		}
+			r->funding = ContextFundingRecency((double) (call->today - DatumGetDateADT(v[7])));
 		r->research = 0.0;
 		if (!isnull[8] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[8])))
-		{
-			double		age = Max(0.0, RecAgeDays(call, v[8]));
-
-			r->research = exp(-age / 30.0);
-		}
+			r->research = ContextRecencyWeight(Max(0.0, RecommendAgeDays(call, v[8])));
 		r->industry_slot = ind >= 0 ? call->industries[ind].slot :
-			industry != NULL ? RecIndustrySlot(call->cfg, industry) : -1;
+			industry != NULL ? ContextIndustrySlot(call->cfg, industry) : -1;
 		r->tech_known = !isnull[9];
 		r->tech_slots = tech_slots;
 	}
@@ -629,25 +411,25 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 		return;
 	arg = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	(void) SpiScan(FeatureReaderPlan(&recommend_reader, FEATURES_MANY), &arg, false,
-				   RecFeatureRow, call, "features");
+				   RecommendFeatureRow, call, "features");
 }
 
 /* What ReadOwn's rows refer to. */
-typedef struct RecOwnScan
+typedef struct RecommendOwnScan
 {
 	RecommendCall *call;
 	int			first;			/* rows before it were read already */
-} RecOwnScan;
+} RecommendOwnScan;
 
 /* One of the user's interactions with a scanned row. */
 static void
-RecOwnRow(TupleTableSlot *slot, void *arg)
+RecommendOwnRow(TupleTableSlot *slot, void *arg)
 {
-	RecOwnScan *scan = (RecOwnScan *) arg;
+	RecommendOwnScan *scan = (RecommendOwnScan *) arg;
 	RecommendCall *call = scan->call;
 	int64		id;
-	AccountEntry *e;
-	RecRow	   *r;
+	RecommendAccount *e;
+	RecommendRow *r;
 	char	   *t;
 	int			ti,
 				w;
@@ -665,12 +447,12 @@ RecOwnRow(TupleTableSlot *slot, void *arg)
 	for (w = 0; w < call->cfg->n_worked_types; w++)
 		if (strcmp(t, call->cfg->worked_types[w]) == 0)
 			r->worked = true;
-	ti = RecOwnType(t);
+	ti = ContextOwnType(t);
 	if (ti >= 0)
 	{
-		double		age = slot->tts_isnull[2] ? 1e9 : Max(0.0, RecAgeDays(call, slot->tts_values[2]));
+		double		age = slot->tts_isnull[2] ? 1e9 : Max(0.0, RecommendAgeDays(call, slot->tts_values[2]));
 
-		r->own[ti] += exp(-age / 30.0);
+		r->own[ti] += ContextRecencyWeight(age);
 		if (ti > r->own_best)
 			r->own_best = ti;
 	}
@@ -683,7 +465,7 @@ RecommendReadOwn(RecommendCall *call, int first)
 {
 	Datum	   *ids;
 	Datum		args[2];
-	RecOwnScan	scan = {call, first};
+	RecommendOwnScan scan = {call, first};
 	int			j;
 
 	if (call->nrows == first)
@@ -694,13 +476,13 @@ RecommendReadOwn(RecommendCall *call, int first)
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = PointerGetDatum(construct_array(ids, call->nrows - first, INT8OID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) SpiScan(plan_own, args, false, RecOwnRow, &scan, "the user's interactions");
+	(void) SpiScan(plan_own, args, false, RecommendOwnRow, &scan, "the user's interactions");
 }
 
 /* Scan a plan over one of icpml's own tables as the extension owner. */
 static uint64
-RecOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback,
-			 void *arg, const char *table)
+RecommendOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback,
+				   void *arg, const char *table)
 {
 	CatalogOwnerState owner;
 	uint64		rows;
@@ -712,24 +494,24 @@ RecOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callba
 }
 
 /* State of one retrieval page. */
-typedef struct RecPageScan
+typedef struct RecommendPageScan
 {
 	RecommendCall *call;
 	Datum	   *ids;			/* feature rows to read */
 	int			nids;
-} RecPageScan;
+} RecommendPageScan;
 
 /* One account_scores row of a retrieval page. */
 static void
-RecPageRow(TupleTableSlot *slot, void *arg)
+RecommendPageRow(TupleTableSlot *slot, void *arg)
 {
-	RecPageScan *scan = (RecPageScan *) arg;
+	RecommendPageScan *scan = (RecommendPageScan *) arg;
 	RecommendCall *call = scan->call;
-	RecRow	   *r;
-	AccountEntry *e;
+	RecommendRow *r;
+	RecommendAccount *e;
 	int64		id = DatumGetInt64(slot->tts_values[0]);
 
-	e = RecEntry(call, id);
+	e = RecommendEntry(call, id);
 	if (e->row >= 0)
 		return;					/* cannot happen with a primary key */
 	if (call->nrows >= call->rows_cap)
@@ -767,12 +549,12 @@ RecommendRetrieve(RecommendCall *call)
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(AccountEntry);
+	ctl.entrysize = sizeof(RecommendAccount);
 	ctl.hcxt = CurrentMemoryContext;
 	call->accounts = hash_create("icpml recommend accounts", 2 * call->M + call->nhist + 16,
 								 &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	call->rows_cap = call->M;
-	call->rows = palloc0(sizeof(RecRow) * call->rows_cap);
+	call->rows = palloc0(sizeof(RecommendRow) * call->rows_cap);
 	call->cand = palloc(sizeof(int) * call->M);
 	call->ncand = 0;
 	call->nrows = 0;
@@ -783,12 +565,12 @@ RecommendRetrieve(RecommendCall *call)
 
 		/* a custom plan per call: a generic LIMIT estimate could pick a sort */
 		plan_retrieve = CatalogKeepPlan("SELECT s.account_id, s.probability, f.examined, f.reward"
-									   " FROM (SELECT s.account_id, s.probability"
-									   " FROM icpml.account_scores AS s"
-									   " ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2) AS s"
-									   " LEFT JOIN icpml.account_feedback AS f ON f.account_id OPERATOR(pg_catalog.=) s.account_id"
-									   " ORDER BY s.probability DESC, s.account_id",
-									   2, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+										" FROM (SELECT s.account_id, s.probability"
+										" FROM icpml.account_scores AS s"
+										" ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2) AS s"
+										" LEFT JOIN icpml.account_feedback AS f ON f.account_id OPERATOR(pg_catalog.=) s.account_id"
+										" ORDER BY s.probability DESC, s.account_id",
+										2, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 	}
 
 	for (;;)
@@ -797,7 +579,7 @@ RecommendRetrieve(RecommendCall *call)
 		int			first_row = call->nrows,
 					nfetched,
 					j;
-		RecPageScan scan;
+		RecommendPageScan scan;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -806,8 +588,8 @@ RecommendRetrieve(RecommendCall *call)
 		{
 			int			newcap = call->nrows + page;
 
-			call->rows = repalloc(call->rows, sizeof(RecRow) * newcap);
-			memset(call->rows + call->rows_cap, 0, sizeof(RecRow) * (newcap - call->rows_cap));
+			call->rows = repalloc(call->rows, sizeof(RecommendRow) * newcap);
+			memset(call->rows + call->rows_cap, 0, sizeof(RecommendRow) * (newcap - call->rows_cap));
 			call->rows_cap = newcap;
 		}
 		scan.call = call;
@@ -816,8 +598,8 @@ RecommendRetrieve(RecommendCall *call)
 
 		args[0] = Int32GetDatum(page);
 		args[1] = Int64GetDatum(offset);
-		nfetched = (int) RecOwnerScan(plan_retrieve, args, false, RecPageRow, &scan,
-									  "icpml.account_scores");
+		nfetched = (int) RecommendOwnerScan(plan_retrieve, args, false, RecommendPageRow, &scan,
+											"icpml.account_scores");
 		if (nfetched == 0 && offset == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -829,7 +611,7 @@ RecommendRetrieve(RecommendCall *call)
 		if (first)
 			for (j = 0; j < call->nhist; j++)
 			{
-				AccountEntry *e = RecEntry(call, call->hist[j].account_id);
+				RecommendAccount *e = RecommendEntry(call, call->hist[j].account_id);
 
 				if (e->row < 0 && !e->seen && e->industry == -1 && e->size_band != -2)
 				{
@@ -843,7 +625,7 @@ RecommendRetrieve(RecommendCall *call)
 
 		for (j = first_row; j < call->nrows && call->ncand < call->M; j++)
 		{
-			RecRow	   *r = &call->rows[j];
+			RecommendRow *r = &call->rows[j];
 
 			if (!r->visible || r->worked || (r->dismissed && call->cfg->exclude_dismissed))
 				continue;
@@ -862,55 +644,6 @@ RecommendRetrieve(RecommendCall *call)
 	}
 }
 
-/* User-level aggregates of the history (after the feature rows are read). */
-static void
-RecommendHistoryStats(RecommendCall *call)
-{
-	int			j;
-	double		total = 0.0;
-
-	call->n_known = 0;
-	call->n_tech_known = 0;
-	memset(call->size_count, 0, sizeof(call->size_count));
-	memset(call->tech_count, 0, sizeof(call->tech_count));
-	for (j = 0; j < call->nhist; j++)
-	{
-		HistItem   *h = &call->hist[j];
-		AccountEntry *e = hash_search(call->accounts, &h->account_id, HASH_FIND, NULL);
-		double		r = 0.0;
-		int			band;
-
-		if (e == NULL || !e->seen)
-			continue;			/* hidden from the caller, or gone */
-		(void) BanditReward(call->cfg, h->type, &r);
-		call->n_known++;
-		if (e->tech_known)
-		{
-			int			t;
-
-			call->n_tech_known++;
-			for (t = 0; t < CTX_NTECH_SLOTS; t++)
-				if (e->tech_slots & ((uint32) 1 << t))
-					call->tech_count[t]++;
-		}
-		total += r;
-		band = e->row >= 0 ? call->rows[e->row].size_band : e->size_band;
-		if (band >= 0)
-			call->size_count[band]++;
-		if (e->industry >= 0)
-		{
-			IndustryStat *s = &call->industries[e->industry];
-			int			t = RecOwnType(h->type);
-
-			s->n++;
-			s->reward += r;
-			if (t >= 2 && t > s->best_type)
-				s->best_type = t;	/* save, contact or meeting */
-		}
-	}
-	call->mean_reward = call->n_known > 0 ? total / call->n_known : 0.0;
-}
-
 
 /*
  * Fatigue and ignored evidence of every candidate: the user's impressions of
@@ -920,23 +653,23 @@ RecommendHistoryStats(RecommendCall *call)
  * recent RECOMMEND_FATIGUE_ROWS impressions (read as the owner: icpml's own
  * log).
  */
-typedef struct RecFatigueScan
+typedef struct RecommendFatigueScan
 {
 	RecommendCall *call;
 	double		weight;			/* fatigue_decay ^ lists served since */
 	TimestampTz last;			/* served_at of the previous row */
 	bool		any;
-} RecFatigueScan;
+} RecommendFatigueScan;
 
 /* One impression, most recent first. */
 static void
-RecFatigueRow(TupleTableSlot *slot, void *arg)
+RecommendFatigueRow(TupleTableSlot *slot, void *arg)
 {
-	RecFatigueScan *scan = (RecFatigueScan *) arg;
+	RecommendFatigueScan *scan = (RecommendFatigueScan *) arg;
 	RecommendCall *call = scan->call;
 	int64		id = DatumGetInt64(slot->tts_values[0]);
 	TimestampTz served = DatumGetTimestampTz(slot->tts_values[1]);
-	AccountEntry *e;
+	RecommendAccount *e;
 
 	if (!scan->any || served != scan->last)
 	{
@@ -960,7 +693,7 @@ static void
 RecommendLoadFatigue(RecommendCall *call)
 {
 	Datum		args[2];
-	RecFatigueScan scan = {call, 1.0, 0, false};
+	RecommendFatigueScan scan = {call, 1.0, 0, false};
 
 	if (call->ncand == 0)
 		return;
@@ -971,497 +704,28 @@ RecommendLoadFatigue(RecommendCall *call)
 		plan_fatigue = CatalogKeepPlan("SELECT r.account_id, r.served_at,"
 									   " r.status OPERATOR(pg_catalog.=) 'rewarded', r.rank"
 									   " FROM icpml.recommendations AS r WHERE r.user_id OPERATOR(pg_catalog.=) $1"
-									  " ORDER BY r.served_at DESC LIMIT $2", 2, argtypes, 0);
+									   " ORDER BY r.served_at DESC LIMIT $2", 2, argtypes, 0);
 	}
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = Int32GetDatum(RECOMMEND_FATIGUE_ROWS);
-	(void) RecOwnerScan(plan_fatigue, args, true, RecFatigueRow, &scan, "icpml.recommendations");
+	(void) RecommendOwnerScan(plan_fatigue, args, true, RecommendFatigueRow, &scan, "icpml.recommendations");
 }
 
-/*
- * Every candidate's account_engagement: what all users did with it when it
- * was recommended (icpml.account_feedback, joined by the retrieval query).
- */
+/* The shared and the user's bandit state, for ranking (as the owner). */
 static void
-RecommendEngagement(RecommendCall *call)
+RecommendLoadStates(RecommendCall *call)
 {
-	int			c;
-	double		sum_e = 0.0,
-				sum_r = 0.0,
-				m0,
-				v0;
-
-	for (c = 0; c < call->ncand; c++)
-	{
-		RecRow	   *r = &call->rows[call->cand[c]];
-
-		sum_e += r->fb_examined;
-		sum_r += r->fb_reward;
-	}
-
-	/*
-	 * Shrink each account towards the candidates' pooled rate m0 (3 pseudo
-	 * impressions), so that an account nobody has seen yet is average, not
-	 * bad; its standard error sqrt(m0 (1 - m0) / (examined + 3)) bounds the
-	 * spread of rewards in [0, 1] with mean m0.
-	 */
-	m0 = sum_e >= 1.0 ? Min(1.0, Max(0.0, sum_r / sum_e)) : 0.0;
-	v0 = Max(m0 * (1.0 - m0), 1e-6);
-	for (c = 0; c < call->ncand; c++)
-	{
-		RecRow	   *r = &call->rows[call->cand[c]];
-
-		r->engagement = Min(1.0, Max(0.0, (r->fb_reward + 3.0 * m0) / (r->fb_examined + 3.0)));
-		r->engagement_sd = sqrt(v0 / (r->fb_examined + 3.0));
-	}
-}
-
-/* Phase 3: the context vector of every candidate. */
-static void
-RecommendContexts(RecommendCall *call)
-{
-	int			c,
-				t;
-	double		activity = 1.0 - exp(-call->n_30d / 20.0);
-	double		tech_lift[CTX_NTECH_SLOTS];
-	int			tech_cand[CTX_NTECH_SLOTS];
-	int			n_stack = 0;
-
-	/* share of the user's history using each technology, over the candidates' */
-	memset(tech_cand, 0, sizeof(tech_cand));
-	for (c = 0; c < call->ncand; c++)
-	{
-		RecRow	   *r = &call->rows[call->cand[c]];
-
-		if (!r->tech_known)
-			continue;
-		n_stack++;
-		for (t = 0; t < CTX_NTECH_SLOTS; t++)
-			if (r->tech_slots & ((uint32) 1 << t))
-				tech_cand[t]++;
-	}
-	for (t = 0; t < CTX_NTECH_SLOTS; t++)
-		tech_lift[t] = call->n_tech_known > 0 && n_stack > 0 ?
-			(double) call->tech_count[t] / call->n_tech_known - (double) tech_cand[t] / n_stack : 0.0;
-
-	call->X = palloc0(sizeof(double) * call->ncand * BANDIT_DIM);
-	call->eng_sd = palloc0(sizeof(double) * Max(call->ncand, 1));
-	call->nz = palloc(sizeof(int) * Max(call->ncand, 1) * BANDIT_DIM);
-	call->nnz = palloc0(sizeof(int) * Max(call->ncand, 1));
-	for (c = 0; c < call->ncand; c++)
-	{
-		RecRow	   *r = &call->rows[call->cand[c]];
-		double	   *x = call->X + c * BANDIT_DIM;
-		int			ind = r->ind;
-
-		x[CTX_BIAS] = 1.0;
-		x[CTX_ICP] = Min(1.0, Max(0.0, r->probability));
-		{
-			double		p = Min(1.0 - 1e-6, Max(1e-6, r->probability));
-
-			x[CTX_ICP_LOGIT] = Min(1.0, Max(0.0, (log(p / (1.0 - p)) + 6.0) / 12.0));
-		}
-		x[CTX_ENG_ROLES] = RecLogScale(r->eng_roles, 50.0);
-		x[CTX_OPEN_ENG] = r->hiring ? 1.0 : 0.0;
-		x[CTX_OPEN_ROLES] = RecLogScale(r->open_roles, 200.0);
-		x[CTX_BLOG] = r->blog ? 1.0 : 0.0;
-		x[CTX_FUNDING] = r->funding;
-		if (r->size_band >= 0)
-			x[CTX_SIZE_BAND + r->size_band] = 1.0;
-		x[CTX_RESEARCH] = r->research;
-		for (t = 0; t < BANDIT_NOWN_TYPES; t++)
-			x[CTX_OWN + t] = 1.0 - exp(-r->own[t]);
-		x[CTX_DISMISSED] = r->dismissed ? 1.0 : 0.0;
-		x[CTX_FATIGUE] = 1.0 - exp(-r->fatigue / 10.0);
-		x[CTX_IGNORED] = 1.0 - exp(-r->ignored / 3.0);
-		if (r->industry_slot >= 0)
-			x[CTX_INDUSTRY_SLOT + r->industry_slot] = 1.0;
-		{
-			double		lift = 0.0;
-
-			for (t = 0; t < CTX_NTECH_SLOTS; t++)
-				if (r->tech_slots & ((uint32) 1 << t))
-				{
-					x[CTX_TECH_SLOT + t] = 1.0;
-					lift += tech_lift[t];
-				}
-			x[CTX_TECH_AFFINITY] = 0.5 + 0.5 * Min(1.0, Max(-1.0, lift));
-		}
-		x[CTX_ACCOUNT_ENGAGEMENT] = r->engagement;
-		call->eng_sd[c] = r->engagement_sd;
-		if (call->n_known > 0)
-		{
-			double		n_ind = ind >= 0 ? call->industries[ind].n : 0;
-			double		r_ind = ind >= 0 ? call->industries[ind].reward : 0;
-			double		shrunk = (r_ind + 2.0 * call->mean_reward) / (n_ind + 2.0);
-
-			x[CTX_INDUSTRY_SHARE] = n_ind / call->n_known;
-			x[CTX_INDUSTRY_REWARD] = Min(1.0, Max(0.0, shrunk));
-			if (r->size_band >= 0)
-				x[CTX_SIZE_SHARE] = (double) call->size_count[r->size_band] / call->n_known;
-		}
-		x[CTX_ACTIVITY] = activity;
-		call->nnz[c] = 0;
-		for (t = 0; t < BANDIT_DIM; t++)
-		{
-			x[t] = RecRound(x[t]);
-			if (x[t] != 0.0)
-				call->nz[c * BANDIT_DIM + call->nnz[c]++] = t;
-		}
-	}
-}
-
-/* Sort order of candidates: a score (desc), then ICP probability (desc), then id. */
-static int
-RecCompare(const void *a, const void *b, void *arg)
-{
-	RecommendCall *call = (RecommendCall *) ((void **) arg)[0];
-	const double *key = (const double *) ((void **) arg)[1];
-	int			ia = *(const int *) a;
-	int			ib = *(const int *) b;
-	RecRow	   *ra = &call->rows[call->cand[ia]];
-	RecRow	   *rb = &call->rows[call->cand[ib]];
-
-	if (key[ia] != key[ib])
-		return key[ia] > key[ib] ? -1 : 1;
-	if (ra->probability != rb->probability)
-		return ra->probability > rb->probability ? -1 : 1;
-	return ra->account_id < rb->account_id ? -1 : (ra->account_id > rb->account_id ? 1 : 0);
-}
-
-/* The m best candidate indices by key (desc, ties as RecCompare), best first. */
-static int *
-RecOrder(RecommendCall *call, const double *key, int m)
-{
-	int		   *top = palloc(sizeof(int) * Max(m, 1));
-	void	   *arg[2] = {call, (void *) key};
-	int			ntop = 0,
-				c;
-
-	/* insertion into a list of the m best so far, best first */
-	for (c = 0; c < call->ncand; c++)
-	{
-		int			p = ntop;
-
-		if (ntop == m && RecCompare(&c, &top[m - 1], arg) >= 0)
-			continue;
-		if (ntop < m)
-			ntop++;
-		while (p > 0 && RecCompare(&c, &top[p - 1], arg) < 0)
-		{
-			if (p < m)
-				top[p] = top[p - 1];
-			p--;
-		}
-		top[p] = c;
-	}
-	return top;
-}
-
-/* theta~ = theta + v L^-T z: a draw from N(theta, v^2 A^-1). */
-static void
-RecDrawTheta(const BanditState *s, const double *mean, double v, pg_prng_state *rng, double *out)
-{
-	double		z[BANDIT_MAX_DIM];
-	double		delta[BANDIT_MAX_DIM];
-	int			i;
-
-	BanditNormals(rng, z, s->d);
-	BanditBackSolve(s->L, z, delta, s->d);
-	for (i = 0; i < s->d; i++)
-		out[i] = mean[i] + v * delta[i];
-}
-
-/* The blended parameter vector of one posterior draw (Thompson sampling). */
-static void
-RecThompsonTheta(RecommendCall *call, const BanditState *g, const BanditState *u,
-				 const double *theta_g, double w, double *out)
-{
-	double		tg[BANDIT_MAX_DIM];
-	double		rhs[BANDIT_MAX_DIM];
-	double		tu_mean[BANDIT_MAX_DIM];
-	double		tu[BANDIT_MAX_DIM];
-	int			i,
-				d = g->d;
-
-	RecDrawTheta(g, theta_g, call->cfg->v, &call->rng, tg);
-	if (w <= 0.0)
-	{
-		memcpy(out, tg, sizeof(double) * d);
-		return;
-	}
-	for (i = 0; i < d; i++)
-		rhs[i] = call->cfg->personalization_prior * tg[i] + u->b[i];
-	BanditSolve(u->L, rhs, tu_mean, d);
-	RecDrawTheta(u, tu_mean, call->cfg->v, &call->rng, tu);
-	for (i = 0; i < d; i++)
-		out[i] = (1.0 - w) * tg[i] + w * tu[i];
-}
-
-/* theta' x of candidate c over its non-zero entries. */
-static inline double
-RecSparseDot(const RecommendCall *call, int c, const double *theta)
-{
-	const double *x = call->X + c * BANDIT_DIM;
-	const int  *nz = call->nz + c * BANDIT_DIM;
-	double		s = 0.0;
-	int			i;
-
-	for (i = 0; i < call->nnz[c]; i++)
-		s += theta[nz[i]] * x[nz[i]];
-	return s;
-}
-
-/* x' M x of candidate c over its non-zero entries (M symmetric, d x d). */
-static double
-RecSparseQuad(const RecommendCall *call, int c, const double *M)
-{
-	const double *x = call->X + c * BANDIT_DIM;
-	const int  *nz = call->nz + c * BANDIT_DIM;
-	double		s = 0.0;
-	int			i,
-				j;
-
-	for (i = 0; i < call->nnz[c]; i++)
-	{
-		double		row = 0.0;
-
-		for (j = 0; j < i; j++)
-			row += M[nz[i] * BANDIT_DIM + nz[j]] * x[nz[j]];
-		s += x[nz[i]] * (2.0 * row + M[nz[i] * BANDIT_DIM + nz[i]] * x[nz[i]]);
-	}
-	return s;
-}
-
-/*
- * Thompson scores of one posterior draw th: th' x, with each account's
- * engagement drawn from its own posterior (mean x[engagement], sd eng_sd).
- */
-static void
-RecThompsonScores(RecommendCall *call, const double *th, double *out)
-{
-	int			c;
-
-	BanditNormals(&call->rng, out, call->ncand);
-	for (c = 0; c < call->ncand; c++)
-		out[c] = RecSparseDot(call, c, th) +
-			th[CTX_ACCOUNT_ENGAGEMENT] * call->eng_sd[c] * out[c];
-}
-
-/* Phase 4: score the candidates under the policy and choose k of them. */
-static void
-RecommendRank(RecommendCall *call)
-{
-	const BanditSettings *cfg = call->cfg;
-	BanditState g,
-				u;
 	char		scope[48];
-	double		theta_g[BANDIT_MAX_DIM];
-	double		theta_u[BANDIT_MAX_DIM];
-	double		rhs[BANDIT_MAX_DIM];
-	double		w = cfg->personalization ? cfg->personalization_weight : 0.0;
-	double		eng_w;
-	int			d = BANDIT_DIM;
-	int			c,
-				i,
-				j;
-	int		   *greedy;
-	double		kth_mu;
-	int			kk = Min(call->k, call->ncand);
 	CatalogOwnerState owner;
 
-	call->nchosen = 0;
-	call->mu = palloc0(sizeof(double) * Max(call->ncand, 1));
-	call->score = palloc0(sizeof(double) * Max(call->ncand, 1));
-	call->explore = palloc0(sizeof(double) * Max(call->ncand, 1));
 	if (call->ncand == 0)
 		return;
-
 	CatalogSwitchToOwner(&owner);
-	(void) BanditStateLoad(&g, "global", false, false, cfg);
+	(void) BanditStateLoad(&call->global_state, "global", false, false, call->cfg);
 	BanditUserScope(call->user, scope);
-	(void) BanditStateLoad(&u, scope, false, false, cfg);
+	(void) BanditStateLoad(&call->user_state, scope, false, false, call->cfg);
 	CatalogRestoreUser(&owner);
-	call->state_version = g.version;
-
-	BanditSolve(g.L, g.b, theta_g, d);
-	for (i = 0; i < d; i++)
-		rhs[i] = cfg->personalization_prior * theta_g[i] + u.b[i];
-	BanditSolve(u.L, rhs, theta_u, d);
-	for (i = 0; i < d; i++)
-		call->theta[i] = (1.0 - w) * theta_g[i] + w * theta_u[i];
-
-	for (c = 0; c < call->ncand; c++)
-		call->mu[c] = RecSparseDot(call, c, call->theta);
-	eng_w = call->theta[CTX_ACCOUNT_ENGAGEMENT];
-
-	switch (call->policy)
-	{
-		case POLICY_LINUCB:
-			{
-				/*
-				 * x' (A_g^-1 + w A_u^-1) x: the shared model's uncertainty
-				 * plus the user's deviation from it (the user's prior is
-				 * centred on the shared model).  The inverses come from the
-				 * Cholesky factors once per call (O(d^3)); each candidate then
-				 * costs the products of its non-zero entries only.
-				 */
-				double	   *M = palloc0(sizeof(double) * d * d);
-
-				BanditAddInverse(g.L, d, 1.0, M);
-				if (w > 0.0)
-					BanditAddInverse(u.L, d, w, M);
-				for (c = 0; c < call->ncand; c++)
-				{
-					double		q = RecSparseQuad(call, c, M);
-
-					/* and the uncertainty of the account's engagement */
-					q += eng_w * eng_w * call->eng_sd[c] * call->eng_sd[c];
-					call->explore[c] = cfg->alpha * sqrt(Max(q, 0.0));
-					call->score[c] = call->mu[c] + call->explore[c];
-				}
-			}
-			break;
-		case POLICY_THOMPSON:
-			{
-				double		th[BANDIT_MAX_DIM];
-
-				RecThompsonTheta(call, &g, &u, theta_g, w, th);
-				RecThompsonScores(call, th, call->score);
-				for (c = 0; c < call->ncand; c++)
-					call->explore[c] = call->score[c] - call->mu[c];
-			}
-			break;
-		case POLICY_ICP:
-			for (c = 0; c < call->ncand; c++)
-				call->score[c] = call->rows[call->cand[c]].probability;
-			break;
-		case POLICY_GREEDY:
-		case POLICY_EPSILON_GREEDY:
-		case POLICY_RANDOM:
-			for (c = 0; c < call->ncand; c++)
-				call->score[c] = call->mu[c];
-			break;
-	}
-
-	/*
-	 * The greedy top-k: what is listed below its k-th mu was explored.
-	 * Epsilon-greedy walks this order past the items it took at random
-	 * (at most k - 1 of them), so it needs the best 2k.
-	 */
-	greedy = RecOrder(call, call->mu, Min(2 * kk, call->ncand));
-	kth_mu = call->mu[greedy[kk - 1]];
-
-	if (call->policy == POLICY_EPSILON_GREEDY || call->policy == POLICY_RANDOM)
-	{
-		bool	   *taken = palloc0(sizeof(bool) * call->ncand);
-		double		eps = call->policy == POLICY_RANDOM ? 1.0 : cfg->epsilon;
-		int			gp = 0;
-
-		for (j = 0; j < kk; j++)
-		{
-			int			remaining = call->ncand - j;
-			int			best,
-						pick;
-
-			while (taken[greedy[gp]])
-				gp++;
-			best = greedy[gp];
-			if (eps > 0.0 && (eps >= 1.0 || pg_prng_double(&call->rng) < eps))
-			{
-				int			r = (int) pg_prng_uint64_range(&call->rng, 0, remaining - 1);
-
-				for (pick = 0; pick < call->ncand; pick++)
-					if (!taken[pick] && r-- == 0)
-						break;
-				call->explored[j] = true;
-			}
-			else
-			{
-				pick = best;
-				call->explored[j] = false;
-			}
-			taken[pick] = true;
-			call->chosen[j] = pick;
-			call->propensity[j] = eps / remaining + (pick == best ? 1.0 - eps : 0.0);
-		}
-		call->nchosen = kk;
-		return;
-	}
-
-	{
-		int		   *order = RecOrder(call, call->score, kk);
-
-		for (j = 0; j < kk; j++)
-		{
-			call->chosen[j] = order[j];
-			call->propensity[j] = 1.0;
-			call->explored[j] = call->policy != POLICY_ICP &&
-				call->mu[order[j]] < kth_mu;
-		}
-		call->nchosen = kk;
-	}
-
-	/*
-	 * Thompson: the probability that the draw puts each listed item at its
-	 * rank, given the items above it, estimated from extra posterior draws;
-	 * the draw that was served counts as one of them, so it is never 0.
-	 */
-	if (call->policy == POLICY_THOMPSON)
-	{
-		int			hits[RECOMMEND_MAX_K];
-		double	   *s = palloc(sizeof(double) * call->ncand);
-		int		   *top = palloc(sizeof(int) * kk);
-		int			smp;
-
-		memset(hits, 0, sizeof(hits));
-		for (smp = 0; smp < RECOMMEND_TS_SAMPLES; smp++)
-		{
-			double		th[BANDIT_MAX_DIM];
-			int			ntop = 0;
-
-			RecThompsonTheta(call, &g, &u, theta_g, w, th);
-			RecThompsonScores(call, th, s);
-			/* this draw's top kk, best first (insertion into a short list) */
-			for (c = 0; c < call->ncand; c++)
-			{
-				int			p = ntop;
-
-				if (ntop == kk && s[c] <= s[top[kk - 1]])
-					continue;
-				if (ntop < kk)
-					ntop++;
-				while (p > 0 && s[c] > s[top[p - 1]])
-				{
-					if (p < kk)
-						top[p] = top[p - 1];
-					p--;
-				}
-				top[p] = c;
-			}
-			/* slot j: the best of this draw that is not listed above j */
-			for (j = 0; j < kk; j++)
-			{
-				int			q;
-
-				for (q = 0; q < ntop; q++)
-				{
-					int			a;
-					bool		above = false;
-
-					for (a = 0; a < j; a++)
-						if (call->chosen[a] == top[q])
-							above = true;
-					if (!above)
-						break;
-				}
-				if (q < ntop && top[q] == call->chosen[j])
-					hits[j]++;
-			}
-		}
-		for (j = 0; j < kk; j++)
-			call->propensity[j] = (hits[j] + 1.0) / (RECOMMEND_TS_SAMPLES + 1.0);
-	}
+	call->state_version = call->global_state.version;
 }
 
 /*
@@ -1471,11 +735,11 @@ RecommendRank(RecommendCall *call)
  */
 /* One account_scores row of a listed account: its score and priority. */
 static void
-RecTierRow(TupleTableSlot *slot, void *arg)
+RecommendTierRow(TupleTableSlot *slot, void *arg)
 {
 	RecommendCall *call = (RecommendCall *) arg;
 	int64		id = DatumGetInt64(slot->tts_values[0]);
-	AccountEntry *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+	RecommendAccount *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
 
 	if (e == NULL || e->row < 0 || slot->tts_isnull[1] || slot->tts_isnull[2])
 		return;
@@ -1499,42 +763,31 @@ RecommendReadTiers(RecommendCall *call)
 	}
 	for (j = 0; j < call->nchosen; j++)
 	{
-		RecRow	   *r = &call->rows[call->cand[call->chosen[j]]];
+		RecommendRow *r = &call->rows[call->cand[call->chosen[j]]];
 
 		ids[j] = Int64GetDatum(r->account_id);
 		r->priority = r->icp_score >= 8 ? "high" : r->icp_score >= 5 ? "medium" : "low";
 	}
 	arg = PointerGetDatum(construct_array(ids, call->nchosen, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) RecOwnerScan(plan_tiers, &arg, false, RecTierRow, call, "icpml.account_scores");
+	(void) RecommendOwnerScan(plan_tiers, &arg, false, RecommendTierRow, call, "icpml.account_scores");
 }
 
 /* Past tense of an own interaction type, for the summary. */
 static const char *
-RecVerb(int t)
+RecommendVerb(int t)
 {
-	static const char *const verbs[BANDIT_NOWN_TYPES] = {
+	static const char *const verbs[CTX_NOWN_TYPES] = {
 		"viewed", "researched", "saved", "contacted", "met"
 	};
 
 	return verbs[t];
 }
 
-/* Name of context entry i; vocabulary slots name their value. */
-static const char *
-RecSignalName(const BanditSettings *cfg, int i)
-{
-	if (i >= CTX_INDUSTRY_SLOT && i < CTX_INDUSTRY_SLOT + cfg->n_industries)
-		return psprintf("industry=%s", cfg->industries[i - CTX_INDUSTRY_SLOT]);
-	if (i >= CTX_TECH_SLOT && i < CTX_TECH_SLOT + cfg->n_technologies)
-		return psprintf("technology=%s", cfg->technologies[i - CTX_TECH_SLOT]);
-	return BanditContextNames[i];
-}
-
 /* The reason jsonb of one listed candidate. */
 static Jsonb *
 RecommendReason(RecommendCall *call, int c, bool explored)
 {
-	RecRow	   *r = &call->rows[call->cand[c]];
+	RecommendRow *r = &call->rows[call->cand[c]];
 	const double *x = call->X + c * BANDIT_DIM;
 	StringInfoData buf,
 				summary;
@@ -1559,9 +812,9 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	ind = r->ind;
 	if (ind >= 0 && call->industries[ind].best_type >= 0)
 		appendStringInfo(&summary, ", similar to %s accounts you %s", r->industry,
-						 RecVerb(call->industries[ind].best_type));
+						 RecommendVerb(call->industries[ind].best_type));
 	if (r->own_best >= 0)
-		appendStringInfo(&summary, ", you %s it before", RecVerb(r->own_best));
+		appendStringInfo(&summary, ", you %s it before", RecommendVerb(r->own_best));
 	if (explored)
 		appendStringInfoString(&summary, ", exploring: your response to accounts like this is still uncertain");
 
@@ -1590,7 +843,7 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
 		appendStringInfoString(&buf, "{\"signal\":");
-		escape_json(&buf, RecSignalName(call->cfg, order[i]));
+		escape_json(&buf, ContextSignalName(call->cfg, order[i]));
 		appendStringInfo(&buf, ",\"value\":%.4f,\"contribution\":%.4f}",
 						 x[order[i]], contrib[order[i]]);
 	}
@@ -1672,7 +925,7 @@ RecommendLog(RecommendCall *call, int64 *ids)
 		/* the log as it is, or as it was before experiments (0.2.0 SQL) */
 		if (call->cfg->has_experiments && plan_log == NULL)
 			plan_log = CatalogKeepPlan(psprintf(insert, ", experiment, variant", ", $11, $12"),
-									  12, argtypes, 0);
+									   12, argtypes, 0);
 		if (!call->cfg->has_experiments && plan_log_pre_experiments == NULL)
 			plan_log_pre_experiments = CatalogKeepPlan(psprintf(insert, "", ""), 12, argtypes, 0);
 	}
@@ -1813,11 +1066,10 @@ recommend_accounts(PG_FUNCTION_ARGS)
 
 	RecommendLoadHistory(call);
 	RecommendRetrieve(call);
-	RecommendHistoryStats(call);
 	RecommendLoadFatigue(call);
-	RecommendEngagement(call);
-	RecommendContexts(call);
-	RecommendRank(call);
+	ContextBuild(call);
+	RecommendLoadStates(call);
+	PolicyRank(call);
 	RecommendCheckFinite(call);
 
 	if (call->nchosen > 0)
@@ -1829,7 +1081,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	for (j = 0; j < call->nchosen; j++)
 	{
 		int			c = call->chosen[j];
-		RecRow	   *r = &call->rows[call->cand[c]];
+		RecommendRow *r = &call->rows[call->cand[c]];
 		Datum		values[RECOMMEND_NATTS];
 		bool		nulls[RECOMMEND_NATTS];
 

@@ -1,5 +1,6 @@
 /*
- * spi_scan.c — streaming SPI reads (see spi_scan.h).
+ * spi_scan.c — SPI helpers: streaming reads (see spi_scan.h) and plans
+ * prepared once and kept for the backend.
  *
  * SPI_execute_plan copies every result row into SPI_tuptable and callers
  * then fetch columns one SPI_getbinval at a time; on the recommendation
@@ -93,4 +94,16 @@ SpiScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback, v
 	if (ret < 0)
 		elog(ERROR, "reading %s failed: %s", what, SPI_result_code_string(ret));
 	return r.rows;
+}
+
+/* Prepare a plan (with SPI cursor options, 0 for none) and keep it. */
+SPIPlanPtr
+SpiKeepPlan(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
 }

@@ -1,6 +1,7 @@
 /*
- * spi_scan.h — run a prepared SPI plan and hand each result row to a
- * callback as it is produced, without materialising SPI_tuptable.
+ * spi_scan.h — SPI helpers: run a prepared plan and hand each result row
+ * to a callback as it is produced, without materialising SPI_tuptable;
+ * prepare a plan and keep it.
  */
 #ifndef ICPML_SPI_SCAN_H
 #define ICPML_SPI_SCAN_H
@@ -22,5 +23,8 @@ typedef void (*SpiRowCallback) (TupleTableSlot *slot, void *arg);
  */
 extern uint64 SpiScan(SPIPlanPtr plan, Datum *args, bool read_only,
 					  SpiRowCallback callback, void *arg, const char *what);
+
+/* Prepare a plan (with SPI cursor options, 0 for none) and keep it. */
+extern SPIPlanPtr SpiKeepPlan(const char *sql, int nargs, Oid *argtypes, int cursor_options);
 
 #endif							/* ICPML_SPI_SCAN_H */
