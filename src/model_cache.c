@@ -28,7 +28,6 @@
 #include "icpml.h"
 #include "model_cache.h"
 #include "tree.h"
-#include "verify.h"
 
 struct ModelCache
 {
@@ -91,7 +90,7 @@ ModelCacheLoad(void)
 	mc->cxt = cxt;
 	mc->rec = rec;
 	/* a model edited in the table since its deploy never scores */
-	ModelValidate(rec, false, &mc->booster, &mc->tree);
+	ModelStoreValidate(rec, false, &mc->booster, &mc->tree);
 	/* the stored relation is a name to resolve and quote, never SQL */
 	rec->spec->relation = RelationResolveStored(rec->spec->relation, rec->version);
 	mc->row = palloc(sizeof(float) * Max(rec->spec->nfeatures, 1));

@@ -10,6 +10,14 @@
  * deploy, rollback and undeploy with the version it replaced, so a rollback
  * can walk back through the history (a stack replayed from the log).
  *
+ * Validation: ModelStoreValidate is the gate every stored model passes
+ * before it scores: deploy_model, rollback_model, the deploy policies
+ * (training included) run it with the probe comparison, the model cache
+ * (every backend that loads the deployed model) without it, verify_model
+ * before reading rows.  A spec edited after training (levels, kinds,
+ * columns, relation) no longer matches the digest training saved in the
+ * booster.
+ *
  * Privileges: every access runs as the extension owner
  * (CatalogSwitchToOwner), so EXECUTE on the SQL functions is the gate; the
  * caller's role is recorded in models.created_by and deployments.by.
@@ -44,7 +52,7 @@
 
 #include "icpml.h"
 #include "model.h"
-#include "verify.h"
+#include "tree.h"
 #include "xgb.h"
 
 PG_FUNCTION_INFO_V1(deploy_model);
@@ -240,14 +248,14 @@ StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
 }
 
 /*
- * Refuse to deploy a version that fails ModelValidate (with the probe
+ * Refuse to deploy a version that fails ModelStoreValidate (with the probe
  * comparison): called with the version's row locked, before anything is
  * written, so a refused deploy changes nothing.
  */
 static void
 StoreValidateForDeploy(int32 version)
 {
-	ModelValidate(ModelStoreLoad(version), true, NULL, NULL);
+	ModelStoreValidate(ModelStoreLoad(version), true, NULL, NULL);
 }
 
 /* The required version argument (argument 0); ERROR when NULL. */
@@ -792,4 +800,96 @@ ModelStoreLoad(int32 version)
 	rec = StoreRecordFromRow(&st);
 	StoreEnd(&st);
 	return rec;
+}
+
+/* ERROR for a stored model that fails validation. */
+static void
+ModelStoreInvalid(const ModelRecord *rec, const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("model version %d failed validation: %s", rec->version, problem),
+			 errhint("The stored model or its spec was edited, truncated or mixed with another model's; deploy another version or retrain.")));
+}
+
+/* The gate every stored model passes before it scores (see model.h). */
+void
+ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
+				   TreeModel **tree_out)
+{
+	const FeatureSpec *spec = rec->spec;
+	XgbBooster *booster;
+	TreeModel  *tree;
+	char	   *digest;
+	char	  **types;
+	int			ntypes,
+				k,
+				nf;
+
+	for (k = 0; k < ICPML_NSCORE_CUTOFFS; k++)
+	{
+		double		c = rec->score_cutoffs[k];
+
+		if (isnan(c) || (isinf(c) && c < 0))
+			ModelStoreInvalid(rec, psprintf("score cut-off %d is %g", k + 1, c));
+		if (!isinf(c) && (c < 0.0 || c > 1.0))
+			ModelStoreInvalid(rec, psprintf("score cut-off %d (%g) is not a probability", k + 1, c));
+		if (k > 0 && c < rec->score_cutoffs[k - 1])
+			ModelStoreInvalid(rec, psprintf("score cut-offs decrease (%g after %g)",
+									   c, rec->score_cutoffs[k - 1]));
+	}
+	SpecValidate(spec);
+	nf = spec->nfeatures;
+
+	if (rec->bloblen == 0)
+		ModelStoreInvalid(rec, "the model blob is empty");
+	booster = XgbBoosterLoad(rec->blob, rec->bloblen);
+	if (XgbBoosterNumFeatures(booster) != nf)
+		ModelStoreInvalid(rec, psprintf("the booster has %d features, its spec %d",
+								   XgbBoosterNumFeatures(booster), nf));
+	types = XgbBoosterFeatureTypes(booster, &ntypes);
+	if (ntypes != 0)
+	{
+		if (ntypes != nf)
+			ModelStoreInvalid(rec, psprintf("the booster records %d feature types, its spec has %d features",
+									   ntypes, nf));
+		for (k = 0; k < nf; k++)
+			if (strcmp(types[k], spec->feature_types[k]) != 0)
+				ModelStoreInvalid(rec, psprintf("feature %d (\"%s\") has type \"%s\" in its spec, \"%s\" in the booster",
+										   k + 1, spec->feature_names[k], spec->feature_types[k],
+										   types[k]));
+	}
+	digest = XgbBoosterGetAttr(booster, ICPML_SPEC_DIGEST_ATTR);
+	if (digest != NULL && rec->spec_json != NULL &&
+		strcmp(digest, SpecDigest(rec->spec_json)) != 0)
+		ModelStoreInvalid(rec, "its feature spec is not the one it was trained with");
+
+	tree = TreeModelFromBooster(booster, nf);
+
+	if (probe)
+	{
+		float	   *X = TreeModelProbeRows(tree, MODEL_STORE_PROBE_ROWS, 1);
+		double		margin_diff,
+					contrib_diff;
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%d", icpml_nthread);
+		XgbBoosterSetParam(booster, "nthread", buf);
+		TreeVerifyMatrix(booster, tree, X, MODEL_STORE_PROBE_ROWS, nf,
+						 &margin_diff, &contrib_diff);
+		/* the native evaluator is bit-identical to XGBoost on a sound model */
+		if (!(margin_diff <= 1e-6) || !(contrib_diff <= 1e-5))
+			ModelStoreInvalid(rec, psprintf("the native evaluator differs from XGBoost (margin %g, contributions %g)",
+									   margin_diff, contrib_diff));
+		pfree(X);
+	}
+
+	if (booster_out)
+		*booster_out = booster;
+	else
+		XgbBoosterFree(booster);
+	if (tree_out)
+		*tree_out = tree;
+	else
+		TreeModelFree(tree);
 }

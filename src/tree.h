@@ -1,6 +1,7 @@
 /*
  * tree.h — icpml's native evaluator for XGBoost tree ensembles: the fast
- * scoring path.
+ * scoring path.  tree_json.c reads the booster's JSON, tree.c compiles and
+ * walks it, tree_verify.c checks it against XGBoost and benchmarks it.
  *
  * A booster is saved as JSON once (per backend, per deploy) and compiled
  * into one array of 16-byte nodes in depth-first order (the left child of
@@ -44,6 +45,9 @@
 #define TREE_IS_LEAF		0x4		/* TreeNode.info: a leaf */
 #define TREE_INFO_SHIFT		3		/* TreeNode.info >> 3: bitset offset */
 #define TREE_GROUP			8		/* trees walked side by side */
+
+/* XGBoost's categorical values must be below this (common::OutOfRangeCat). */
+#define TREE_MAX_CATEGORY	16777216.0f
 
 /*
  * A row is spread into TREE_NSLOTS floats per feature before a walk, so a
@@ -112,6 +116,59 @@ typedef struct TreeModel
 	int32	   *path_nodes;		/* (max_depth + 1) * TREE_GROUP */
 } TreeModel;
 
+/* tree_json.c: reading the booster's JSON (for tree.c) ------------------ */
+
+/* Kinds of JSON value. */
+typedef enum TreeJsonKind
+{
+	JK_NULL,
+	JK_BOOL,
+	JK_NUMBER,
+	JK_STRING,
+	JK_ARRAY,
+	JK_OBJECT
+} TreeJsonKind;
+
+/* One JSON value, as the reader builds them. */
+typedef struct TreeJsonNode
+{
+	TreeJsonKind kind;
+	int			n;				/* members (object) or elements (array) */
+	bool		boolean;		/* JK_BOOL */
+	const char *num;			/* JK_NUMBER: its token in the text */
+	char	   *str;			/* JK_STRING: decoded */
+	char	  **keys;			/* JK_OBJECT */
+	struct TreeJsonNode **items;		/* object values; array elements unless nums */
+	const char **nums;			/* array of numbers only: their tokens */
+} TreeJsonNode;
+
+/* Parse a model text (need not be NUL-terminated); ERROR when malformed. */
+extern TreeJsonNode *TreeJsonParse(const char *text, size_t len);
+
+/* Member of an object, or NULL. */
+extern TreeJsonNode *TreeJsonGet(const TreeJsonNode *obj, const char *key);
+
+/* Member that must exist with the given kind; TreeCorrupt otherwise. */
+extern TreeJsonNode *TreeJsonRequire(const TreeJsonNode *obj, const char *key,
+									 TreeJsonKind kind);
+
+/* Element i of an array as a float (numbers, or numeric strings). */
+extern float TreeJsonArrayFloat(const TreeJsonNode *a, int i, const char *what);
+
+/* Element i of an array as an integer (booleans count as 0/1). */
+extern int64 TreeJsonArrayInt(const TreeJsonNode *a, int i, const char *what);
+
+/* An integer written as a JSON string ("num_nodes": "127"), or dflt when absent. */
+extern int64 TreeJsonStringInt(const TreeJsonNode *obj, const char *key, int64 dflt);
+
+/*
+ * ERROR (data_corrupted) for a model the JSON reader understood but whose
+ * content is inconsistent.
+ */
+extern void TreeCorrupt(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+
+/* tree.c: compiling and walking --------------------------------------- */
+
 /*
  * Compile a booster (saved as JSON) for rows of nfeatures floats;
  * nfeatures <= 0 takes the booster's own count, otherwise the two must
@@ -144,6 +201,8 @@ extern double TreeModelSaabas(const TreeModel *m, const float *row, double *cont
 
 /* Probability from a margin, computed exactly as XGBoost's sigmoid (float). */
 extern double TreeModelProbability(double margin);
+
+/* tree_verify.c: verifying and benchmarking ----------------------------- */
 
 /*
  * nrow x m->nfeatures probing rows (palloc'd, row-major) built from the
