@@ -1,5 +1,6 @@
 /*
- * metrics.c — binary classification metrics for cross-validation.
+ * metrics.c — binary classification metrics for cross-validation, and
+ * icpml.binary_metrics(), which computes them for any predictions.
  *
  * Definitions (n rows, P positives, N negatives; "groups" are runs of
  * equal probabilities, so every metric is independent of row order):
@@ -21,10 +22,16 @@
 
 #include <math.h>
 
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/float.h"
 
 #include "metrics.h"
+
+PG_FUNCTION_INFO_V1(binary_metrics);
 
 const char *const MetricNames[METRICS_NKEYS] = {
 	"roc_auc", "pr_auc", "log_loss", "brier", "precision_at_10", "lift_at_10"
@@ -348,4 +355,63 @@ MetricsIsotonic(const float *label, const double *prob, int64 n, double *fitted)
 	pfree(bsum);
 	pfree(bcnt);
 	pfree(bend);
+}
+
+/*
+ * icpml.binary_metrics(labels boolean[], probabilities float8[]) → one row
+ * of the metrics train_icp_model reports, for any predictions.
+ */
+Datum
+binary_metrics(PG_FUNCTION_ARGS)
+{
+	ArrayType  *la = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *pa = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *le,
+			   *pe;
+	bool	   *ln,
+			   *pn;
+	int			nl,
+				np,
+				i;
+	float	   *y;
+	double	   *p;
+	MetricSet	m;
+	TupleDesc	desc;
+	Datum		values[METRICS_NKEYS];
+	bool		nulls[METRICS_NKEYS];
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "binary_metrics must return a row (please report a bug)");
+	deconstruct_array(la, BOOLOID, 1, true, TYPALIGN_CHAR, &le, &ln, &nl);
+	deconstruct_array(pa, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &pe, &pn, &np);
+	if (nl != np)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("labels has %d elements but probabilities has %d", nl, np),
+				 errhint("Pass one probability per label.")));
+	y = palloc(sizeof(float) * Max(nl, 1));
+	p = palloc(sizeof(double) * Max(nl, 1));
+	for (i = 0; i < nl; i++)
+	{
+		if (ln[i] || pn[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("labels and probabilities must not contain NULL")));
+		y[i] = DatumGetBool(le[i]) ? 1.0f : 0.0f;
+		p[i] = DatumGetFloat8(pe[i]);
+		if (isnan(p[i]) || p[i] < 0.0 || p[i] > 1.0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("probability %g is not between 0 and 1", p[i])));
+	}
+	MetricsCompute(y, p, nl, &m);
+	for (i = 0; i < METRICS_NKEYS; i++)
+	{
+		double		v = MetricGet(&m, i);
+
+		values[i] = Float8GetDatum(v);
+		nulls[i] = isnan(v);
+	}
+	desc = BlessTupleDesc(desc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
