@@ -124,3 +124,25 @@ SET icpml.feature_relation = 'no_stack';
 SELECT * FROM icpml.set_bandit_vocabulary(industries => '{}');
 RESET icpml.feature_relation;
 SELECT icpml.disable_online_feedback();
+
+-- the role counts are scaled as the rules scale them, with the caps of
+-- icpml.rule_settings: entry 4 is log(1 + n) / log(1 + engineering_roles_cap),
+-- entry 6 log(1 + n) / log(1 + open_roles_cap), both capped at 1 (the
+-- context is stored as real[]: compared to 1e-6)
+CREATE TEMP TABLE le AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000e', 30, policy => 'greedy');
+SELECT count(*) AS accounts,
+       count(*) FILTER (WHERE abs(r.context[4] - least(1, ln(1 + f.engineering_role_count) / ln(51))) < 1e-6
+                          AND abs(r.context[6] - least(1, ln(1 + f.total_open_roles) / ln(201))) < 1e-6) AS default_caps
+FROM le JOIN icpml.recommendations r USING (recommendation_id)
+JOIN account_features f ON f.account_id = le.account_id;
+UPDATE icpml.rule_settings SET engineering_roles_cap = 10, open_roles_cap = 20;
+CREATE TEMP TABLE le2 AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000e', 30, policy => 'greedy');
+SELECT count(*) AS accounts,
+       count(*) FILTER (WHERE abs(r.context[4] - least(1, ln(1 + f.engineering_role_count) / ln(11))) < 1e-6
+                          AND abs(r.context[6] - least(1, ln(1 + f.total_open_roles) / ln(21))) < 1e-6) AS new_caps,
+       count(*) FILTER (WHERE f.engineering_role_count >= 10 AND r.context[4] = 1) AS capped
+FROM le2 JOIN icpml.recommendations r USING (recommendation_id)
+JOIN account_features f ON f.account_id = le2.account_id;
+UPDATE icpml.rule_settings SET engineering_roles_cap = DEFAULT, open_roles_cap = DEFAULT;

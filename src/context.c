@@ -15,9 +15,12 @@
  *  0  bias                    1
  *  1  icp_probability         ICP probability from icpml.account_scores
  *  2  icp_logit               (logit(probability) + 6) / 12, clamped
- *  3  engineering_roles       log(1 + n) / log(1 + 50), capped at 1
+ *  3  engineering_roles       log(1 + n) / log(1 + engineering_roles_cap),
+ *                             capped at 1 (as the rules scale it: signals.c,
+ *                             icpml.rule_settings; the cap is 50 by default)
  *  4  open_engineering_roles  1 when hiring engineers
- *  5  total_open_roles        log(1 + n) / log(1 + 200), capped at 1
+ *  5  total_open_roles        log(1 + n) / log(1 + open_roles_cap), capped
+ *                             at 1 (likewise; 200 by default)
  *  6  engineering_blog        1 when it has an engineering blog
  *  7  recent_funding          1 - age / 548 days for a round in the last
  *                             18 months
@@ -80,6 +83,7 @@
 
 #include "context.h"
 #include "recommend.h"
+#include "signals.h"
 
 /*
  * The entries' names, as the table above and docs/recommender.md list them
@@ -166,35 +170,6 @@ ContextRound(double v)
 	return (double) (float4) v;
 }
 
-/* Company size band 0..4 (entries 8..12), or -1 when unknown. */
-int
-ContextSizeBand(double size, bool isnull)
-{
-	if (isnull || isnan(size) || isinf(size) || size <= 0)
-		return -1;
-	if (size < 50)
-		return 0;
-	if (size < 200)
-		return 1;
-	if (size < 1000)
-		return 2;
-	if (size < 5000)
-		return 3;
-	return 4;
-}
-
-/* log(1+x)/log(1+cap) capped at 1; 0 for unknown. */
-static inline double
-ContextLogScale(double x, double cap)
-{
-	double		f;
-
-	if (x < 0)
-		return 0.0;
-	f = log1p(x) / log1p(cap);
-	return f > 1.0 ? 1.0 : f;
-}
-
 /* Index of an interaction type among ContextOwnTypes (entries 14..18), or -1. */
 int
 ContextOwnType(const char *type)
@@ -221,9 +196,7 @@ ContextRecencyWeight(double age_days)
 double
 ContextFundingRecency(double age_days)
 {
-	if (age_days >= 0 && age_days <= 548.0)
-		return 1.0 - age_days / 548.0;
-	return 0.0;
+	return SignalRecency(age_days, 548.0);
 }
 
 /* Index of an industry in bandit_settings.industries (its one-hot slot), or -1. */
@@ -401,9 +374,9 @@ ContextVectors(RecommendCall *call)
 
 			x[CTX_ICP_LOGIT] = Min(1.0, Max(0.0, (log(p / (1.0 - p)) + 6.0) / 12.0));
 		}
-		x[CTX_ENG_ROLES] = ContextLogScale(r->eng_roles, 50.0);
+		x[CTX_ENG_ROLES] = SignalLogScale(r->eng_roles, call->scaling->roles_cap);
 		x[CTX_OPEN_ENG] = r->hiring ? 1.0 : 0.0;
-		x[CTX_OPEN_ROLES] = ContextLogScale(r->open_roles, 200.0);
+		x[CTX_OPEN_ROLES] = SignalLogScale(r->open_roles, call->scaling->open_roles_cap);
 		x[CTX_BLOG] = r->blog ? 1.0 : 0.0;
 		x[CTX_FUNDING] = r->funding;
 		if (r->size_band >= 0)

@@ -60,7 +60,6 @@ extern void ContextBuild(struct RecommendCall *call);
 extern int	ContextOwnType(const char *type);
 extern double ContextRecencyWeight(double age_days);
 extern double ContextFundingRecency(double age_days);
-extern int	ContextSizeBand(double size, bool isnull);
 extern int	ContextIndustrySlot(const BanditSettings *cfg, const char *name);
 extern uint32 ContextTechnologySlots(const BanditSettings *cfg, Datum stack);
 

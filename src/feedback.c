@@ -43,7 +43,7 @@
 
 #include "icpml.h"
 #include "bandit.h"
-#include "features.h"
+#include "relation.h"
 #include "spi_scan.h"
 
 #define FEEDBACK_BATCH 10000

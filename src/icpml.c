@@ -11,7 +11,7 @@
 #include "utils/guc.h"
 
 #include "icpml.h"
-#include "features.h"
+#include "relation.h"
 
 PG_MODULE_MAGIC;
 
@@ -50,7 +50,7 @@ _PG_init(void)
 							   &icpml_feature_key,
 							   "account_id",
 							   PGC_USERSET, 0,
-							   ColumnNameCheckHook, NULL, NULL);
+							   RelationColumnCheckHook, NULL, NULL);
 
 	DefineCustomIntVariable("icpml.top_factors",
 							"How many factors icp_score reports per account.",

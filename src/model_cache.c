@@ -101,7 +101,7 @@ ModelCacheLoad(void)
 					 SpecSelectList(rec->spec, "f"));
 	MemoryContextSwitchTo(oldcxt);
 
-	FeaturePlansBuild(sel.data, rec->spec->relation, rec->spec->key, mc->plans);
+	RelationPlansBuild(sel.data, rec->spec->relation, rec->spec->key, mc->plans);
 
 	/* complete: keep it beyond this transaction */
 	MemoryContextSetParent(cxt, CacheMemoryContext);
@@ -136,7 +136,7 @@ ModelCachePrewarm(void)
 }
 
 SPIPlanPtr
-ModelCachePlan(ModelCache *mc, FeatureScope scope)
+ModelCachePlan(ModelCache *mc, RelationScope scope)
 {
 	return mc->plans[scope];
 }

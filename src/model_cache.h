@@ -5,7 +5,7 @@
 #define ICPML_MODEL_CACHE_H
 
 #include "executor/spi.h"
-#include "features.h"
+#include "relation.h"
 #include "icpml.h"
 #include "model.h"
 #include "xgb.h"
@@ -23,7 +23,7 @@ extern ModelCache *ModelCacheGet(void);
 extern void ModelCachePrewarm(void);
 
 /* Plans reading the model's features: key (int8) then SpecSelectList. */
-extern SPIPlanPtr ModelCachePlan(ModelCache *mc, FeatureScope scope);
+extern SPIPlanPtr ModelCachePlan(ModelCache *mc, RelationScope scope);
 extern const char *ModelCacheRelation(ModelCache *mc);
 
 /* Score one row read with ModelCachePlan (native tree walk, Saabas factors). */

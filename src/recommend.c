@@ -66,7 +66,9 @@
 #include "bandit.h"
 #include "context.h"
 #include "experiments.h"
-#include "features.h"
+#include "relation.h"
+#include "rules.h"
+#include "signals.h"
 #include "policy.h"
 #include "recommend.h"
 #include "spi_scan.h"
@@ -80,7 +82,7 @@
 PG_FUNCTION_INFO_V1(recommend_accounts);
 
 /* Feature columns read for candidates and for the accounts in the history. */
-static const FeatureColumn RecommendColumns[] = {
+static const RelationColumn RecommendColumns[] = {
 	{"industry", TEXTOID},
 	{"engineering_role_count", FLOAT8OID},
 	{"has_open_engineering_roles", BOOLOID},
@@ -92,7 +94,7 @@ static const FeatureColumn RecommendColumns[] = {
 	{"tech_stack", TEXTARRAYOID},
 };
 
-static FeatureReader recommend_reader = {RecommendColumns, lengthof(RecommendColumns)};
+static RelationReader recommend_reader = {RecommendColumns, lengthof(RecommendColumns)};
 
 /* Columns of a feature read: the key, then RecommendColumns. */
 #define RECOMMEND_NCOLS (1 + (int) lengthof(RecommendColumns))
@@ -231,18 +233,6 @@ RecommendAgeDays(RecommendCall *call, Datum ts)
 	return (double) (call->now - DatumGetTimestampTz(ts)) / (double) USECS_PER_DAY;
 }
 
-/* A usable non-negative count, or -1. */
-static inline double
-RecommendCount(Datum d, bool isnull)
-{
-	double		v;
-
-	if (isnull)
-		return -1;
-	v = DatumGetFloat8(d);
-	return (isnan(v) || isinf(v) || v < 0) ? -1 : v;
-}
-
 /* One row of the history: account, interaction type, when. */
 static void
 RecommendHistoryRow(TupleTableSlot *slot, void *arg)
@@ -356,7 +346,7 @@ RecommendFeatureRow(TupleTableSlot *slot, void *arg)
 		ind = RecommendIndustryIndex(call, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 		industry = ind >= 0 ? call->industries[ind].name : text_to_cstring(t);
 	}
-	band = ContextSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
+	band = SignalSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
 	tech_slots = 0;
 	if (!isnull[9])
 	{
@@ -383,9 +373,11 @@ RecommendFeatureRow(TupleTableSlot *slot, void *arg)
 		r->visible = true;
 		r->industry = industry;
 		r->ind = ind;
-		r->eng_roles = RecommendCount(v[2], isnull[2]);
+		if (!SignalCount(v[2], isnull[2], &r->eng_roles))
+			r->eng_roles = -1;
 		r->hiring = !isnull[3] && DatumGetBool(v[3]);
-		r->open_roles = RecommendCount(v[4], isnull[4]);
+		if (!SignalCount(v[4], isnull[4], &r->open_roles))
+			r->open_roles = -1;
 		r->blog = !isnull[5] && DatumGetBool(v[5]);
 		r->size_band = band;
 		r->funding = 0.0;
@@ -410,7 +402,7 @@ RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
 	if (n == 0)
 		return;
 	arg = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) SpiScan(FeatureReaderPlan(&recommend_reader, FEATURES_MANY), &arg, false,
+	(void) SpiScan(RelationReaderPlan(&recommend_reader, RELATION_MANY), &arg, false,
 				   RecommendFeatureRow, call, "features");
 }
 
@@ -1048,6 +1040,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	call->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml recommend row",
 										 ALLOCSET_SMALL_SIZES);
 	call->cfg = BanditGetSettings();
+	call->scaling = RulesScaling();
 	call->variant = -1;
 	if (PG_ARGISNULL(2))
 	{

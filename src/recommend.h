@@ -19,6 +19,7 @@
 
 #include "bandit.h"
 #include "context.h"
+#include "signals.h"
 
 /* Most accounts one call lists. */
 #define RECOMMEND_MAX_K 100
@@ -96,6 +97,7 @@ typedef struct RecommendCall
 	int			M;
 	BanditPolicy policy;
 	const BanditSettings *cfg;
+	const SignalScaling *scaling;	/* icpml.rule_settings (rules.c) */
 	TimestampTz now;
 	DateADT		today;			/* now as a date in the session time zone */
 	pg_prng_state rng;

@@ -30,8 +30,9 @@
 #include "factors.h"
 #include "icpml.h"
 #include "rules.h"
+#include "signals.h"
 
-const FeatureColumn RuleColumns[RULE_NCOLUMNS] = {
+const RelationColumn RuleColumns[RULE_NCOLUMNS] = {
 	{"engineering_role_count", FLOAT8OID},
 	{"has_open_engineering_roles", BOOLOID},
 	{"total_open_roles", FLOAT8OID},
@@ -61,20 +62,14 @@ typedef struct RulesConfig
 	bool		valid;
 	double		bias;
 	double		weight[RULE_NFACTORS];
-	char	  **target_stack;	/* lower-cased */
-	int			n_target_stack;
-	double		size_min;
-	double		size_max;
-	double		funding_window_days;
-	double		roles_cap;
-	double		open_roles_cap;
+	SignalScaling scaling;		/* the rest of icpml.rule_settings */
 	int			high_min_score;
 	int			medium_min_score;
 } RulesConfig;
 
 static RulesConfig rules_config;
 static MemoryContext rules_cxt = NULL;
-static FeatureReader rules_reader = {RuleColumns, RULE_NCOLUMNS};
+static RelationReader rules_reader = {RuleColumns, RULE_NCOLUMNS};
 
 /* Invalidation hook: reload the configuration on next use. */
 static void
@@ -150,19 +145,19 @@ RulesLoadConfig(void)
 
 			deconstruct_array(DatumGetArrayTypeP(stack), TEXTOID, -1, false,
 							  TYPALIGN_INT, &elems, &enulls, &n);
-			cfg.target_stack = palloc(sizeof(char *) * Max(n, 1));
+			cfg.scaling.target_stack = palloc(sizeof(char *) * Max(n, 1));
 			for (j = 0; j < n; j++)
 				if (!enulls[j])
-					cfg.target_stack[cfg.n_target_stack++] =
+					cfg.scaling.target_stack[cfg.scaling.n_target_stack++] =
 						str_tolower(TextDatumGetCString(elems[j]),
 									VARSIZE_ANY_EXHDR(elems[j]), DEFAULT_COLLATION_OID);
 		}
 		MemoryContextSwitchTo(oldcxt);
-		cfg.size_min = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		cfg.size_max = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		cfg.funding_window_days = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		cfg.roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-		cfg.open_roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		cfg.scaling.size_min = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		cfg.scaling.size_max = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		cfg.scaling.funding_window_days = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		cfg.scaling.roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		cfg.scaling.open_roles_cap = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 		cfg.high_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 		cfg.medium_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 	}
@@ -174,7 +169,7 @@ RulesLoadConfig(void)
 }
 
 /* The rules' reader; loads the configuration too (inside SPI_connect). */
-FeatureReader *
+RelationReader *
 RulesReader(void)
 {
 	while (!rules_config.valid)
@@ -182,67 +177,20 @@ RulesReader(void)
 	return &rules_reader;
 }
 
-/* A usable count: not NULL, finite, not negative. */
-static inline bool
-RulesCount(Datum d, bool isnull, double *out)
+/*
+ * The scaling of the signals (icpml.rule_settings), for the recommender's
+ * context (inside SPI_connect; loads the configuration when needed).
+ */
+const SignalScaling *
+RulesScaling(void)
 {
-	double		v;
-
-	if (isnull)
-		return false;
-	v = DatumGetFloat8(d);
-	if (isnan(v) || isinf(v) || v < 0)
-		return false;
-	*out = v;
-	return true;
-}
-
-/* log(1+x)/log(1+cap), capped at 1. */
-static inline double
-RulesLogScale(double x, double cap)
-{
-	double		f = log1p(x) / log1p(cap);
-
-	return f > 1.0 ? 1.0 : f;
-}
-
-/* Fraction of the target stack present in a text[] (case-insensitive). */
-static bool
-RulesStackAlignment(Datum d, double *out)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(d);
-	Datum	   *elems;
-	bool	   *enulls;
-	int			n,
-				i,
-				j,
-				hits = 0;
-
-	if (rules_config.n_target_stack == 0)
-		return false;
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-	for (j = 0; j < rules_config.n_target_stack; j++)
-	{
-		const char *want = rules_config.target_stack[j];
-
-		for (i = 0; i < n; i++)
-		{
-			if (enulls[i])
-				continue;
-			if (VARSIZE_ANY_EXHDR(elems[i]) == strlen(want) &&
-				pg_strncasecmp(VARDATA_ANY(elems[i]), want, strlen(want)) == 0)
-			{
-				hits++;
-				break;
-			}
-		}
-	}
-	*out = (double) hits / rules_config.n_target_stack;
-	return true;
+	(void) RulesReader();
+	return &rules_config.scaling;
 }
 
 /*
- * The rules' probability for one row (see rules.h).  Factor mappings:
+ * The rules' probability for one row (see rules.h).  Factor mappings (the
+ * transforms are signals.c's, scaled by icpml.rule_settings):
  *   engineering_roles      log(1+n)/log(1+engineering_roles_cap), capped at 1
  *   open_engineering_roles 1 if true
  *   total_open_roles       log(1+n)/log(1+open_roles_cap), capped at 1
@@ -264,38 +212,31 @@ RulesProbability(Datum *values, bool *nulls, double *contrib)
 
 	memset(have, 0, sizeof(have));
 
-	if ((have[RULE_ENGINEERING_ROLES] = RulesCount(values[0], nulls[0], &v)))
-		f[RULE_ENGINEERING_ROLES] = RulesLogScale(v, rules_config.roles_cap);
+	if ((have[RULE_ENGINEERING_ROLES] = SignalCount(values[0], nulls[0], &v)))
+		f[RULE_ENGINEERING_ROLES] = SignalLogScale(v, rules_config.scaling.roles_cap);
 	if ((have[RULE_OPEN_ENGINEERING_ROLES] = !nulls[1]))
 		f[RULE_OPEN_ENGINEERING_ROLES] = DatumGetBool(values[1]) ? 1.0 : 0.0;
-	if ((have[RULE_TOTAL_OPEN_ROLES] = RulesCount(values[2], nulls[2], &v)))
-		f[RULE_TOTAL_OPEN_ROLES] = RulesLogScale(v, rules_config.open_roles_cap);
+	if ((have[RULE_TOTAL_OPEN_ROLES] = SignalCount(values[2], nulls[2], &v)))
+		f[RULE_TOTAL_OPEN_ROLES] = SignalLogScale(v, rules_config.scaling.open_roles_cap);
 	if ((have[RULE_ENGINEERING_BLOG] = !nulls[3]))
 		f[RULE_ENGINEERING_BLOG] = DatumGetBool(values[3]) ? 1.0 : 0.0;
-	if ((have[RULE_COMPANY_SIZE_FIT] = RulesCount(values[4], nulls[4], &v)))
-	{
-		if (v < rules_config.size_min)
-			f[RULE_COMPANY_SIZE_FIT] = v / rules_config.size_min;
-		else if (v <= rules_config.size_max)
-			f[RULE_COMPANY_SIZE_FIT] = 1.0;
-		else
-			f[RULE_COMPANY_SIZE_FIT] = Max(0.0, 1.0 - log10(v / rules_config.size_max));
-	}
+	if ((have[RULE_COMPANY_SIZE_FIT] = SignalCount(values[4], nulls[4], &v)))
+		f[RULE_COMPANY_SIZE_FIT] = SignalSizeFit(&rules_config.scaling, v);
 	if (!nulls[6] && !DATE_NOT_FINITE(DatumGetDateADT(values[6])))
 	{
 		DateADT		today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
 																TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
-		double		age = (double) (today - DatumGetDateADT(values[6]));
-		double		recency = (age >= 0 && age <= rules_config.funding_window_days)
-			? 1.0 - age / rules_config.funding_window_days : 0.0;
+		double		recency = SignalRecency((double) (today - DatumGetDateADT(values[6])),
+											rules_config.scaling.funding_window_days);
 
 		have[RULE_RECENT_FUNDING] = true;
 		f[RULE_RECENT_FUNDING] = recency;
-		if ((have[RULE_FUNDING_AMOUNT] = RulesCount(values[5], nulls[5], &v)))
-			f[RULE_FUNDING_AMOUNT] = recency > 0 ? Min(1.0, log10(1.0 + v) / 8.0) : 0.0;
+		if ((have[RULE_FUNDING_AMOUNT] = SignalCount(values[5], nulls[5], &v)))
+			f[RULE_FUNDING_AMOUNT] = recency > 0 ? SignalFundingAmount(v) : 0.0;
 	}
 	if (!nulls[7])
-		have[RULE_TECH_STACK_ALIGNMENT] = RulesStackAlignment(values[7], &f[RULE_TECH_STACK_ALIGNMENT]);
+		have[RULE_TECH_STACK_ALIGNMENT] = SignalStackAlignment(&rules_config.scaling, values[7],
+															   &f[RULE_TECH_STACK_ALIGNMENT]);
 
 	logit = rules_config.bias;
 	for (i = 0; i < RULE_NFACTORS; i++)

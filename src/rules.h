@@ -5,8 +5,9 @@
 #define ICPML_RULES_H
 
 #include "executor/spi.h"
-#include "features.h"
+#include "relation.h"
 #include "icpml.h"
+#include "signals.h"
 
 typedef enum RuleFactor
 {
@@ -23,7 +24,7 @@ typedef enum RuleFactor
 
 /* The feature columns the rules read, in RuleFactor-independent order. */
 #define RULE_NCOLUMNS 8
-extern const FeatureColumn RuleColumns[RULE_NCOLUMNS];
+extern const RelationColumn RuleColumns[RULE_NCOLUMNS];
 
 /*
  * Score one feature row laid out as RuleColumns (values[0..7], nulls[0..7]).
@@ -43,7 +44,13 @@ extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool
 extern double RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names,
 								char **values, double *contrib);
 
-/* The FeatureReader the rules use (shared by score.c). */
-extern FeatureReader *RulesReader(void);
+/* The RelationReader the rules use (shared by score.c). */
+extern RelationReader *RulesReader(void);
+
+/*
+ * The scaling of the account signals the rules use (icpml.rule_settings),
+ * shared with the recommender's context; inside SPI_connect.
+ */
+extern const SignalScaling *RulesScaling(void);
 
 #endif							/* ICPML_RULES_H */

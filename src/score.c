@@ -30,7 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "icpml.h"
-#include "features.h"
+#include "relation.h"
 #include "model_cache.h"
 #include "rules.h"
 
@@ -46,7 +46,7 @@ PG_FUNCTION_INFO_V1(prewarm);
 typedef struct Scorer
 {
 	ModelCache *model;
-	FeatureReader *rules;
+	RelationReader *rules;
 } Scorer;
 
 /* Pick the scorer (inside SPI_connect). */
@@ -59,9 +59,9 @@ ScorerInit(Scorer *sc)
 
 /* The plan reading features for the chosen scorer. */
 static SPIPlanPtr
-ScorerPlan(Scorer *sc, FeatureScope scope)
+ScorerPlan(Scorer *sc, RelationScope scope)
 {
-	return sc->model ? ModelCachePlan(sc->model, scope) : FeatureReaderPlan(sc->rules, scope);
+	return sc->model ? ModelCachePlan(sc->model, scope) : RelationReaderPlan(sc->rules, scope);
 }
 
 /* Relation the scorer reads, for messages (after ScorerPlan). */
@@ -100,7 +100,7 @@ static void
 ScorerReadOne(Scorer *sc, int64 account_id)
 {
 	Datum		arg = Int64GetDatum(account_id);
-	int			ret = SPI_execute_plan(ScorerPlan(sc, FEATURES_ONE), &arg, NULL, true, 2);
+	int			ret = SPI_execute_plan(ScorerPlan(sc, RELATION_ONE), &arg, NULL, true, 2);
 
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
@@ -234,7 +234,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ScorerInit(&sc);
-	plan = ScorerPlan(&sc, FEATURES_MANY);
+	plan = ScorerPlan(&sc, RELATION_MANY);
 	arg = PointerGetDatum(ids);
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -401,7 +401,7 @@ score_all(PG_FUNCTION_ARGS)
 	if (upsert == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
-	portal = SPI_cursor_open(NULL, ScorerPlan(&sc, FEATURES_ALL), NULL, NULL, true);
+	portal = SPI_cursor_open(NULL, ScorerPlan(&sc, RELATION_ALL), NULL, NULL, true);
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml score_all batch",
 									 ALLOCSET_DEFAULT_SIZES);
 	ids = palloc(sizeof(Datum) * batch_size);
@@ -553,7 +553,7 @@ prewarm(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ScorerInit(&sc);
-	(void) ScorerPlan(&sc, FEATURES_ONE);
+	(void) ScorerPlan(&sc, RELATION_ONE);
 	what = sc.model ? psprintf("xgboost v%d", ModelCacheVersion(sc.model)) : "rules";
 	what = MemoryContextStrdup(TopTransactionContext, what);
 	SPI_finish();

@@ -51,8 +51,9 @@
 
 #include "icpml.h"
 #include "model.h"
+#include "signals.h"
 #include "spec.h"
-#include "features.h"
+#include "relation.h"
 
 /* One level in byte order, with its position in SpecColumn.levels. */
 typedef struct SpecLevelRef
@@ -152,8 +153,8 @@ SpecFindLevel(const SpecLevelRef *refs, int n, const char *s, int len, bool fold
 			unsigned char a = (unsigned char) s[i];
 			unsigned char b = (unsigned char) r->str[i];
 
-			if (fold && a >= 'A' && a <= 'Z')
-				a += 'a' - 'A';
+			if (fold)
+				a = SignalFoldAscii(a);
 			cmp = (int) a - (int) b;
 		}
 		if (cmp == 0)
@@ -445,7 +446,7 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 						}
 						/* tokens are lower-cased in ASCII only: locale-independent */
 						for (j = 0; j < len; j++)
-							lower[j] = (src[j] >= 'A' && src[j] <= 'Z') ? src[j] + ('a' - 'A') : src[j];
+							lower[j] = (char) SignalFoldAscii((unsigned char) src[j]);
 						SpecCountValue(counts[c], lower, len, row, countcxt);
 					}
 				}
@@ -817,13 +818,6 @@ SpecSelectList(const FeatureSpec *spec, const char *alias)
 /* Rows of at most this many attributes are deformed on the stack. */
 #define SPEC_DEFORM_MAX 128
 
-/* Float of a double, NaN when not finite (missing). */
-static inline float
-SpecFinite(double v)
-{
-	return isfinite(v) ? (float) v : NAN;
-}
-
 /* Encode one row read with SpecSelectList into out[nfeatures] (see model.h). */
 void
 SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
@@ -871,7 +865,7 @@ SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 		{
 			case SPEC_NUMERIC:
 			case SPEC_AGE_DAYS:
-				o[0] = SpecFinite(DatumGetFloat8(d));
+				o[0] = SignalFinite(DatumGetFloat8(d));
 				break;
 			case SPEC_BOOLEAN:
 				o[0] = DatumGetBool(d) ? 1.0f : 0.0f;

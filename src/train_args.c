@@ -20,7 +20,7 @@
 #include "utils/lsyscache.h"
 
 #include "icpml.h"
-#include "features.h"
+#include "relation.h"
 #include "rules.h"
 #include "train.h"
 
@@ -254,7 +254,7 @@ TrainParseArgs(FunctionCallInfo fcinfo, TrainArgs *a, bool training)
 		}
 	}
 
-	a->relid = FeatureResolveRelation(relation, &a->relation);
+	a->relid = RelationResolveFeatures(relation, &a->relation);
 	TrainCheckColumns(a);
 
 	if (training)

@@ -39,7 +39,7 @@
 #include "utils/memutils.h"
 
 #include "icpml.h"
-#include "features.h"
+#include "relation.h"
 #include "model.h"
 #include "tree.h"
 #include "xgb.h"

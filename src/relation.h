@@ -1,26 +1,27 @@
 /*
- * features.h — reading the feature relation as the caller.
+ * relation.h — the user's relations icpml reads, as the caller
+ * (relation.c): resolving them and reading feature rows.
  */
-#ifndef ICPML_FEATURES_H
-#define ICPML_FEATURES_H
+#ifndef ICPML_RELATION_H
+#define ICPML_RELATION_H
 
 #include "executor/spi.h"
 #include "utils/guc.h"
 
-typedef struct FeatureColumn
+typedef struct RelationColumn
 {
 	const char *name;			/* column name in the feature relation */
 	Oid			type;			/* type it is read as (explicit cast) */
-} FeatureColumn;
+} RelationColumn;
 
 /*
  * A prepared reader over icpml.feature_relation for a fixed column list.
  * Column 0 of every result is the key (int8); column i+1 is cols[i].
  * Lives in TopMemoryContext; revalidated when the GUCs change.
  */
-typedef struct FeatureReader
+typedef struct RelationReader
 {
-	const FeatureColumn *cols;
+	const RelationColumn *cols;
 	int			ncols;
 	char	   *relation_setting;	/* icpml.feature_relation it was built for */
 	char	   *key_setting;	/* icpml.feature_key it was built for */
@@ -28,29 +29,29 @@ typedef struct FeatureReader
 	SPIPlanPtr	plan_one;		/* WHERE key = $1 */
 	SPIPlanPtr	plan_many;		/* WHERE key = ANY($1) */
 	SPIPlanPtr	plan_all;		/* every row (for cursors) */
-} FeatureReader;
+} RelationReader;
 
 /* Which rows a plan reads. */
-typedef enum FeatureScope
+typedef enum RelationScope
 {
-	FEATURES_ONE,				/* $1 int8 */
-	FEATURES_MANY,				/* $1 int8[] */
-	FEATURES_ALL
-} FeatureScope;
+	RELATION_ONE,				/* $1 int8 */
+	RELATION_MANY,				/* $1 int8[] */
+	RELATION_ALL
+} RelationScope;
 
-extern SPIPlanPtr FeatureReaderPlan(FeatureReader *reader, FeatureScope scope);
+extern SPIPlanPtr RelationReaderPlan(RelationReader *reader, RelationScope scope);
 
 /*
  * Build the three plans over `relation_display` (already resolved and
  * quoted) for `select_list` (which must start with the key as int8).
  */
-extern void FeaturePlansBuild(const char *select_list, const char *relation_display,
-							  const char *key, SPIPlanPtr plans[3]);
+extern void RelationPlansBuild(const char *select_list, const char *relation_display,
+							   const char *key, SPIPlanPtr plans[3]);
 
 /* Resolve a relation a setting names; ERROR with a hint when unusable. */
 extern Oid	RelationResolve(const char *setting, const char *kind, const char *guc,
 							const char *empty_hint, char **display);
-extern Oid	FeatureResolveRelation(const char *setting, char **display);
+extern Oid	RelationResolveFeatures(const char *setting, char **display);
 
 /*
  * Quoted, schema-qualified name of icpml.interactions_relation, checked to
@@ -71,6 +72,6 @@ extern bool RelationNameIsValid(const char *name);
 
 /* GUC check hooks: a relation name (feature, interactions), a column name. */
 extern bool RelationNameCheckHook(char **newval, void **extra, GucSource source);
-extern bool ColumnNameCheckHook(char **newval, void **extra, GucSource source);
+extern bool RelationColumnCheckHook(char **newval, void **extra, GucSource source);
 
-#endif							/* ICPML_FEATURES_H */
+#endif							/* ICPML_RELATION_H */

@@ -1,7 +1,8 @@
 /*
- * features.c — resolve the relations icpml reads user data from
- * (icpml.feature_relation, icpml.interactions_relation) and read feature
- * rows.
+ * relation.c — the user's relations icpml reads: resolving
+ * icpml.feature_relation and icpml.interactions_relation (or a relation a
+ * training names), checking their columns, and the prepared plans that read
+ * feature rows by key (one, many, all).
  *
  * Reads always run as the calling user (no privilege switch), so the
  * caller's grants and row-level security decide what can be scored.  The
@@ -24,7 +25,7 @@
 #include "utils/regproc.h"
 
 #include "icpml.h"
-#include "features.h"
+#include "relation.h"
 #include "spi_scan.h"
 
 /*
@@ -105,7 +106,7 @@ RelationNameCheckHook(char **newval, void **extra, GucSource source)
 
 /* GUC check hook of icpml.feature_key: a column name, not empty. */
 bool
-ColumnNameCheckHook(char **newval, void **extra, GucSource source)
+RelationColumnCheckHook(char **newval, void **extra, GucSource source)
 {
 	if (*newval == NULL || ((*newval)[0] != '\0' && strlen(*newval) < NAMEDATALEN))
 		return true;
@@ -114,7 +115,7 @@ ColumnNameCheckHook(char **newval, void **extra, GucSource source)
 }
 
 /*
- * The relation a stored model spec names (see features.h).  Resolved with
+ * The relation a stored model spec names (see relation.h).  Resolved with
  * the caller's search_path, as the caller (scoring reads it as the caller);
  * training stores schema-qualified names, so the path does not matter for
  * them.
@@ -152,7 +153,7 @@ RelationResolveStored(const char *stored, int32 version)
 
 /* Resolve a feature relation (icpml.feature_relation or a training argument). */
 Oid
-FeatureResolveRelation(const char *setting, char **display)
+RelationResolveFeatures(const char *setting, char **display)
 {
 	return RelationResolve(setting, "feature", "icpml.feature_relation",
 						   "Set icpml.feature_relation to the table or view that holds one feature row per account, e.g. public.account_features.",
@@ -189,7 +190,7 @@ RelationResolveInteractions(void)
 
 /* Check that column `name` exists in relid and can be read as `type`. */
 static void
-FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
+RelationCheckColumn(Oid relid, const char *display, const char *name, Oid type)
 {
 	AttrNumber	attnum = get_attnum(relid, name);
 	Oid			atttype;
@@ -215,8 +216,8 @@ FeatureCheckColumn(Oid relid, const char *display, const char *name, Oid type)
  * Old plans in plans[] are freed first.
  */
 void
-FeaturePlansBuild(const char *select_list, const char *relation_display,
-				  const char *key, SPIPlanPtr plans[3])
+RelationPlansBuild(const char *select_list, const char *relation_display,
+				   const char *key, SPIPlanPtr plans[3])
 {
 	char	   *base = psprintf("SELECT %s FROM %s AS f", select_list, relation_display);
 	const char *qkey = quote_identifier(key);
@@ -230,14 +231,14 @@ FeaturePlansBuild(const char *select_list, const char *relation_display,
 			SPI_freeplan(plans[i]);
 			plans[i] = NULL;
 		}
-	plans[FEATURES_ONE] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, &one, 0);
-	plans[FEATURES_MANY] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many, 0);
-	plans[FEATURES_ALL] = SpiKeepPlan(base, 0, NULL, 0);
+	plans[RELATION_ONE] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, &one, 0);
+	plans[RELATION_MANY] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many, 0);
+	plans[RELATION_ALL] = SpiKeepPlan(base, 0, NULL, 0);
 }
 
 /* Build (or rebuild) the plans of a reader for the current settings. */
 static void
-FeatureReaderBuild(FeatureReader *reader)
+RelationReaderBuild(RelationReader *reader)
 {
 	char	   *display;
 	Oid			relid;
@@ -246,10 +247,10 @@ FeatureReaderBuild(FeatureReader *reader)
 	SPIPlanPtr	plans[3] = {reader->plan_one, reader->plan_many, reader->plan_all};
 	MemoryContext oldcxt;
 
-	relid = FeatureResolveRelation(icpml_feature_relation, &display);
-	FeatureCheckColumn(relid, display, icpml_feature_key, INT8OID);
+	relid = RelationResolveFeatures(icpml_feature_relation, &display);
+	RelationCheckColumn(relid, display, icpml_feature_key, INT8OID);
 	for (i = 0; i < reader->ncols; i++)
-		FeatureCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
+		RelationCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "f.%s::pg_catalog.int8", quote_identifier(icpml_feature_key));
@@ -258,10 +259,10 @@ FeatureReaderBuild(FeatureReader *reader)
 						 format_type_be_qualified(reader->cols[i].type));
 
 	reader->plan_one = reader->plan_many = reader->plan_all = NULL;
-	FeaturePlansBuild(sql.data, display, icpml_feature_key, plans);
-	reader->plan_one = plans[FEATURES_ONE];
-	reader->plan_many = plans[FEATURES_MANY];
-	reader->plan_all = plans[FEATURES_ALL];
+	RelationPlansBuild(sql.data, display, icpml_feature_key, plans);
+	reader->plan_one = plans[RELATION_ONE];
+	reader->plan_many = plans[RELATION_MANY];
+	reader->plan_all = plans[RELATION_ALL];
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	if (reader->relation_setting)
@@ -282,13 +283,13 @@ FeatureReaderBuild(FeatureReader *reader)
  * when the relation changes; a change of the GUCs rebuilds the reader.
  */
 SPIPlanPtr
-FeatureReaderPlan(FeatureReader *reader, FeatureScope scope)
+RelationReaderPlan(RelationReader *reader, RelationScope scope)
 {
 	if (reader->plan_one == NULL ||
 		strcmp(reader->relation_setting, icpml_feature_relation) != 0 ||
 		strcmp(reader->key_setting, icpml_feature_key) != 0)
-		FeatureReaderBuild(reader);
+		RelationReaderBuild(reader);
 
-	return scope == FEATURES_ONE ? reader->plan_one :
-		scope == FEATURES_MANY ? reader->plan_many : reader->plan_all;
+	return scope == RELATION_ONE ? reader->plan_one :
+		scope == RELATION_MANY ? reader->plan_many : reader->plan_all;
 }
