@@ -10,15 +10,33 @@
 # Creates and drops its own databases (icpml_sim_*, icpml_lat_*).
 #
 # Environment (defaults in brackets):
-#   ROUNDS [5000]          simulator rounds per policy (the full run: 100000)
+#   SCENARIO [production]  production (the effects of issue #11: funnel
+#                          logging, position-bias curve, hidden and drifting
+#                          tastes, niche users, arriving accounts) or classic
+#                          (the static world of the 0.1.0-0.3.0 figures)
+#   ROUNDS [5000]          simulator rounds per policy (the full run: 20000)
 #   POLICIES [all six]     comma-separated subset of
-#                          linucb,thompson,greedy,epsilon_greedy,icp,random
-#   JOBS [1]               policies simulated in parallel (one backend each)
+#                          linucb,thompson,greedy,epsilon_greedy,icp,random;
+#                          a policy may carry settings: linucb/alpha=0.5
+#   REFERENCE [scenario's] offline reference policies (knows_taste,
+#                          true_structured, true_mu0, true_fit; empty: none)
+#   JOBS [1]               runs simulated in parallel (one backend each)
 #   SEED [42]              generator and simulator seed
 #   SIM_ACCOUNTS [10000] SIM_USERS [100] SIM_HISTORY [30000]
-#                          the simulated world's reference data
-#   FEEDBACK_EVERY [20]    expire unacted impressions every N rounds (batch
-#                          process_feedback; the online trigger rewards at once)
+#                          the simulated world's reference data (production:
+#                          SIM_ACCOUNTS at the start, WORLD_ARRIVALS [1000]
+#                          more arrive; its history is its own, see
+#                          production.py)
+#   FEEDBACK_EVERY [20]    run process_feedback every N rounds (the online
+#                          trigger rewards at once; classic: expire everything
+#                          unanswered, production: what is older than the
+#                          simulated reward window)
+#   MAINTENANCE [scenario's] 'SQL@PERIOD;...' run during the simulation
+#                          (PERIOD in rounds or days, e.g. 1d); production:
+#                          'select icpml.score_all()@1d'
+#   WORLD_<PARAM>          world parameters (world.py, production.py)
+#   BASE_DB [icpml_sim_<scenario>_base]  KEEP_BASE [0]  REUSE_BASE [0]
+#                          keep the prepared base database / reuse a kept one
 #   ICP_MODEL [trained]    the simulator's ICP score: trained (train_icp_model,
 #                          deployed) or rules; the latency databases use rules
 #   LAT_ACCOUNTS ["10000 1000000"]  account-table sizes for pgbench
@@ -48,22 +66,38 @@ LATENCY=${LATENCY:-1}
 OUT=${OUT:-$(mktemp -d /tmp/icpml_simbench.XXXXXX)}
 mkdir -p "$OUT"
 FEEDBACK_EVERY=${FEEDBACK_EVERY:-20}
-export ROUNDS SEED JOBS POLICIES FEEDBACK_EVERY
+SCENARIO=${SCENARIO:-production}
+BASE_DB=${BASE_DB:-icpml_sim_${SCENARIO}_base}
+KEEP_BASE=${KEEP_BASE:-0}
+REUSE_BASE=${REUSE_BASE:-0}
+export ROUNDS SEED JOBS POLICIES FEEDBACK_EVERY SCENARIO
 
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 say() { printf '\n== %s\n' "$*" >&2; }
 
-# prepare DB ACCOUNTS USERS INTERACTIONS ICP_MODEL: reference data + icpml +
-# account_scores (ICP_MODEL trained: train_icp_model and deploy it first;
-# rules: the rule-based score)
+# prepare DB ACCOUNTS USERS INTERACTIONS ICP_MODEL [SCENARIO]: reference data +
+# icpml + account_scores (ICP_MODEL trained: train_icp_model and deploy it
+# first; rules: the rule-based score). SCENARIO production: the generator
+# makes ACCOUNTS + arrivals accounts and no history; production.py setup
+# stashes the arriving accounts, draws the signal changes and writes its
+# own history; after scoring, production.py precompute stores what the
+# model will say of the accounts that arrive or change.
 prepare() {
-  local db=$1 n=$2 users=$3 inter=$4 model=$5 t0=$SECONDS
+  local db=$1 n=$2 users=$3 inter=$4 model=$5 scenario=${6:-classic} t0=$SECONDS
   dropdb --if-exists "$db"
   createdb "$db"
   psql_q -d "$db" -f "$repo/reference/icpml_reference_schema.sql" \
                   -f "$repo/reference/icpml_generate.sql" >/dev/null
-  psql_q -d "$db" -c "select * from icpml_ref.generate(accounts => $n, users => $users,
-                        interactions => $inter, seed => $SEED)" >/dev/null
+  if [ "$scenario" = production ]; then
+    local arrivals
+    arrivals=$("$PY" -c "import sys; sys.path.insert(0, '$here'); import production; print(production._setup_params()['ARRIVALS'])")
+    psql_q -d "$db" -c "select * from icpml_ref.generate(accounts => $((n + arrivals)), users => $users,
+                          interactions => 0, seed => $SEED)" >/dev/null
+    "$PY" "$here/production.py" setup --db "$db" --seed "$SEED" >&2
+  else
+    psql_q -d "$db" -c "select * from icpml_ref.generate(accounts => $n, users => $users,
+                          interactions => $inter, seed => $SEED)" >/dev/null
+  fi
   psql_q -d "$db" -c "create extension icpml"
   if [ "$model" = trained ]; then
     psql_q -d "$db" -c "select version, deployed, n_rows, round(cv_roc_auc::numeric, 3) as cv_auc,
@@ -77,22 +111,30 @@ prepare() {
   psql_q -d "$db" -c "select icpml.score_all()" \
                   -c "select icpml.enable_online_feedback()" \
                   -c "vacuum analyze" >/dev/null
-  say "$db: $n accounts, $users users, $inter interactions, ICP $model, scored ($((SECONDS - t0)) s)"
+  if [ "$scenario" = production ]; then
+    "$PY" "$here/production.py" precompute --db "$db" >&2
+  fi
+  say "$db: $n accounts, $users users, ICP $model, scenario $scenario, scored ($((SECONDS - t0)) s)"
 }
 
 report=$OUT/report.md
 : >"$report"
 
 if [ "$SIM" = 1 ]; then
-  say "simulator: $ROUNDS rounds × {$POLICIES}, $JOBS job(s)"
-  prepare icpml_sim_base "$SIM_ACCOUNTS" "$SIM_USERS" "$SIM_HISTORY" "$ICP_MODEL"
-  "$PY" "$here/simulate.py" --rounds "$ROUNDS" --seed "$SEED" --policies "$POLICIES" \
-        --jobs "$JOBS" --base-db icpml_sim_base --json "$OUT/sim.json" --verbose \
+  say "simulator: scenario $SCENARIO, $ROUNDS rounds × {$POLICIES}, $JOBS job(s)"
+  if [ "$REUSE_BASE" = 1 ] && psql_q -d "$BASE_DB" -c "select 1" >/dev/null 2>&1; then
+    say "reusing $BASE_DB"
+  else
+    prepare "$BASE_DB" "$SIM_ACCOUNTS" "$SIM_USERS" "$SIM_HISTORY" "$ICP_MODEL" "$SCENARIO"
+  fi
+  "$PY" "$here/simulate.py" --scenario "$SCENARIO" --rounds "$ROUNDS" --seed "$SEED" --policies "$POLICIES" \
+        --jobs "$JOBS" --base-db "$BASE_DB" --json "$OUT/sim.json" --verbose \
         | tee -a "$report"
-  dropdb --if-exists icpml_sim_base
+  [ "$KEEP_BASE" = 1 ] || [ "$REUSE_BASE" = 1 ] || dropdb --if-exists "$BASE_DB"
+  overrides=$(env | grep -E '^(WORLD_[A-Z_]+|MAINTENANCE|REFERENCE)=' | sort | sed "s/=\(.*\)/='\1'/" | tr '\n' ' ' || true)
   cat >>"$report" <<EOF
 
-Command: \`ROUNDS=$ROUNDS POLICIES=$POLICIES JOBS=$JOBS SEED=$SEED ICP_MODEL=$ICP_MODEL FEEDBACK_EVERY=$FEEDBACK_EVERY LATENCY=0 test/bench/sim/run.sh\`
+Command: \`${overrides}SCENARIO=$SCENARIO ROUNDS=$ROUNDS POLICIES=$POLICIES JOBS=$JOBS SEED=$SEED ICP_MODEL=$ICP_MODEL FEEDBACK_EVERY=$FEEDBACK_EVERY LATENCY=0 test/bench/sim/run.sh\`
 EOF
 fi
 

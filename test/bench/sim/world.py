@@ -180,7 +180,8 @@ def load_world_data(cur):
     if n_scores == 0:
         icp_source = "icp_score_batch"
 
-    return dict(account_ids=account_ids, fit_logit=fit_logit, intent=intent,
+    return dict(scenario="classic", scores=None,
+                account_ids=account_ids, fit_logit=fit_logit, intent=intent,
                 user_ids=user_ids, fit_weight=fit_weight, activity=activity,
                 affinity=aff, history=history, icp=icp,
                 icp_source=icp_source)
@@ -221,6 +222,17 @@ class World:
                 self.open[uidx[user_idx], self.index[int(account_id)]] = False
         self.visible = self.open
         self.fatigue = np.zeros((self.n_users, self.n_accounts))
+        # the generic interface simulate.py drives (production.py has the same)
+        self.exam = W
+        self.db_open = self.open          # the product excludes what the world closes, at once
+        self.scored = np.ones(self.n_accounts, dtype=bool)
+        self.window_rounds = None         # feedback expires at once (wall clock)
+        self.stats = {}
+        self.affinity = data["affinity"]
+        self.fit_weight = data["fit_weight"]
+        self.fit_logit = data["fit_logit"]
+        self.intent = data["intent"]
+        self.fitp = sigmoid(data["fit_logit"])
 
     def mu(self, u):
         """Current expected reward of every account for user u (0: closed)."""
@@ -240,6 +252,61 @@ class World:
         top = np.partition(m, m.size - kk)[m.size - kk:]
         top = np.sort(top)[::-1]
         return float(np.dot(W[:kk], top))
+
+    # -- the generic interface (simulate.py) ---------------------------------
+    def advance(self, t):
+        """Nothing changes over time in this world: no SQL to apply."""
+        return ""
+
+    def set_scores(self, rows):
+        """The product's account_scores changed (a maintenance call)."""
+        icp = np.zeros(self.n_accounts)
+        for a, p in rows:
+            i = self.index.get(int(a))
+            if i is not None:
+                icp[i] = 0.0 if p is None else p
+        self.icp = icp
+        self.icp_order = np.lexsort((self.account_ids, -self.icp))
+
+    def eligible(self, u):
+        return self.open[u]
+
+    def mu_static(self, u):
+        """Expected reward without fatigue (0 where closed)."""
+        return self.mu0[u] * self.open[u]
+
+    def oracle_list(self, m, k):
+        """Expected reward of the best list of k by m (best first) and its indices."""
+        kk = min(k, m.size)
+        top = np.argpartition(m, m.size - kk)[m.size - kk:]
+        top = top[np.argsort(-m[top], kind="stable")]
+        return float(np.dot(W[:kk], m[top])), top
+
+    def ref_key(self, name, u):
+        """Ranking key of an offline reference policy (higher first)."""
+        if name == "true_mu0":
+            return self.mu0[u]
+        if name == "true_structured":
+            return self.mu0_structured[u] * self.fatigue_factor(u)
+        if name == "true_fit":
+            return self.fitp
+        if name == "knows_taste":
+            p = np.clip(self.icp, 1e-6, 1 - 1e-6)
+            z = (B0 + B_FIT * self.fit_weight[u] * np.log(p / (1 - p))
+                 + B_AFF * self.affinity[u] + B_INT * self.intent)
+            return sigmoid(z) * self.fatigue_factor(u)
+        raise KeyError(name)
+
+    def serve_round(self, u, t, accounts, u_exam, u_act, u_step=None):
+        """serve() for the generic driver: each acted account is logged
+        with the next round; returns (expected, realised, events, mus)."""
+        expected, acted, realised, mus = self.serve(u, accounts, u_exam, u_act)
+        got = {a: REWARD[o] for a, o in acted}
+        self.item_reward = np.array([got.get(int(a), 0.0) for a in accounts])
+        return expected, realised, [(t + 1, a, OUTCOMES[o]) for a, o in acted], mus
+
+    def logged(self, u, account_id, itype):
+        """An interaction reached the product (serve() already closed it)."""
 
     def serve(self, u, accounts, u_exam, u_act):
         """User u sees accounts (ranked list of account ids); returns
