@@ -31,6 +31,8 @@
 #                          trigger rewards at once; classic: expire everything
 #                          unanswered, production: what is older than the
 #                          simulated reward window)
+#   EXPIRE [scenario]      now: process_feedback expires every unanswered
+#                          impression at once, whatever the scenario
 #   MAINTENANCE [scenario's] 'SQL@PERIOD;...' run during the simulation
 #                          (PERIOD in rounds or days, e.g. 1d); production:
 #                          'select icpml.score_all()@1d'
@@ -131,7 +133,7 @@ if [ "$SIM" = 1 ]; then
         --jobs "$JOBS" --base-db "$BASE_DB" --json "$OUT/sim.json" --verbose \
         | tee -a "$report"
   [ "$KEEP_BASE" = 1 ] || [ "$REUSE_BASE" = 1 ] || dropdb --if-exists "$BASE_DB"
-  overrides=$(env | grep -E '^(WORLD_[A-Z_]+|MAINTENANCE|REFERENCE)=' | sort | sed "s/=\(.*\)/='\1'/" | tr '\n' ' ' || true)
+  overrides=$(env | grep -E '^(WORLD_[A-Z_]+|MAINTENANCE|REFERENCE|EXPIRE)=' | sort | sed "s/=\(.*\)/='\1'/" | tr '\n' ' ' || true)
   cat >>"$report" <<EOF
 
 Command: \`${overrides}SCENARIO=$SCENARIO ROUNDS=$ROUNDS POLICIES=$POLICIES JOBS=$JOBS SEED=$SEED ICP_MODEL=$ICP_MODEL FEEDBACK_EVERY=$FEEDBACK_EVERY LATENCY=0 test/bench/sim/run.sh\`

@@ -384,6 +384,9 @@ class Run:
         self.world = scenario.world(data, args.seed, settings)
         self.rpd = int(getattr(self.world, "rpd", args.rounds_per_day))
         self.maintenance = parse_maintenance(args.maintenance, self.rpd)
+        # whose clock expires unanswered impressions: the scenario's, or
+        # (--expire now) every one at once, as in the classic world
+        self.expiry = SCENARIOS["classic"] if args.expire == "now" else scenario
         self.db = None
         if not self.ranker.offline or scenario.dynamic or self.maintenance:
             self.db = Database(args, spec)
@@ -426,8 +429,8 @@ class Run:
                             + ",".join(self.db.cur.mogrify("(%s, %s, %s)", (world.user_ids[uu], a, itype)).decode()
                                        for uu, a, itype in due) + ";")
             if not self.ranker.offline:
-                sql += self.scenario.expire_sql(t, args, self.settings, wall)
-            maint = [s.replace("{expire_as_of}", self.scenario.expire_as_of(t, self.settings, wall))
+                sql += self.expiry.expire_sql(t, args, self.settings, wall)
+            maint = [s.replace("{expire_as_of}", self.expiry.expire_as_of(t, self.settings, wall))
                      for s, period in self.maintenance if t > 0 and t % period == 0]
             if maint:
                 m0 = time.perf_counter()
@@ -614,7 +617,8 @@ def report(args, results, desc, settings, scenario):
                f"M = {results[0]['candidates']}, seed {args.seed}, {desc['accounts']} accounts, "
                f"{desc['users']} users; {desc_txt}{extra}."
                + (f" World overrides: {scenario.overrides()}." if scenario.overrides() else "")
-               + (f" Maintenance: `{args.maintenance}`." if args.maintenance else " No maintenance calls."))
+               + (f" Maintenance: `{args.maintenance}`." if args.maintenance else " No maintenance calls.")
+               + (" Unanswered impressions expire at once (--expire now)." if args.expire == "now" else ""))
     out.append("")
 
     def rel(p, base):
@@ -700,6 +704,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 1)))
     ap.add_argument("--feedback-every", type=int, default=int(os.environ.get("FEEDBACK_EVERY", 20)),
                     help="run process_feedback every N rounds (0: never)")
+    ap.add_argument("--expire", default=os.environ.get("EXPIRE", "scenario"), choices=["scenario", "now"],
+                    help="process_feedback expires what is older than the scenario's simulated window "
+                         "(production: 7 days of rounds), or every unanswered impression at once")
     ap.add_argument("--maintenance", default=os.environ.get("MAINTENANCE"),
                     help="'SQL@PERIOD;...' (PERIOD in rounds, or days: 1d); default: the scenario's")
     ap.add_argument("--rounds-per-day", type=int, default=100, help="day length for on_day (classic)")
