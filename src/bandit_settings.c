@@ -17,8 +17,9 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "icpml.h"
 #include "bandit.h"
+#include "catalog.h"
+#include "icpml.h"
 
 /* SQL names of the policies, in BanditPolicy order. */
 static const char *const BanditPolicyNames[BANDIT_NPOLICIES] = {

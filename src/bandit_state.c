@@ -26,9 +26,10 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "icpml.h"
 #include "bandit.h"
+#include "catalog.h"
 #include "context.h"
+#include "icpml.h"
 
 static SPIPlanPtr plan_load = NULL;
 static SPIPlanPtr plan_load_lock = NULL;

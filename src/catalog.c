@@ -32,9 +32,10 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
+#include "catalog.h"
 #include "icpml.h"
 
 #define ICPML_MAX_INVAL_HOOKS 8

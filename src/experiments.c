@@ -22,8 +22,9 @@
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
-#include "icpml.h"
+#include "catalog.h"
 #include "experiments.h"
+#include "icpml.h"
 
 PG_FUNCTION_INFO_V1(experiment_variant);
 PG_FUNCTION_INFO_V1(normal_sf);

@@ -41,8 +41,9 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "icpml.h"
 #include "bandit.h"
+#include "catalog.h"
+#include "icpml.h"
 #include "relation.h"
 #include "spi_scan.h"
 

@@ -1,21 +1,9 @@
 /*
- * icpml.h — declarations shared across icpml's modules.
+ * icpml.h — what every module shares: the GUCs (defined in icpml.c), the
+ * schema and role names, and the score of one account with its helpers.
  *
- * Module map (one responsibility per file):
- *   icpml.c      PG_MODULE_MAGIC, _PG_init, GUCs only
- *   catalog.c    the extension's own tables: owner switching, relcache invalidation
- *   features.c   resolving and reading the configured feature relation as the caller
- *   rules.c      the rule-based baseline ICP score
- *   score.c      icp_score / icp_score_batch (SQL entry points)
- *   xgb.c        the only file that includes <xgboost/c_api.h>
- *   tree.c       native evaluator for XGBoost trees (fast scoring, Saabas, verifier)
- *   spec.c       feature specs: inference, encoding of rows for a model
- *   train.c      train_icp_model: cross-validation, metrics, refit
- *   metrics.c    ROC/PR AUC, log loss, Brier, precision at top decile, isotonic
- *   model_store.c the only file touching icpml.models / icpml.deployments
- *   model_cache.c per-backend cache of the deployed model
- *   verify.c     verify_model: native evaluation vs XGBoost on real rows
- *   bandit.c, recommend.c, feedback.c  contextual bandit recommendations
+ * The module map (which file does what, and their prefixes) is
+ * src/README.md.
  */
 #ifndef ICPML_H
 #define ICPML_H
@@ -24,7 +12,6 @@
 
 #include <math.h>
 
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -40,28 +27,6 @@ extern char *icpml_feature_key;
 extern int	icpml_top_factors;
 extern int	icpml_max_batch_size;
 extern char *icpml_interactions_relation;
-
-/* catalog.c */
-extern Oid	CatalogExtensionOwner(void);
-extern Oid	CatalogRelid(const char *relname);
-extern Oid	CatalogRelidIfExists(const char *relname);
-
-/* What CatalogSwitchToOwner saved: the caller's role and search_path level. */
-typedef struct CatalogOwnerState
-{
-	Oid			saveUserId;
-	int			saveSecContext;
-	int			gucNestLevel;	/* 0: the search_path was pinned already */
-} CatalogOwnerState;
-
-extern void CatalogSwitchToOwner(CatalogOwnerState *save);
-extern void CatalogRestoreUser(const CatalogOwnerState *save);
-extern SPIPlanPtr CatalogKeepPlan(const char *sql, int nargs, Oid *argtypes,
-								  int cursor_options);
-extern bool CatalogIsAdministrator(Oid roleid);
-typedef void (*CatalogInvalidateHook) (void);
-extern void CatalogRegisterInvalidation(CatalogInvalidateHook hook);
-extern bool CatalogLoadFresh(CatalogInvalidateHook load);
 
 /*
  * One scored account.  Strings and the jsonb are palloc'd in the caller's
@@ -82,7 +47,7 @@ typedef struct IcpScore
 
 /* Score 1..10 from a probability: 1 + floor(10p), clamped to 1..10. */
 static inline int
-IcpScoreFromProbability(double p)
+IcpmlScoreFromProbability(double p)
 {
 	int			s = (int) (p * 10.0) + 1;
 

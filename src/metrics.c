@@ -33,13 +33,13 @@
 
 PG_FUNCTION_INFO_V1(binary_metrics);
 
-const char *const MetricNames[METRICS_NKEYS] = {
+const char *const MetricsNames[METRICS_NKEYS] = {
 	"roc_auc", "pr_auc", "log_loss", "brier", "precision_at_10", "lift_at_10"
 };
 
-/* Value of metric i in MetricNames order. */
+/* Value of metric i in MetricsNames order. */
 double
-MetricGet(const MetricSet *m, int i)
+MetricsGet(const MetricSet *m, int i)
 {
 	switch (i)
 	{
@@ -102,7 +102,7 @@ MetricsPositives(const float *label, int64 n)
 
 /* ROC AUC over a precomputed descending order. */
 static double
-MetricRocAucOrdered(const float *label, const double *prob, const int64 *order, int64 n)
+MetricsRocAucOrdered(const float *label, const double *prob, const int64 *order, int64 n)
 {
 	int64		npos = MetricsPositives(label, n);
 	int64		nneg = n - npos;
@@ -136,7 +136,7 @@ MetricRocAucOrdered(const float *label, const double *prob, const int64 *order, 
 
 /* Average precision over a precomputed descending order. */
 static double
-MetricAveragePrecisionOrdered(const float *label, const double *prob, const int64 *order, int64 n)
+MetricsAveragePrecisionOrdered(const float *label, const double *prob, const int64 *order, int64 n)
 {
 	int64		npos = MetricsPositives(label, n);
 	double		tp = 0,
@@ -170,8 +170,8 @@ MetricAveragePrecisionOrdered(const float *label, const double *prob, const int6
 
 /* Precision among the top `fraction` over a precomputed descending order. */
 static double
-MetricPrecisionAtTopOrdered(const float *label, const double *prob, const int64 *order,
-							int64 n, double fraction)
+MetricsPrecisionAtTopOrdered(const float *label, const double *prob, const int64 *order,
+							 int64 n, double fraction)
 {
 	int64		m,
 				taken = 0,
@@ -210,10 +210,10 @@ MetricPrecisionAtTopOrdered(const float *label, const double *prob, const int64 
 
 /* ROC AUC, ties at average rank; NaN with one class only. */
 double
-MetricRocAuc(const float *label, const double *prob, int64 n)
+MetricsRocAuc(const float *label, const double *prob, int64 n)
 {
 	int64	   *order = MetricsOrderDesc(prob, n);
-	double		r = MetricRocAucOrdered(label, prob, order, n);
+	double		r = MetricsRocAucOrdered(label, prob, order, n);
 
 	pfree(order);
 	return r;
@@ -221,10 +221,10 @@ MetricRocAuc(const float *label, const double *prob, int64 n)
 
 /* Average precision (area under the precision-recall step curve). */
 double
-MetricAveragePrecision(const float *label, const double *prob, int64 n)
+MetricsAveragePrecision(const float *label, const double *prob, int64 n)
 {
 	int64	   *order = MetricsOrderDesc(prob, n);
-	double		r = MetricAveragePrecisionOrdered(label, prob, order, n);
+	double		r = MetricsAveragePrecisionOrdered(label, prob, order, n);
 
 	pfree(order);
 	return r;
@@ -232,7 +232,7 @@ MetricAveragePrecision(const float *label, const double *prob, int64 n)
 
 /* Mean binary cross-entropy with clipped probabilities. */
 double
-MetricLogLoss(const float *label, const double *prob, int64 n)
+MetricsLogLoss(const float *label, const double *prob, int64 n)
 {
 	double		sum = 0;
 	int64		i;
@@ -250,7 +250,7 @@ MetricLogLoss(const float *label, const double *prob, int64 n)
 
 /* Mean squared error of the probability. */
 double
-MetricBrier(const float *label, const double *prob, int64 n)
+MetricsBrier(const float *label, const double *prob, int64 n)
 {
 	double		sum = 0;
 	int64		i;
@@ -268,10 +268,10 @@ MetricBrier(const float *label, const double *prob, int64 n)
 
 /* Share of positives among the ceil(fraction * n) highest probabilities. */
 double
-MetricPrecisionAtTop(const float *label, const double *prob, int64 n, double fraction)
+MetricsPrecisionAtTop(const float *label, const double *prob, int64 n, double fraction)
 {
 	int64	   *order = MetricsOrderDesc(prob, n);
-	double		r = MetricPrecisionAtTopOrdered(label, prob, order, n, fraction);
+	double		r = MetricsPrecisionAtTopOrdered(label, prob, order, n, fraction);
 
 	pfree(order);
 	return r;
@@ -284,11 +284,11 @@ MetricsCompute(const float *label, const double *prob, int64 n, MetricSet *out)
 	int64	   *order = MetricsOrderDesc(prob, n);
 	int64		npos = MetricsPositives(label, n);
 
-	out->roc_auc = MetricRocAucOrdered(label, prob, order, n);
-	out->pr_auc = MetricAveragePrecisionOrdered(label, prob, order, n);
-	out->log_loss = MetricLogLoss(label, prob, n);
-	out->brier = MetricBrier(label, prob, n);
-	out->precision_at_10 = MetricPrecisionAtTopOrdered(label, prob, order, n, 0.1);
+	out->roc_auc = MetricsRocAucOrdered(label, prob, order, n);
+	out->pr_auc = MetricsAveragePrecisionOrdered(label, prob, order, n);
+	out->log_loss = MetricsLogLoss(label, prob, n);
+	out->brier = MetricsBrier(label, prob, n);
+	out->precision_at_10 = MetricsPrecisionAtTopOrdered(label, prob, order, n, 0.1);
 	out->lift_at_10 = npos > 0 ? out->precision_at_10 / ((double) npos / (double) n)
 		: get_float8_nan();
 	pfree(order);
@@ -407,7 +407,7 @@ binary_metrics(PG_FUNCTION_ARGS)
 	MetricsCompute(y, p, nl, &m);
 	for (i = 0; i < METRICS_NKEYS; i++)
 	{
-		double		v = MetricGet(&m, i);
+		double		v = MetricsGet(&m, i);
 
 		values[i] = Float8GetDatum(v);
 		nulls[i] = isnan(v);

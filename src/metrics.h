@@ -19,10 +19,10 @@ typedef struct MetricSet
 } MetricSet;
 
 #define METRICS_NKEYS 6
-extern const char *const MetricNames[METRICS_NKEYS];
+extern const char *const MetricsNames[METRICS_NKEYS];
 
-/* Value of metric i (MetricNames order). */
-extern double MetricGet(const MetricSet *m, int i);
+/* Value of metric i (MetricsNames order). */
+extern double MetricsGet(const MetricSet *m, int i);
 
 /*
  * Compute every metric of n (label, probability) pairs.  label is 0/1.
@@ -31,12 +31,12 @@ extern double MetricGet(const MetricSet *m, int i);
 extern void MetricsCompute(const float *label, const double *prob, int64 n, MetricSet *out);
 
 /* The individual metrics (same conventions). */
-extern double MetricRocAuc(const float *label, const double *prob, int64 n);
-extern double MetricAveragePrecision(const float *label, const double *prob, int64 n);
-extern double MetricLogLoss(const float *label, const double *prob, int64 n);
-extern double MetricBrier(const float *label, const double *prob, int64 n);
-extern double MetricPrecisionAtTop(const float *label, const double *prob, int64 n,
-								   double fraction);
+extern double MetricsRocAuc(const float *label, const double *prob, int64 n);
+extern double MetricsAveragePrecision(const float *label, const double *prob, int64 n);
+extern double MetricsLogLoss(const float *label, const double *prob, int64 n);
+extern double MetricsBrier(const float *label, const double *prob, int64 n);
+extern double MetricsPrecisionAtTop(const float *label, const double *prob, int64 n,
+									double fraction);
 
 /* Indices 0..n-1 sorted by prob descending (ties by index): palloc'd. */
 extern int64 *MetricsOrderDesc(const double *prob, int64 n);

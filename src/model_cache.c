@@ -24,9 +24,11 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "catalog.h"
 #include "factors.h"
 #include "icpml.h"
 #include "model_cache.h"
+#include "model_store.h"
 #include "tree.h"
 
 struct ModelCache

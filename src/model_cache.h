@@ -7,7 +7,7 @@
 #include "executor/spi.h"
 #include "relation.h"
 #include "icpml.h"
-#include "model.h"
+#include "spec.h"
 #include "xgb.h"
 
 typedef struct ModelCache ModelCache;

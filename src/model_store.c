@@ -16,7 +16,9 @@
  * (every backend that loads the deployed model) without it, verify_model
  * before reading rows.  A spec edited after training (levels, kinds,
  * columns, relation) no longer matches the digest training saved in the
- * booster.
+ * booster.  verify_model is the proof on real data, e.g. after an XGBoost
+ * upgrade: a stored version's native evaluation (tree.c) against XGBoost on
+ * rows of the relation it was trained on, read as the caller.
  *
  * Privileges: every access runs as the extension owner
  * (CatalogSwitchToOwner), so EXECUTE on the SQL functions is the gate; the
@@ -50,8 +52,11 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "catalog.h"
 #include "icpml.h"
-#include "model.h"
+#include "model_store.h"
+#include "relation.h"
+#include "spec.h"
 #include "tree.h"
 #include "xgb.h"
 
@@ -60,18 +65,19 @@ PG_FUNCTION_INFO_V1(rollback_model);
 PG_FUNCTION_INFO_V1(undeploy_model);
 PG_FUNCTION_INFO_V1(delete_model);
 PG_FUNCTION_INFO_V1(apply_deploy_policy);
+PG_FUNCTION_INFO_V1(verify_model);
 
 /* A session with the store: SPI connected, running as the extension owner. */
-typedef struct StoreSession
+typedef struct ModelStoreSession
 {
 	MemoryContext outer;		/* the caller's context: results go here */
 	char	   *caller;			/* role name of the caller, for the log */
 	CatalogOwnerState owner;
-} StoreSession;
+} ModelStoreSession;
 
 /* Connect to SPI and become the extension owner; remembers the caller. */
 static void
-StoreBegin(StoreSession *st)
+ModelStoreBegin(ModelStoreSession *st)
 {
 	int			ret;
 
@@ -84,7 +90,7 @@ StoreBegin(StoreSession *st)
 
 /* Back to the caller's role and out of SPI. */
 static void
-StoreEnd(StoreSession *st)
+ModelStoreEnd(ModelStoreSession *st)
 {
 	CatalogRestoreUser(&st->owner);
 	SPI_finish();
@@ -92,8 +98,8 @@ StoreEnd(StoreSession *st)
 
 /* Run one statement of the store with parameters; ERROR on SPI failure. */
 static int
-StoreExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-		  bool read_only)
+ModelStoreExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+			   bool read_only)
 {
 	int			ret = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 
@@ -105,7 +111,7 @@ StoreExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nul
 
 /* int4 column `att` of result row `row`, with its NULL flag. */
 static int32
-StoreGetInt32(uint64 row, int att, bool *isnull)
+ModelStoreGetInt32(uint64 row, int att, bool *isnull)
 {
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, att, isnull);
 
@@ -114,7 +120,7 @@ StoreGetInt32(uint64 row, int att, bool *isnull)
 
 /* float8 column of result row 0; NULL and NaN both come back as NaN. */
 static double
-StoreGetFloat8(int att)
+ModelStoreGetFloat8(int att)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
@@ -124,25 +130,25 @@ StoreGetFloat8(int att)
 
 /* Serialise writers that change the deployed version (see the header). */
 static void
-StoreLockDeployments(void)
+ModelStoreLockDeployments(void)
 {
 	(void) CatalogRelid("models");
 	(void) CatalogRelid("deployments");
-	StoreExec("LOCK TABLE icpml.deployments IN SHARE ROW EXCLUSIVE MODE",
-			  0, NULL, NULL, NULL, false);
+	ModelStoreExec("LOCK TABLE icpml.deployments IN SHARE ROW EXCLUSIVE MODE",
+				   0, NULL, NULL, NULL, false);
 }
 
 /* The deployed version, 0 when none is deployed. */
 static int32
-StoreDeployedVersion(void)
+ModelStoreDeployedVersion(void)
 {
 	bool		isnull;
 
-	StoreExec("SELECT m.version FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed'",
-			  0, NULL, NULL, NULL, false);
+	ModelStoreExec("SELECT m.version FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed'",
+				   0, NULL, NULL, NULL, false);
 	if (SPI_processed == 0)
 		return 0;
-	return StoreGetInt32(0, 1, &isnull);
+	return ModelStoreGetInt32(0, 1, &isnull);
 }
 
 /*
@@ -150,14 +156,14 @@ StoreDeployedVersion(void)
  * (status, cv_roc_auc, rules_cv_roc_auc) in SPI_tuptable.
  */
 static void
-StoreLockVersion(int32 version)
+ModelStoreLockVersion(int32 version)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(version)};
 
-	StoreExec("SELECT m.status, m.cv_roc_auc, m.rules_cv_roc_auc FROM icpml.models AS m"
-			  " WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-			  1, types, values, NULL, false);
+	ModelStoreExec("SELECT m.status, m.cv_roc_auc, m.rules_cv_roc_auc FROM icpml.models AS m"
+				   " WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				   1, types, values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -171,8 +177,8 @@ StoreLockVersion(int32 version)
  * SPI_tuptable.
  */
 static void
-StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
-			const char *by)
+ModelStoreSwitch(int32 target, int32 current, const char *action, const char *reason,
+				 const char *by)
 {
 	Oid			types[5] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[5];
@@ -183,16 +189,16 @@ StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
 		Oid			t[1] = {INT4OID};
 		Datum		v[1] = {Int32GetDatum(current)};
 
-		StoreExec("UPDATE icpml.models SET status = 'retired' WHERE version OPERATOR(pg_catalog.=) $1",
-				  1, t, v, NULL, false);
+		ModelStoreExec("UPDATE icpml.models SET status = 'retired' WHERE version OPERATOR(pg_catalog.=) $1",
+					   1, t, v, NULL, false);
 	}
 	if (target != 0)
 	{
 		Oid			t[1] = {INT4OID};
 		Datum		v[1] = {Int32GetDatum(target)};
 
-		StoreExec("UPDATE icpml.models SET status = 'deployed' WHERE version OPERATOR(pg_catalog.=) $1",
-				  1, t, v, NULL, false);
+		ModelStoreExec("UPDATE icpml.models SET status = 'deployed' WHERE version OPERATOR(pg_catalog.=) $1",
+					   1, t, v, NULL, false);
 	}
 
 	values[0] = Int32GetDatum(target);
@@ -203,9 +209,9 @@ StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
 	values[3] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 	nulls[3] = reason ? ' ' : 'n';
 	values[4] = CStringGetTextDatum(by);
-	StoreExec("INSERT INTO icpml.deployments (version, action, previous_version, reason, by)"
-			  " VALUES ($1, $2, $3, $4, CAST($5 AS pg_catalog.name)) RETURNING *",
-			  5, types, values, nulls, false);
+	ModelStoreExec("INSERT INTO icpml.deployments (version, action, previous_version, reason, by)"
+				   " VALUES ($1, $2, $3, $4, CAST($5 AS pg_catalog.name)) RETURNING *",
+				   5, types, values, nulls, false);
 }
 
 /*
@@ -213,7 +219,7 @@ StoreSwitch(int32 target, int32 current, const char *action, const char *reason,
  * built in the caller's context (columns matched by name).
  */
 static Datum
-StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
+ModelStoreResultRow(FunctionCallInfo fcinfo, ModelStoreSession *st)
 {
 	TupleDesc	desc;
 	MemoryContext old;
@@ -253,14 +259,14 @@ StoreResultRow(FunctionCallInfo fcinfo, StoreSession *st)
  * written, so a refused deploy changes nothing.
  */
 static void
-StoreValidateForDeploy(int32 version)
+ModelStoreValidateForDeploy(int32 version)
 {
 	ModelStoreValidate(ModelStoreLoad(version), true, NULL, NULL);
 }
 
 /* The required version argument (argument 0); ERROR when NULL. */
 static int32
-StoreVersionArg(FunctionCallInfo fcinfo)
+ModelStoreVersionArg(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -272,7 +278,7 @@ StoreVersionArg(FunctionCallInfo fcinfo)
 
 /* Optional text argument as a C string (NULL when SQL NULL). */
 static char *
-StoreTextArg(FunctionCallInfo fcinfo, int argno)
+ModelStoreTextArg(FunctionCallInfo fcinfo, int argno)
 {
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return NULL;
@@ -286,30 +292,30 @@ StoreTextArg(FunctionCallInfo fcinfo, int argno)
 Datum
 deploy_model(PG_FUNCTION_ARGS)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	int32		version;
 	int32		current;
-	char	   *reason = StoreTextArg(fcinfo, 1);
+	char	   *reason = ModelStoreTextArg(fcinfo, 1);
 	Datum		result = (Datum) 0;
 	bool		isnull = true;
 
-	version = StoreVersionArg(fcinfo);
+	version = ModelStoreVersionArg(fcinfo);
 
-	StoreBegin(&st);
-	StoreLockDeployments();
-	StoreLockVersion(version);
-	current = StoreDeployedVersion();
+	ModelStoreBegin(&st);
+	ModelStoreLockDeployments();
+	ModelStoreLockVersion(version);
+	current = ModelStoreDeployedVersion();
 	if (current == version)
 		ereport(NOTICE,
 				(errmsg("model version %d is already deployed", version)));
 	else
 	{
-		StoreValidateForDeploy(version);
-		StoreSwitch(version, current, "deploy", reason, st.caller);
-		result = StoreResultRow(fcinfo, &st);
+		ModelStoreValidateForDeploy(version);
+		ModelStoreSwitch(version, current, "deploy", reason, st.caller);
+		result = ModelStoreResultRow(fcinfo, &st);
 		isnull = false;
 	}
-	StoreEnd(&st);
+	ModelStoreEnd(&st);
 
 	if (isnull)
 		PG_RETURN_NULL();
@@ -323,15 +329,15 @@ deploy_model(PG_FUNCTION_ARGS)
  * deployed one.  0 when there is none.
  */
 static int32
-StoreRollbackTarget(int32 current)
+ModelStoreRollbackTarget(int32 current)
 {
 	int32	   *stack;
 	int			depth = 0;
 	uint64		i;
 	uint64		n;
 
-	StoreExec("SELECT d.action, d.version, d.previous_version FROM icpml.deployments AS d"
-			  " ORDER BY d.id", 0, NULL, NULL, NULL, false);
+	ModelStoreExec("SELECT d.action, d.version, d.previous_version FROM icpml.deployments AS d"
+				   " ORDER BY d.id", 0, NULL, NULL, NULL, false);
 	n = SPI_processed;
 	stack = palloc(sizeof(int32) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -339,8 +345,8 @@ StoreRollbackTarget(int32 current)
 		char	   *action = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		bool		vnull,
 					pnull;
-		int32		v = StoreGetInt32(i, 2, &vnull);
-		int32		prev = StoreGetInt32(i, 3, &pnull);
+		int32		v = ModelStoreGetInt32(i, 2, &vnull);
+		int32		prev = ModelStoreGetInt32(i, 3, &pnull);
 
 		if (strcmp(action, "rollback") == 0)
 		{
@@ -360,8 +366,8 @@ StoreRollbackTarget(int32 current)
 
 		if (candidate == current)
 			continue;
-		StoreExec("SELECT 1 FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-				  1, types, values, NULL, false);
+		ModelStoreExec("SELECT 1 FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					   1, types, values, NULL, false);
 		if (SPI_processed > 0)
 			return candidate;
 	}
@@ -375,26 +381,26 @@ StoreRollbackTarget(int32 current)
 Datum
 rollback_model(PG_FUNCTION_ARGS)
 {
-	StoreSession st;
-	char	   *reason = StoreTextArg(fcinfo, 0);
+	ModelStoreSession st;
+	char	   *reason = ModelStoreTextArg(fcinfo, 0);
 	int32		current;
 	int32		target;
 	Datum		result;
 
-	StoreBegin(&st);
-	StoreLockDeployments();
-	current = StoreDeployedVersion();
-	target = StoreRollbackTarget(current);
+	ModelStoreBegin(&st);
+	ModelStoreLockDeployments();
+	current = ModelStoreDeployedVersion();
+	target = ModelStoreRollbackTarget(current);
 	if (target == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("there is no earlier deployed model version to roll back to"),
 				 errdetail("The deployment history (icpml.deployments) holds no stored version deployed before the current state."),
 				 errhint("Deploy a version with icpml.deploy_model(version => ...), or return to the rules with icpml.undeploy_model().")));
-	StoreValidateForDeploy(target);
-	StoreSwitch(target, current, "rollback", reason, st.caller);
-	result = StoreResultRow(fcinfo, &st);
-	StoreEnd(&st);
+	ModelStoreValidateForDeploy(target);
+	ModelStoreSwitch(target, current, "rollback", reason, st.caller);
+	result = ModelStoreResultRow(fcinfo, &st);
+	ModelStoreEnd(&st);
 
 	PG_RETURN_DATUM(result);
 }
@@ -406,23 +412,23 @@ rollback_model(PG_FUNCTION_ARGS)
 Datum
 undeploy_model(PG_FUNCTION_ARGS)
 {
-	StoreSession st;
-	char	   *reason = StoreTextArg(fcinfo, 0);
+	ModelStoreSession st;
+	char	   *reason = ModelStoreTextArg(fcinfo, 0);
 	int32		current;
 	Datum		result = (Datum) 0;
 
-	StoreBegin(&st);
-	StoreLockDeployments();
-	current = StoreDeployedVersion();
+	ModelStoreBegin(&st);
+	ModelStoreLockDeployments();
+	current = ModelStoreDeployedVersion();
 	if (current != 0)
 	{
-		StoreSwitch(0, current, "undeploy", reason, st.caller);
-		result = StoreResultRow(fcinfo, &st);
+		ModelStoreSwitch(0, current, "undeploy", reason, st.caller);
+		result = ModelStoreResultRow(fcinfo, &st);
 	}
 	else
 		ereport(NOTICE,
 				(errmsg("no model is deployed; scoring already uses the rules")));
-	StoreEnd(&st);
+	ModelStoreEnd(&st);
 
 	if (current == 0)
 		PG_RETURN_NULL();
@@ -433,46 +439,46 @@ undeploy_model(PG_FUNCTION_ARGS)
 Datum
 delete_model(PG_FUNCTION_ARGS)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	int32		version;
 	char	   *status;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
 
-	version = StoreVersionArg(fcinfo);
+	version = ModelStoreVersionArg(fcinfo);
 	values[0] = Int32GetDatum(version);
 
-	StoreBegin(&st);
-	StoreLockDeployments();
-	StoreLockVersion(version);
+	ModelStoreBegin(&st);
+	ModelStoreLockDeployments();
+	ModelStoreLockVersion(version);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (strcmp(status, "deployed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("model version %d is deployed and cannot be deleted", version),
 				 errhint("Deploy another version with icpml.deploy_model(version => ...) or return to the rules with icpml.undeploy_model() first.")));
-	StoreExec("DELETE FROM icpml.models WHERE version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
-	StoreEnd(&st);
+	ModelStoreExec("DELETE FROM icpml.models WHERE version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
+	ModelStoreEnd(&st);
 
 	PG_RETURN_VOID();
 }
 
 /* True when x is a usable AUC (not NULL/NaN). */
 static inline bool
-StoreHasAuc(double x)
+ModelStoreHasAuc(double x)
 {
 	return !isnan(x);
 }
 
 /*
- * Apply a deploy policy to a stored version (see model.h).  *reason (when
+ * Apply a deploy policy to a stored version (see model_store.h).  *reason (when
  * not NULL) receives what was compared, with the figures, allocated in
  * TopTransactionContext.
  */
 bool
 ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	double		auc,
 				rules_auc,
 				current_auc = get_float8_nan();
@@ -489,20 +495,20 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 				 errmsg("unknown deploy policy \"%s\"", policy ? policy : "(null)"),
 				 errhint("Use 'best' (deploy if cross-validation beats the deployed model, or the rules), 'always' or 'never'.")));
 
-	StoreBegin(&st);
-	StoreLockDeployments();
-	StoreLockVersion(version);
-	auc = StoreGetFloat8(2);
-	rules_auc = StoreGetFloat8(3);
-	current = StoreDeployedVersion();
+	ModelStoreBegin(&st);
+	ModelStoreLockDeployments();
+	ModelStoreLockVersion(version);
+	auc = ModelStoreGetFloat8(2);
+	rules_auc = ModelStoreGetFloat8(3);
+	current = ModelStoreDeployedVersion();
 	if (current != 0 && current != version)
 	{
 		Oid			types[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(current)};
 
-		StoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
-				  1, types, values, NULL, false);
-		current_auc = StoreGetFloat8(2);
+		ModelStoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
+					   1, types, values, NULL, false);
+		current_auc = ModelStoreGetFloat8(2);
 	}
 
 	/*
@@ -528,7 +534,7 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 			? psprintf("policy always: deployed version %d in place of version %d", version, current)
 			: psprintf("policy always: deployed version %d in place of the rules", version);
 	}
-	else if (!StoreHasAuc(auc))
+	else if (!ModelStoreHasAuc(auc))
 	{
 		deploy = false;
 		why = psprintf("policy best: version %d has no cross-validated ROC AUC to compare; not deployed",
@@ -536,7 +542,7 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 	}
 	else if (current != 0)
 	{
-		if (!StoreHasAuc(current_auc))
+		if (!ModelStoreHasAuc(current_auc))
 		{
 			deploy = true;
 			why = psprintf("policy best: deployed version %d has no cross-validated ROC AUC; deployed version %d (CV ROC AUC %.4f)",
@@ -551,7 +557,7 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 						   : psprintf("version %d not deployed", version));
 		}
 	}
-	else if (!StoreHasAuc(rules_auc))
+	else if (!ModelStoreHasAuc(rules_auc))
 	{
 		deploy = true;
 		why = psprintf("policy best: no model deployed and no rules baseline on these folds; deployed version %d (CV ROC AUC %.4f)",
@@ -569,10 +575,10 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 
 	if (deploy)
 	{
-		StoreValidateForDeploy(version);
-		StoreSwitch(version, current, "deploy", why, st.caller);
+		ModelStoreValidateForDeploy(version);
+		ModelStoreSwitch(version, current, "deploy", why, st.caller);
 	}
-	StoreEnd(&st);
+	ModelStoreEnd(&st);
 
 	if (reason)
 		*reason = why;
@@ -590,13 +596,13 @@ apply_deploy_policy(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	const char *reason = NULL;
-	int32		version = StoreVersionArg(fcinfo);
+	int32		version = ModelStoreVersionArg(fcinfo);
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "apply_deploy_policy called in a wrong context (please report a bug)");
 
 	values[0] = BoolGetDatum(ModelStoreApplyPolicy(version,
-												   StoreTextArg(fcinfo, 1), &reason));
+												   ModelStoreTextArg(fcinfo, 1), &reason));
 	values[1] = CStringGetTextDatum(reason);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
@@ -605,7 +611,7 @@ apply_deploy_policy(PG_FUNCTION_ARGS)
 int32
 ModelStoreInsert(ModelRecord *rec)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	Oid			types[18] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
 		JSONBOID, JSONBOID, INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID,
 	FLOAT8ARRAYOID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID};
@@ -655,23 +661,23 @@ ModelStoreInsert(ModelRecord *rec)
 #undef STORE_TEXT
 #undef STORE_JSONB
 
-	StoreBegin(&st);
+	ModelStoreBegin(&st);
 	(void) CatalogRelid("models");
-	StoreExec("INSERT INTO icpml.models (created_by, relation, key_column, label_column, model,"
-			  " spec, params, metrics, n_rows, n_positive, seed, data_fingerprint,"
-			  " xgboost_version, score_cutoffs, high_min_score, medium_min_score,"
-			  " cv_roc_auc, rules_cv_roc_auc)"
-			  " VALUES (CAST($1 AS pg_catalog.name), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-			  " $12, $13, $14, $15, $16, $17, $18) RETURNING version",
-			  18, types, values, nulls, false);
-	version = StoreGetInt32(0, 1, &isnull);
-	StoreEnd(&st);
+	ModelStoreExec("INSERT INTO icpml.models (created_by, relation, key_column, label_column, model,"
+				   " spec, params, metrics, n_rows, n_positive, seed, data_fingerprint,"
+				   " xgboost_version, score_cutoffs, high_min_score, medium_min_score,"
+				   " cv_roc_auc, rules_cv_roc_auc)"
+				   " VALUES (CAST($1 AS pg_catalog.name), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+				   " $12, $13, $14, $15, $16, $17, $18) RETURNING version",
+				   18, types, values, nulls, false);
+	version = ModelStoreGetInt32(0, 1, &isnull);
+	ModelStoreEnd(&st);
 
 	rec->version = version;
 	return version;
 }
 
-#define STORE_LOAD_COLUMNS \
+#define MODEL_STORE_LOAD_COLUMNS \
 	"SELECT m.version, m.model, m.spec, m.label_column, m.params, m.metrics, m.n_rows," \
 	" m.n_positive, m.seed, m.data_fingerprint, m.xgboost_version, m.score_cutoffs," \
 	" m.high_min_score, m.medium_min_score, m.cv_roc_auc, m.rules_cv_roc_auc" \
@@ -679,7 +685,7 @@ ModelStoreInsert(ModelRecord *rec)
 
 /* Text column of result row 0 copied into the current context, or NULL. */
 static char *
-StoreGetText(int att)
+ModelStoreGetText(int att)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
@@ -689,7 +695,7 @@ StoreGetText(int att)
 
 /* Jsonb column of result row 0 copied into the current context, or NULL. */
 static Jsonb *
-StoreGetJsonb(int att)
+ModelStoreGetJsonb(int att)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, att, &isnull);
@@ -699,7 +705,7 @@ StoreGetJsonb(int att)
 
 /* Build a ModelRecord (in the caller's context) from the row in SPI_tuptable. */
 static ModelRecord *
-StoreRecordFromRow(StoreSession *st)
+ModelStoreRecordFromRow(ModelStoreSession *st)
 {
 	HeapTuple	tup = SPI_tuptable->vals[0];
 	TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -726,17 +732,17 @@ StoreRecordFromRow(StoreSession *st)
 	spec = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
 	rec->spec_json = spec;
 	rec->spec = SpecFromJsonb(spec);
-	rec->label = StoreGetText(4);
-	rec->params = StoreGetJsonb(5);
-	rec->metrics = StoreGetJsonb(6);
+	rec->label = ModelStoreGetText(4);
+	rec->params = ModelStoreGetJsonb(5);
+	rec->metrics = ModelStoreGetJsonb(6);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	rec->n_rows = isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 8, &isnull);
 	rec->n_positive = isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	rec->seed = isnull ? 0 : DatumGetInt32(d);
-	rec->fingerprint = StoreGetText(10);
-	rec->xgboost_version = StoreGetText(11);
+	rec->fingerprint = ModelStoreGetText(10);
+	rec->xgboost_version = ModelStoreGetText(11);
 
 	d = SPI_getbinval(tup, desc, 12, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(d), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
@@ -752,8 +758,8 @@ StoreRecordFromRow(StoreSession *st)
 
 	rec->high_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
 	rec->medium_min_score = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
-	rec->cv_auc = StoreGetFloat8(15);
-	rec->rules_cv_auc = StoreGetFloat8(16);
+	rec->cv_auc = ModelStoreGetFloat8(15);
+	rec->rules_cv_auc = ModelStoreGetFloat8(16);
 
 	MemoryContextSwitchTo(old);
 	return rec;
@@ -766,16 +772,16 @@ StoreRecordFromRow(StoreSession *st)
 ModelRecord *
 ModelStoreLoadDeployed(void)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	ModelRecord *rec = NULL;
 
-	StoreBegin(&st);
+	ModelStoreBegin(&st);
 	(void) CatalogRelid("models");
 	(void) CatalogRelid("deployments");
-	StoreExec(STORE_LOAD_COLUMNS "WHERE m.status OPERATOR(pg_catalog.=) 'deployed'", 0, NULL, NULL, NULL, true);
+	ModelStoreExec(MODEL_STORE_LOAD_COLUMNS "WHERE m.status OPERATOR(pg_catalog.=) 'deployed'", 0, NULL, NULL, NULL, true);
 	if (SPI_processed > 0)
-		rec = StoreRecordFromRow(&st);
-	StoreEnd(&st);
+		rec = ModelStoreRecordFromRow(&st);
+	ModelStoreEnd(&st);
 	return rec;
 }
 
@@ -783,22 +789,22 @@ ModelStoreLoadDeployed(void)
 ModelRecord *
 ModelStoreLoad(int32 version)
 {
-	StoreSession st;
+	ModelStoreSession st;
 	ModelRecord *rec;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(version)};
 
-	StoreBegin(&st);
+	ModelStoreBegin(&st);
 	(void) CatalogRelid("models");
 	/* not read-only: a version inserted earlier in this transaction is seen */
-	StoreExec(STORE_LOAD_COLUMNS "WHERE m.version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
+	ModelStoreExec(MODEL_STORE_LOAD_COLUMNS "WHERE m.version OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("model version %d does not exist", version),
 				 errhint("List the stored versions with SELECT * FROM icpml.list_models().")));
-	rec = StoreRecordFromRow(&st);
-	StoreEnd(&st);
+	rec = ModelStoreRecordFromRow(&st);
+	ModelStoreEnd(&st);
 	return rec;
 }
 
@@ -812,7 +818,7 @@ ModelStoreInvalid(const ModelRecord *rec, const char *problem)
 			 errhint("The stored model or its spec was edited, truncated or mixed with another model's; deploy another version or retrain.")));
 }
 
-/* The gate every stored model passes before it scores (see model.h). */
+/* The gate every stored model passes before it scores (see model_store.h). */
 void
 ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
 				   TreeModel **tree_out)
@@ -892,4 +898,82 @@ ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
 		*tree_out = tree;
 	else
 		TreeModelFree(tree);
+}
+
+/*
+ * verify_model(version integer DEFAULT NULL → the deployed one, rows integer DEFAULT 10000)
+ * → (version, n_rows, n_trees, max_abs_margin_diff, max_abs_contrib_diff,
+ *    max_abs_probability_diff, max_abs_shap_sum_diff)
+ */
+Datum
+verify_model(PG_FUNCTION_ARGS)
+{
+	int32		rows = PG_ARGISNULL(1) ? 10000 : PG_GETARG_INT32(1);
+	ModelRecord *rec;
+	XgbBooster *booster;
+	TreeModel  *tree;
+	TupleDesc	desc;
+	char	   *relation;
+	StringInfoData sql;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	float	   *X;
+	int64		n,
+				i;
+	int			nf;
+	TreeVerifyResult res;
+	Datum		values[7];
+	bool		nulls[7] = {false};
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	if (rows < 1 || rows > 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rows must be between 1 and 1000000")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "verify_model must return a composite type (please report a bug)");
+
+	rec = PG_ARGISNULL(0) ? ModelStoreLoadDeployed() : ModelStoreLoad(PG_GETARG_INT32(0));
+	if (rec == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no model is deployed"),
+				 errhint("Pass a version: SELECT * FROM icpml.verify_model(version => 1).")));
+	nf = rec->spec->nfeatures;
+	ModelStoreValidate(rec, false, &booster, &tree);
+	relation = RelationResolveStored(rec->spec->relation, rec->version);
+
+	SPI_connect();
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT f.%s::pg_catalog.int8, %s FROM %s AS f LIMIT $1",
+					 quote_identifier(rec->spec->key), SpecSelectList(rec->spec, "f"),
+					 relation);
+	arg = Int32GetDatum(rows);
+	if (SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the model's relation failed");
+	n = (int64) SPI_processed;
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("relation %s has no rows to verify model version %d on",
+						relation, rec->version)));
+
+	X = MemoryContextAlloc(callcxt, sizeof(float) * n * Max(nf, 1));
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		SpecEncodeRow(rec->spec, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, X + i * nf);
+	}
+	SPI_finish();
+
+	TreeVerify(booster, tree, X, n, nf, Min(n, 300), &res);
+
+	values[0] = Int32GetDatum(rec->version);
+	values[1] = Int64GetDatum(res.n_rows);
+	values[2] = Int32GetDatum(res.n_trees);
+	values[3] = Float8GetDatum(res.max_margin_diff);
+	values[4] = Float8GetDatum(res.max_contrib_diff);
+	values[5] = Float8GetDatum(res.max_probability_diff);
+	values[6] = Float8GetDatum(res.max_shap_sum_diff);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

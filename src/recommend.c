@@ -57,20 +57,21 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
-#include "utils/memutils.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "icpml.h"
 #include "bandit.h"
+#include "catalog.h"
 #include "context.h"
 #include "experiments.h"
+#include "icpml.h"
+#include "policy.h"
+#include "recommend.h"
 #include "relation.h"
 #include "rules.h"
 #include "signals.h"
-#include "policy.h"
-#include "recommend.h"
 #include "spi_scan.h"
 
 #define RECOMMEND_MAX_CANDIDATES 5000
@@ -514,7 +515,7 @@ RecommendPageRow(TupleTableSlot *slot, void *arg)
 	r->probability = slot->tts_isnull[1] ? 0.0 : DatumGetFloat8(slot->tts_values[1]);
 	if (isnan(r->probability))
 		r->probability = 0.0;
-	r->icp_score = IcpScoreFromProbability(r->probability);
+	r->icp_score = IcpmlScoreFromProbability(r->probability);
 	r->priority = NULL;			/* read for the listed rows only */
 	r->own_best = -1;
 	r->size_band = -1;

@@ -27,12 +27,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "factors.h"
 #include "icpml.h"
 #include "rules.h"
 #include "signals.h"
 
-const RelationColumn RuleColumns[RULE_NCOLUMNS] = {
+const RelationColumn RulesColumns[RULE_NCOLUMNS] = {
 	{"engineering_role_count", FLOAT8OID},
 	{"has_open_engineering_roles", BOOLOID},
 	{"total_open_roles", FLOAT8OID},
@@ -43,7 +44,7 @@ const RelationColumn RuleColumns[RULE_NCOLUMNS] = {
 	{"tech_stack", TEXTARRAYOID},
 };
 
-static const char *const RuleFactorNames[RULE_NFACTORS] = {
+static const char *const RulesFactorNames[RULE_NFACTORS] = {
 	"engineering_roles",
 	"open_engineering_roles",
 	"total_open_roles",
@@ -54,8 +55,8 @@ static const char *const RuleFactorNames[RULE_NFACTORS] = {
 	"tech_stack_alignment",
 };
 
-/* Which RuleColumns entry feeds each factor (for the "value" in factors). */
-static const int RuleFactorColumn[RULE_NFACTORS] = {0, 1, 2, 3, 4, 6, 5, 7};
+/* Which RulesColumns entry feeds each factor (for the "value" in factors). */
+static const int RulesFactorColumn[RULE_NFACTORS] = {0, 1, 2, 3, 4, 6, 5, 7};
 
 typedef struct RulesConfig
 {
@@ -69,7 +70,7 @@ typedef struct RulesConfig
 
 static RulesConfig rules_config;
 static MemoryContext rules_cxt = NULL;
-static RelationReader rules_reader = {RuleColumns, RULE_NCOLUMNS};
+static RelationReader rules_reader = {RulesColumns, RULE_NCOLUMNS};
 
 /* Invalidation hook: reload the configuration on next use. */
 static void
@@ -117,7 +118,7 @@ RulesLoadConfig(void)
 			continue;
 		}
 		for (f = 0; f < RULE_NFACTORS; f++)
-			if (strcmp(factor, RuleFactorNames[f]) == 0)
+			if (strcmp(factor, RulesFactorNames[f]) == 0)
 				cfg.weight[f] = w;
 	}
 
@@ -250,11 +251,11 @@ RulesProbability(Datum *values, bool *nulls, double *contrib)
 	return 1.0 / (1.0 + exp(-logit));
 }
 
-/* Append the raw input of RuleColumns[col] as a JSON value. */
+/* Append the raw input of RulesColumns[col] as a JSON value. */
 static void
 RulesAppendValue(StringInfo buf, Datum value, bool isnull, int col)
 {
-	Oid			type = RuleColumns[col].type;
+	Oid			type = RulesColumns[col].type;
 
 	if (isnull)
 		appendStringInfoString(buf, "null");
@@ -301,11 +302,11 @@ RulesAppendValue(StringInfo buf, Datum value, bool isnull, int col)
 	}
 }
 
-/* Push the raw input of RuleColumns[col] into a factors jsonb (as RulesAppendValue renders it). */
+/* Push the raw input of RulesColumns[col] into a factors jsonb (as RulesAppendValue renders it). */
 static void
 RulesPushValue(FactorsBuilder *fb, Datum value, bool isnull, int col)
 {
-	Oid			type = RuleColumns[col].type;
+	Oid			type = RulesColumns[col].type;
 
 	if (isnull)
 		FactorsValueNull(fb);
@@ -334,7 +335,7 @@ RulesPushValue(FactorsBuilder *fb, Datum value, bool isnull, int col)
 	}
 }
 
-/* Score a feature tuple (key + RuleColumns) into *out. */
+/* Score a feature tuple (key + RulesColumns) into *out. */
 void
 RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 {
@@ -353,7 +354,7 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 
 	out->found = true;
 	out->probability = RulesProbability(values, nulls, contrib);
-	out->score = IcpScoreFromProbability(out->probability);
+	out->score = IcpmlScoreFromProbability(out->probability);
 	out->priority = out->score >= rules_config.high_min_score ? "high" :
 		out->score >= rules_config.medium_min_score ? "medium" : "low";
 	out->model = "rules";
@@ -373,9 +374,9 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 	for (i = 0; i < Min(n, icpml_top_factors); i++)
 	{
 		int			fct = order[i];
-		int			col = RuleFactorColumn[fct];
+		int			col = RulesFactorColumn[fct];
 
-		FactorsItemBegin(&fb, RuleFactorNames[fct]);
+		FactorsItemBegin(&fb, RulesFactorNames[fct]);
 		RulesPushValue(&fb, values[col], nulls[col], col);
 		FactorsItemEnd(&fb, contrib[fct]);
 	}
@@ -397,11 +398,11 @@ RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names, char **va
 	for (i = 0; i < RULE_NFACTORS; i++)
 	{
 		StringInfoData buf;
-		int			col = RuleFactorColumn[i];
+		int			col = RulesFactorColumn[i];
 
 		initStringInfo(&buf);
 		RulesAppendValue(&buf, v[col], n[col], col);
-		names[i] = RuleFactorNames[i];
+		names[i] = RulesFactorNames[i];
 		values[i] = strcmp(buf.data, "null") == 0 ? NULL : buf.data;
 	}
 	return rules_config.bias;

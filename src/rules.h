@@ -24,21 +24,21 @@ typedef enum RuleFactor
 
 /* The feature columns the rules read, in RuleFactor-independent order. */
 #define RULE_NCOLUMNS 8
-extern const RelationColumn RuleColumns[RULE_NCOLUMNS];
+extern const RelationColumn RulesColumns[RULE_NCOLUMNS];
 
 /*
- * Score one feature row laid out as RuleColumns (values[0..7], nulls[0..7]).
+ * Score one feature row laid out as RulesColumns (values[0..7], nulls[0..7]).
  * Returns the probability; fills contrib[RULE_NFACTORS] (logit units, 0 for
  * missing inputs) when not NULL.
  */
 extern double RulesProbability(Datum *values, bool *nulls, double *contrib);
 
-/* Fill *out from a row whose column 0 is the key and 1..8 RuleColumns;
+/* Fill *out from a row whose column 0 is the key and 1..8 RulesColumns;
  * out->factors stays NULL unless `factors`. */
 extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors);
 
 /*
- * Every factor of one row (key + RuleColumns): names, raw values as JSON
+ * Every factor of one row (key + RulesColumns): names, raw values as JSON
  * text and contributions (logit units).  Returns the bias.
  */
 extern double RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names,

@@ -8,7 +8,7 @@
  * indistinguishable from an unknown one), and nothing is written, so they
  * work on a hot standby.
  *
- * A Scorer hides which model scores: the deployed XGBoost model (through
+ * A ScoreSource hides which model scores: the deployed XGBoost model (through
  * the backend's model cache, evaluated natively) or, when none is
  * deployed, the rules.  score_all() runs the same scorer over every row
  * with a cursor and replaces icpml.account_scores as the extension owner.
@@ -29,9 +29,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "icpml.h"
-#include "relation.h"
 #include "model_cache.h"
+#include "relation.h"
 #include "rules.h"
 
 #define ICP_RESULT_NATTS 8
@@ -43,15 +44,15 @@ PG_FUNCTION_INFO_V1(explain_icp_score);
 PG_FUNCTION_INFO_V1(prewarm);
 
 /* The deployed model, or the rules when none is deployed. */
-typedef struct Scorer
+typedef struct ScoreSource
 {
 	ModelCache *model;
 	RelationReader *rules;
-} Scorer;
+} ScoreSource;
 
 /* Pick the scorer (inside SPI_connect). */
 static void
-ScorerInit(Scorer *sc)
+ScoreInit(ScoreSource *sc)
 {
 	sc->model = ModelCacheGet();
 	sc->rules = sc->model ? NULL : RulesReader();
@@ -59,21 +60,21 @@ ScorerInit(Scorer *sc)
 
 /* The plan reading features for the chosen scorer. */
 static SPIPlanPtr
-ScorerPlan(Scorer *sc, RelationScope scope)
+ScorePlan(ScoreSource *sc, RelationScope scope)
 {
 	return sc->model ? ModelCachePlan(sc->model, scope) : RelationReaderPlan(sc->rules, scope);
 }
 
-/* Relation the scorer reads, for messages (after ScorerPlan). */
+/* Relation the scorer reads, for messages (after ScorePlan). */
 static const char *
-ScorerRelation(Scorer *sc)
+ScoreRelation(ScoreSource *sc)
 {
 	return sc->model ? ModelCacheRelation(sc->model) : sc->rules->relation_display;
 }
 
-/* Score one feature row read with ScorerPlan. */
+/* Score one feature row read with ScorePlan. */
 static void
-ScorerScoreTuple(Scorer *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
+ScoreTuple(ScoreSource *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 {
 	if (sc->model)
 		ModelCacheScoreTuple(sc->model, tuple, desc, out, factors);
@@ -83,12 +84,12 @@ ScorerScoreTuple(Scorer *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, boo
 
 /* ERROR for a feature relation with two rows for one key. */
 static void
-ScorerDuplicateKey(Scorer *sc, int64 key)
+ScoreDuplicateKey(ScoreSource *sc, int64 key)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_CARDINALITY_VIOLATION),
 			 errmsg("feature relation %s has more than one row for account " INT64_FORMAT,
-					ScorerRelation(sc), key),
+					ScoreRelation(sc), key),
 			 errhint("The feature relation must hold one row per account; make its key unique.")));
 }
 
@@ -97,10 +98,10 @@ ScorerDuplicateKey(Scorer *sc, int64 key)
  * an unknown (or hidden) account or a duplicated key is an ERROR.
  */
 static void
-ScorerReadOne(Scorer *sc, int64 account_id)
+ScoreReadOne(ScoreSource *sc, int64 account_id)
 {
 	Datum		arg = Int64GetDatum(account_id);
-	int			ret = SPI_execute_plan(ScorerPlan(sc, RELATION_ONE), &arg, NULL, true, 2);
+	int			ret = SPI_execute_plan(ScorePlan(sc, RELATION_ONE), &arg, NULL, true, 2);
 
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
@@ -108,10 +109,10 @@ ScorerReadOne(Scorer *sc, int64 account_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
-						ScorerRelation(sc)),
+						ScoreRelation(sc)),
 				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
 	if (SPI_processed > 1)
-		ScorerDuplicateKey(sc, account_id);
+		ScoreDuplicateKey(sc, account_id);
 }
 
 /* Form an icpml.icp_score_result tuple from an IcpScore. */
@@ -157,7 +158,7 @@ icp_score(PG_FUNCTION_ARGS)
 {
 	int64		account_id = PG_GETARG_INT64(0);
 	TupleDesc	desc;
-	Scorer		sc;
+	ScoreSource	sc;
 	IcpScore	s;
 	HeapTuple	result;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -168,13 +169,13 @@ icp_score(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 
 	SPI_connect();
-	ScorerInit(&sc);
-	ScorerReadOne(&sc, account_id);
+	ScoreInit(&sc);
+	ScoreReadOne(&sc, account_id);
 
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
 
-		ScorerScoreTuple(&sc, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s, true);
+		ScoreTuple(&sc, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s, true);
 		result = ScoreFormTuple(desc, &s);
 		MemoryContextSwitchTo(spicxt);
 	}
@@ -203,7 +204,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 	bool	   *enulls;
 	int			n,
 				i;
-	Scorer		sc;
+	ScoreSource	sc;
 	SPIPlanPtr	plan;
 	Datum		arg;
 	int			ret;
@@ -233,8 +234,8 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	SPI_connect();
-	ScorerInit(&sc);
-	plan = ScorerPlan(&sc, RELATION_MANY);
+	ScoreInit(&sc);
+	plan = ScorePlan(&sc, RELATION_MANY);
 	arg = PointerGetDatum(ids);
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -256,7 +257,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		ScoreHashEntry *e = hash_search(rows, &key, HASH_ENTER, &found);
 
 		if (found)
-			ScorerDuplicateKey(&sc, key);
+			ScoreDuplicateKey(&sc, key);
 		e->row = i;
 	}
 
@@ -286,7 +287,7 @@ icp_score_batch(PG_FUNCTION_ARGS)
 		e = hash_search(rows, &s.account_id, HASH_FIND, NULL);
 		oldcxt = MemoryContextSwitchTo(rowcxt);
 		if (e)
-			ScorerScoreTuple(&sc, tuptable->vals[e->row], tuptable->tupdesc, &s, true);
+			ScoreTuple(&sc, tuptable->vals[e->row], tuptable->tupdesc, &s, true);
 		tuplestore_puttuple(rsinfo->setResult, ScoreFormTuple(rsinfo->setDesc, &s));
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(rowcxt);
@@ -359,7 +360,7 @@ Datum
 score_all(PG_FUNCTION_ARGS)
 {
 	int32		batch_size = PG_GETARG_INT32(0);
-	Scorer		sc;
+	ScoreSource	sc;
 	Portal		portal;
 	SPIPlanPtr	upsert;
 	SPIPlanPtr	prune;
@@ -383,7 +384,7 @@ score_all(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	(void) CatalogRelid("account_scores");
-	ScorerInit(&sc);
+	ScoreInit(&sc);
 
 	/* prepared as the owner, under the pinned search_path it runs with */
 	CatalogSwitchToOwner(&owner);
@@ -401,7 +402,7 @@ score_all(PG_FUNCTION_ARGS)
 	if (upsert == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
-	portal = SPI_cursor_open(NULL, ScorerPlan(&sc, RELATION_ALL), NULL, NULL, true);
+	portal = SPI_cursor_open(NULL, ScorePlan(&sc, RELATION_ALL), NULL, NULL, true);
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml score_all batch",
 									 ALLOCSET_DEFAULT_SIZES);
 	ids = palloc(sizeof(Datum) * batch_size);
@@ -430,7 +431,7 @@ score_all(PG_FUNCTION_ARGS)
 		{
 			IcpScore	s;
 
-			ScorerScoreTuple(&sc, tuptable->vals[i], tuptable->tupdesc, &s, false);
+			ScoreTuple(&sc, tuptable->vals[i], tuptable->tupdesc, &s, false);
 			ids[i] = Int64GetDatum(s.account_id);
 			scores[i] = Int32GetDatum(s.score);
 			priorities[i] = CStringGetTextDatum(s.priority);
@@ -464,8 +465,8 @@ score_all(PG_FUNCTION_ARGS)
 
 /* One row of explain_icp_score's result. */
 static void
-ExplainPut(ReturnSetInfo *rsinfo, const char *feature, const char *value,
-		   double contribution, const char *method)
+ScoreExplainPut(ReturnSetInfo *rsinfo, const char *feature, const char *value,
+				double contribution, const char *method)
 {
 	Datum		values[4];
 	bool		nulls[4] = {false, value == NULL, false, false};
@@ -489,7 +490,7 @@ explain_icp_score(PG_FUNCTION_ARGS)
 {
 	int64		account_id = PG_GETARG_INT64(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Scorer		sc;
+	ScoreSource	sc;
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -499,8 +500,8 @@ explain_icp_score(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	SPI_connect();
-	ScorerInit(&sc);
-	ScorerReadOne(&sc, account_id);
+	ScoreInit(&sc);
+	ScoreReadOne(&sc, account_id);
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	spicxt = MemoryContextSwitchTo(callcxt);
@@ -519,9 +520,9 @@ explain_icp_score(PG_FUNCTION_ARGS)
 			elog(ERROR, "XGBoost returned %llu contributions for %d features (please report a bug)",
 				 (unsigned long long) len, spec->nfeatures);
 		for (i = 0; i < spec->nfeatures; i++)
-			ExplainPut(rsinfo, spec->feature_names[i],
-					   ModelCacheFeatureValue(sc.model, i, row[i]), shap[i], "tree_shap");
-		ExplainPut(rsinfo, "(bias)", NULL, shap[spec->nfeatures], "tree_shap");
+			ScoreExplainPut(rsinfo, spec->feature_names[i],
+							ModelCacheFeatureValue(sc.model, i, row[i]), shap[i], "tree_shap");
+		ScoreExplainPut(rsinfo, "(bias)", NULL, shap[spec->nfeatures], "tree_shap");
 	}
 	else
 	{
@@ -531,8 +532,8 @@ explain_icp_score(PG_FUNCTION_ARGS)
 		double		bias = RulesExplainTuple(tuple, desc, names, values, contrib);
 
 		for (i = 0; i < RULE_NFACTORS; i++)
-			ExplainPut(rsinfo, names[i], values[i], contrib[i], "rule_weights");
-		ExplainPut(rsinfo, "(bias)", NULL, bias, "rule_weights");
+			ScoreExplainPut(rsinfo, names[i], values[i], contrib[i], "rule_weights");
+		ScoreExplainPut(rsinfo, "(bias)", NULL, bias, "rule_weights");
 	}
 	MemoryContextSwitchTo(spicxt);
 	SPI_finish();
@@ -548,12 +549,12 @@ explain_icp_score(PG_FUNCTION_ARGS)
 Datum
 prewarm(PG_FUNCTION_ARGS)
 {
-	Scorer		sc;
+	ScoreSource	sc;
 	char	   *what;
 
 	SPI_connect();
-	ScorerInit(&sc);
-	(void) ScorerPlan(&sc, RELATION_ONE);
+	ScoreInit(&sc);
+	(void) ScorePlan(&sc, RELATION_ONE);
 	what = sc.model ? psprintf("xgboost v%d", ModelCacheVersion(sc.model)) : "rules";
 	what = MemoryContextStrdup(TopTransactionContext, what);
 	SPI_finish();

@@ -3,7 +3,7 @@
  * jsonb round trip (icpml.models.spec), the SQL select list that reads a
  * row for it, and the encoder of one row into the model's float vector.
  *
- * Column kinds (see model.h for the encoding):
+ * Column kinds (see spec.h for the encoding):
  *   numeric      int2/int4/int8/float4/float8/numeric (and domains over them)
  *   boolean      bool
  *   categorical  text/varchar/char/enum: levels = the distinct values seen at
@@ -50,10 +50,9 @@
 #include "utils/rel.h"
 
 #include "icpml.h"
-#include "model.h"
+#include "relation.h"
 #include "signals.h"
 #include "spec.h"
-#include "relation.h"
 
 /* One level in byte order, with its position in SpecColumn.levels. */
 typedef struct SpecLevelRef
@@ -711,7 +710,7 @@ SpecFromJsonb(Jsonb *json)
 }
 
 /*
- * Check a parsed spec beyond its shape (see model.h): a relation name that
+ * Check a parsed spec beyond its shape (see spec.h): a relation name that
  * is a name, a key, at least one column, distinct non-empty column names,
  * and for categorical and tag columns 1 to 64 (32) distinct levels.
  */
@@ -772,7 +771,7 @@ SpecDigest(Jsonb *spec_json)
 	return hex;
 }
 
-/* SQL select list reading the spec's columns from `alias` (see model.h). */
+/* SQL select list reading the spec's columns from `alias` (see spec.h). */
 char *
 SpecSelectList(const FeatureSpec *spec, const char *alias)
 {
@@ -818,7 +817,7 @@ SpecSelectList(const FeatureSpec *spec, const char *alias)
 /* Rows of at most this many attributes are deformed on the stack. */
 #define SPEC_DEFORM_MAX 128
 
-/* Encode one row read with SpecSelectList into out[nfeatures] (see model.h). */
+/* Encode one row read with SpecSelectList into out[nfeatures] (see spec.h). */
 void
 SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 			  int firstatt, float *out)

@@ -1,12 +1,66 @@
 /*
- * spec.h — feature spec inference for training (the rest of the spec API
- * is declared in model.h).
+ * spec.h — a model's feature spec (spec.c): the columns of the relation it
+ * reads, their kinds and levels, inferred at training and stored with the
+ * model (icpml.models.spec), its validation and digest, and the encoding of
+ * a row into the model's float feature vector.
+ *
+ * Encoding of one relation row into a model's float feature vector
+ * (NaN = missing; NULL, NaN and +-Infinity inputs are all missing):
+ *   numeric      one feature, the value                       type "q"
+ *   boolean      one feature, 0/1                             type "i"
+ *   categorical  one feature, the level's index in levels[];  type "c"
+ *                an unseen level is missing
+ *   age_days     one feature, days from the date/timestamp    type "q"
+ *                to the transaction start (negative = future)
+ *   tags         text[]: one 0/1 feature per level in levels[] type "i"
+ *                (tokens lower-cased; NULL array = all missing)
  */
 #ifndef ICPML_SPEC_H
 #define ICPML_SPEC_H
 
-#include "model.h"
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+typedef enum SpecKind
+{
+	SPEC_NUMERIC,
+	SPEC_BOOLEAN,
+	SPEC_CATEGORICAL,
+	SPEC_AGE_DAYS,
+	SPEC_TAGS
+} SpecKind;
+
+typedef struct SpecColumn
+{
+	char	   *name;			/* column name in the relation */
+	SpecKind	kind;
+	int			nlevels;		/* categorical / tags */
+	char	  **levels;
+	int			first_feature;	/* index of its first model feature */
+	int			nfeatures;		/* 1, or nlevels for tags */
+} SpecColumn;
+
+typedef struct FeatureSpec
+{
+	char	   *relation;		/* schema-qualified, quoted: usable in SQL */
+	char	   *key;			/* key column (int8) */
+	int			ncolumns;
+	SpecColumn *columns;
+	int			nfeatures;
+	char	  **feature_names;	/* "col" or "col=level" for tags */
+	const char **feature_types; /* "q", "i", "c" per feature */
+	/*
+	 * spec.c's prepared level lookup (sorted levels for binary search),
+	 * built by SpecFromJsonb / SpecInfer, or by the first SpecEncodeRow in
+	 * the memory context that holds the (palloc'd) spec.  Others: leave it
+	 * NULL when building a spec by hand.
+	 */
+	struct SpecLookup *lookup;
+} FeatureSpec;
 
 /* categorical: at most this many levels, each seen at least SPEC_MIN_COUNT times */
 #define SPEC_MAX_CATEGORICAL_LEVELS 64
@@ -29,5 +83,27 @@ extern FeatureSpec *SpecInfer(Oid relid, const char *relation_display, const cha
 
 /* Fill nfeatures, feature names/types and the lookup from the columns. */
 extern void SpecFinish(FeatureSpec *spec);
+
+/* Serialise / parse a spec (the models.spec jsonb column). */
+extern Jsonb *SpecToJsonb(const FeatureSpec *spec);
+extern FeatureSpec *SpecFromJsonb(Jsonb *json);
+
+/* Beyond the shape SpecFromJsonb checks: names, distinct levels (ERROR data_corrupted). */
+extern void SpecValidate(const FeatureSpec *spec);
+
+/* md5 of a stored spec's canonical text; training saves it in the booster. */
+extern char *SpecDigest(Jsonb *spec_json);
+#define ICPML_SPEC_DIGEST_ATTR "icpml_spec_md5"
+
+/*
+ * SQL select list reading the spec's columns in order from alias `alias`,
+ * each cast so that SpecEncodeRow can read it (float8, bool, text, float8
+ * age in days, text[]).  Identifiers quoted; no caller text pasted.
+ */
+extern char *SpecSelectList(const FeatureSpec *spec, const char *alias);
+
+/* Encode one row: attributes firstatt .. firstatt+ncolumns-1 (1-based). */
+extern void SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
+						  int firstatt, float *out);
 
 #endif							/* ICPML_SPEC_H */

@@ -15,19 +15,19 @@
 
 #include "spi_scan.h"
 
-typedef struct ScanReceiver
+typedef struct SpiScanReceiver
 {
 	DestReceiver pub;
 	SpiRowCallback callback;
 	void	   *arg;
 	MemoryContext cxt;			/* the caller's context at SpiScan */
 	uint64		rows;
-} ScanReceiver;
+} SpiScanReceiver;
 
 static bool
-ScanReceive(TupleTableSlot *slot, DestReceiver *self)
+SpiScanReceive(TupleTableSlot *slot, DestReceiver *self)
 {
-	ScanReceiver *r = (ScanReceiver *) self;
+	SpiScanReceiver *r = (SpiScanReceiver *) self;
 	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
 	slot_getallattrs(slot);
@@ -38,17 +38,17 @@ ScanReceive(TupleTableSlot *slot, DestReceiver *self)
 }
 
 static void
-ScanStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
+SpiScanStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
 }
 
 static void
-ScanShutdown(DestReceiver *self)
+SpiScanShutdown(DestReceiver *self)
 {
 }
 
 static void
-ScanDestroy(DestReceiver *self)
+SpiScanDestroy(DestReceiver *self)
 {
 }
 
@@ -56,7 +56,7 @@ uint64
 SpiScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback, void *arg,
 		const char *what)
 {
-	ScanReceiver r;
+	SpiScanReceiver r;
 	SPIExecuteOptions options;
 	ParamListInfo params = NULL;
 	int			nargs = SPI_getargcount(plan);
@@ -64,10 +64,10 @@ SpiScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback, v
 				i;
 
 	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = ScanReceive;
-	r.pub.rStartup = ScanStartup;
-	r.pub.rShutdown = ScanShutdown;
-	r.pub.rDestroy = ScanDestroy;
+	r.pub.receiveSlot = SpiScanReceive;
+	r.pub.rStartup = SpiScanStartup;
+	r.pub.rShutdown = SpiScanShutdown;
+	r.pub.rDestroy = SpiScanDestroy;
 	r.pub.mydest = DestNone;	/* rows go to the callback, not to SPI */
 	r.callback = callback;
 	r.arg = arg;

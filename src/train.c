@@ -55,7 +55,7 @@
 
 #include "icpml.h"
 #include "metrics.h"
-#include "model.h"
+#include "model_store.h"
 #include "rules.h"
 #include "spec.h"
 #include "train.h"
@@ -115,8 +115,8 @@ TrainJsonMetrics(StringInfo buf, const MetricSet *mean, const MetricSet *per_fol
 	appendStringInfoChar(buf, '{');
 	for (i = 0; i < METRICS_NKEYS; i++)
 	{
-		appendStringInfo(buf, "%s\"%s\": ", i > 0 ? ", " : "", MetricNames[i]);
-		TrainJsonNumber(buf, MetricGet(mean, i));
+		appendStringInfo(buf, "%s\"%s\": ", i > 0 ? ", " : "", MetricsNames[i]);
+		TrainJsonNumber(buf, MetricsGet(mean, i));
 	}
 	if (per_fold)
 	{

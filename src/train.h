@@ -20,7 +20,7 @@
 #include "utils/jsonb.h"
 
 #include "metrics.h"
-#include "model.h"
+#include "spec.h"
 #include "xgb.h"
 
 /*

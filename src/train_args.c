@@ -117,9 +117,9 @@ TrainRelationHasRuleColumns(Oid relid)
 
 	for (i = 0; i < RULE_NCOLUMNS; i++)
 	{
-		AttrNumber	att = get_attnum(relid, RuleColumns[i].name);
+		AttrNumber	att = get_attnum(relid, RulesColumns[i].name);
 		Oid			from,
-					to = RuleColumns[i].type;
+					to = RulesColumns[i].type;
 
 		if (att == InvalidAttrNumber)
 			return false;

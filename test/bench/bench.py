@@ -280,7 +280,7 @@ def set_deployed(db, version):
 
 
 # ---------------------------------------------------------------------------
-# encoding a relation the way a model's spec does (src/model.h, src/spec.c)
+# encoding a relation the way a model's spec does (src/spec.h, src/spec.c)
 # ---------------------------------------------------------------------------
 
 def qident(name):

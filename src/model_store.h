@@ -1,0 +1,83 @@
+/*
+ * model_store.h — versioned ICP models in icpml.models and their
+ * deployment (model_store.c, the only code that touches icpml.models and
+ * icpml.deployments), and the validation every stored model passes before
+ * it scores.
+ */
+#ifndef ICPML_MODEL_STORE_H
+#define ICPML_MODEL_STORE_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+#include "spec.h"
+#include "tree.h"
+#include "xgb.h"
+
+#define ICPML_NSCORE_CUTOFFS 9
+
+typedef struct ModelRecord
+{
+	int32		version;		/* assigned by ModelStoreInsert */
+	char	   *blob;			/* XGBoost UBJSON */
+	size_t		bloblen;
+	FeatureSpec *spec;
+	Jsonb	   *spec_json;		/* the spec as stored (loaded records only) */
+	char	   *label;			/* label column trained on */
+	Jsonb	   *params;			/* XGBoost params + n_rounds, folds, seed */
+	Jsonb	   *metrics;		/* see train.c: cv (model, rules), roc, calibration, importance */
+	int64		n_rows;
+	int64		n_positive;
+	int32		seed;
+	char	   *fingerprint;	/* md5 over the training rows */
+	char	   *xgboost_version;
+	/* score = 1 + #{k : probability >= score_cutoffs[k]} */
+	double		score_cutoffs[ICPML_NSCORE_CUTOFFS];
+	int32		high_min_score; /* priority tiers on the 1..10 score */
+	int32		medium_min_score;
+	double		cv_auc;			/* mean CV ROC AUC: the deploy policy's yardstick */
+	double		rules_cv_auc;	/* the rules on the same folds, NaN when not applicable */
+} ModelRecord;
+
+/* Insert a new version (status 'trained'); returns its version number. */
+extern int32 ModelStoreInsert(ModelRecord *rec);
+
+/*
+ * Apply a deploy policy to a freshly inserted version: "always", "never",
+ * or "best" (deploy only if rec's cv_auc beats the deployed model's, or
+ * the rules' on the same folds when nothing is deployed).  Returns true if
+ * deployed.  Transactional: rolled back with the caller's transaction.
+ * *reason says what was compared, with the figures; it is allocated in
+ * TopTransactionContext (valid until the transaction ends).
+ */
+extern bool ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason);
+
+/*
+ * The deployed model, or NULL when none is (scoring then uses the rules).
+ * Reads as the extension owner; fills blob, spec, cutoffs, tiers, version.
+ */
+extern ModelRecord *ModelStoreLoadDeployed(void);
+
+/* Any stored version (for explain/verify); ERROR if unknown. */
+extern ModelRecord *ModelStoreLoad(int32 version);
+
+/* probing rows ModelStoreValidate compares the native evaluator and XGBoost on */
+#define MODEL_STORE_PROBE_ROWS 256
+
+/*
+ * Check a loaded model record: score cut-offs (no NaN or -Infinity,
+ * non-decreasing, finite ones in [0, 1]), the spec (SpecValidate), the blob
+ * (loads; as many features as the spec; the feature types and, for models
+ * trained by icpml 0.4.0 or later, the spec digest it was trained with
+ * match the stored spec), and the native compilation of its trees.  With
+ * `probe`, also compare the native evaluator with XGBoost on
+ * MODEL_STORE_PROBE_ROWS rows probing the model's own splits.  Any
+ * failure is an ERROR (data_corrupted) naming the version and the problem.
+ * The booster and the compiled trees are returned when asked for (in the
+ * current memory context).
+ */
+extern void ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
+							   TreeModel **tree_out);
+
+#endif							/* ICPML_MODEL_STORE_H */
