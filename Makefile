@@ -48,7 +48,13 @@ TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
-SHLIB_LINK = -lxgboost -lm
+# libxgboost is opened at run time by its soname (src/xgb.c), not linked: a
+# backend that only scores never loads it
+XGBOOST_SONAME := $(shell objdump -p "$$($(CC) -print-file-name=libxgboost.so)" 2>/dev/null | sed -n 's/^ *SONAME *//p')
+ifneq ($(XGBOOST_SONAME),)
+PG_CPPFLAGS += -DICPML_XGBOOST_LIBRARY='"$(XGBOOST_SONAME)"'
+endif
+SHLIB_LINK = -lm -ldl
 
 EXTRA_CLEAN = $(DATA_built)
 

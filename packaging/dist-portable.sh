@@ -10,7 +10,7 @@
 # patchelf (docker/build.sh builder-deps installs them).  Layout of the tarball:
 #   icpml-VERSION-pg15-linux-x86_64/
 #     install.sh            copies into the server's library and share directories
-#     lib/icpml.so          RUNPATH $ORIGIN/icpml-runtime
+#     lib/icpml.so          RUNPATH $ORIGIN/icpml-runtime (where it opens libxgboost)
 #     lib/icpml-runtime/    libxgboost.so.0 and every library it needs except glibc's
 #                           own, each with RUNPATH $ORIGIN
 #     share/extension/      icpml.control, install and upgrade scripts, reference SQL
@@ -59,16 +59,22 @@ cp "$src/packaging/install.sh" "$root/"
 chmod 755 "$root/install.sh"
 
 # every shared library icpml.so needs, transitively, except glibc's: the server
-# process already has its own glibc, and a second one cannot be loaded beside it
+# process already has its own glibc, and a second one cannot be loaded beside it.
+# icpml.so opens libxgboost.so.0 at run time (src/xgb.c: a backend that only
+# scores never loads it), through its RUNPATH: it is not in icpml.so's own
+# ldd, so it is listed with what it needs itself
 glibc_sonames=" linux-vdso.so.1 libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libresolv.so.2 libutil.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1 "
-ldd "$root/lib/icpml.so" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' |
+xgboost=$(ldconfig -p | awk '$1 == "libxgboost.so.0" && $NF ~ /^\// { print $NF; exit }')
+test -n "$xgboost" || { echo "dist-portable: libxgboost.so.0 not found (apt-get install libxgboost-dev)" >&2; exit 1; }
+{ ldd "$root/lib/icpml.so"; echo "	libxgboost.so.0 => $xgboost (0)"; ldd "$xgboost"; } |
+	awk '$2 == "=>" && $3 ~ /^\// && !seen[$1]++ { print $1, $3 }' |
 while read -r soname path; do
 	case "$glibc_sonames" in *" $soname "*) continue ;; esac
 	cp -L "$path" "$root/lib/icpml-runtime/$soname"
 	chmod 644 "$root/lib/icpml-runtime/$soname"
 	patchelf --set-rpath '$ORIGIN' "$root/lib/icpml-runtime/$soname"
 done
-test -f "$root/lib/icpml-runtime/libxgboost.so.0" || { echo "dist-portable: libxgboost.so.0 not found by ldd" >&2; exit 1; }
+test -f "$root/lib/icpml-runtime/libxgboost.so.0" || { echo "dist-portable: libxgboost.so.0 was not bundled" >&2; exit 1; }
 patchelf --set-rpath '$ORIGIN/icpml-runtime' "$root/lib/icpml.so"
 
 # the newest glibc symbol version any of them needs: the server's glibc must be at least that

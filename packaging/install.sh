@@ -10,7 +10,7 @@
 #   NIX_PGLIBDIR: the server loads modules from there, not from pg_config --pkglibdir,
 #   so the library directory is read from the wrapper;
 # - --pkglibdir / --sharedir, which win over both.
-# Then checks with ldd that every library icpml.so needs resolves, and prints the next step.
+# Then checks with ldd that every library icpml.so and libxgboost need resolves, and prints the next step.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -85,12 +85,15 @@ done
 echo "install.sh: installed icpml.so and icpml-runtime/ into $pkglibdir, SQL files into $sharedir/extension"
 
 if command -v ldd >/dev/null 2>&1; then
-	if ldd "$pkglibdir/icpml.so" | grep -q 'not found'; then
-		ldd "$pkglibdir/icpml.so" >&2
-		die "some libraries icpml.so needs were not found (see above)"
-	fi
-	echo "install.sh: ldd resolves every library icpml.so needs:"
-	ldd "$pkglibdir/icpml.so" | sed 's/^/  /'
+	# icpml.so opens icpml-runtime/libxgboost.so.0 when it first needs XGBoost
+	for lib in "$pkglibdir/icpml.so" "$pkglibdir/icpml-runtime/libxgboost.so.0"; do
+		if ldd "$lib" | grep -q 'not found'; then
+			ldd "$lib" >&2
+			die "some libraries $(basename "$lib") needs were not found (see above)"
+		fi
+		echo "install.sh: ldd resolves every library $(basename "$lib") needs:"
+		ldd "$lib" | sed 's/^/  /'
+	done
 fi
 grep '^needs:' "$here/MANIFEST" | sed 's/^/install.sh: /'
 echo "install.sh: next, in your database: CREATE EXTENSION icpml;  (pg_cron, for scheduled retraining, is separate)"

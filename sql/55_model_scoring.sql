@@ -23,6 +23,49 @@ SELECT model_version, n_rows, n_trees, max_abs_margin_diff < 1e-5 AS margins_equ
        max_abs_shap_sum_diff < 1e-4 AS shap_sums_to_margin
 FROM icpml.verify_model(rows => 4000);
 
+-- a backend that only scores never loads XGBoost: the native evaluator reads
+-- the stored blob itself, and libxgboost is opened by the first call that
+-- needs it (explain_icp_score's exact SHAP here)
+\c
+SET icpml.nthread = 1;
+CREATE FUNCTION pg_temp.xgboost_loaded() RETURNS boolean LANGUAGE sql AS
+  $$ SELECT pg_read_file('/proc/' || pg_backend_pid() || '/maps') LIKE '%libxgboost%' $$;
+SELECT model, score BETWEEN 1 AND 10 AS scored, jsonb_array_length(factors) AS n_factors
+FROM icpml.icp_score(17);
+SELECT count(*) AS scored FROM icpml.icp_score_batch(ARRAY[1, 2, 3]::bigint[]);
+SELECT pg_temp.xgboost_loaded() AS xgboost_loaded_by_scoring;
+SELECT count(*) > 0 AS explained FROM icpml.explain_icp_score(17);
+SELECT pg_temp.xgboost_loaded() AS xgboost_loaded_by_explaining;
+
+-- the scoring path reads the stored UBJSON itself: a blob edited after its
+-- deploy (truncated, hostile lengths, nesting, trailing bytes) is refused
+-- with the error XGBoost's loader gives, never read out of bounds
+CREATE FUNCTION pg_temp.score_with_blob(blob bytea) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  detail text;
+BEGIN
+  UPDATE icpml.models SET model = blob WHERE status = 'deployed';
+  PERFORM icpml.icp_score(17);
+  RETURN 'scored';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(' (' || nullif(detail, '') || ')', '');
+END
+$$;
+SELECT what, pg_temp.score_with_blob(blob) AS outcome
+FROM (VALUES
+  ('the stored blob', (SELECT model FROM icpml.models WHERE status = 'deployed')),
+  ('truncated', (SELECT substring(model FOR 200) FROM icpml.models WHERE status = 'deployed')),
+  ('a key length beyond the blob', '\x7b4c7fffffffffffffff'::bytea),
+  ('a negative length', '\x7b4cffffffffffffffff'::bytea),
+  ('a null member', '\x7b4c0000000000000001615a7d'::bytea),
+  ('an unknown type marker', '\x7b4c000000000000000161587d'::bytea),
+  ('nested too deeply', ('\x7b4c000000000000000161'::bytea || decode(repeat('5b', 100), 'hex'))),
+  ('trailing bytes', (SELECT model || '\x00'::bytea FROM icpml.models WHERE status = 'deployed')),
+  ('neither UBJSON nor JSON', '\x0123456789'::bytea),
+  ('JSON text without a learner', convert_to('{"version": [1, 7, 4]}', 'UTF8'))
+) AS t(what, blob);
+
 -- exact TreeSHAP from explain_icp_score sums to the logit of icp_score's probability
 SELECT bool_and(abs(x.total - ln(s.probability / (1 - s.probability))) < 1e-4) AS shap_sums_to_logit,
        bool_and(x.method = 'tree_shap') AS exact_shap, min(x.n) AS rows_per_account

@@ -92,7 +92,7 @@ ModelCacheLoad(void)
 	mc->cxt = cxt;
 	mc->rec = rec;
 	/* a model edited in the table since its deploy never scores */
-	ModelStoreValidate(rec, false, &mc->booster, &mc->tree);
+	ModelStoreValidate(rec, false, NULL, &mc->tree);
 	/* the stored relation is a name to resolve and quote, never SQL */
 	rec->spec->relation = RelationResolveStored(rec->spec->relation, rec->version);
 	mc->row = palloc(sizeof(float) * Max(rec->spec->nfeatures, 1));
@@ -149,9 +149,20 @@ ModelCacheRelation(ModelCache *mc)
 	return mc->rec->spec->relation;
 }
 
+/*
+ * The XGBoost booster of the cached model, loaded on first use (exact SHAP
+ * for explain_icp_score): scoring itself never needs it.
+ */
 XgbBooster *
 ModelCacheBooster(ModelCache *mc)
 {
+	if (mc->booster == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(mc->cxt);
+
+		mc->booster = XgbBoosterLoad(mc->rec->blob, mc->rec->bloblen);
+		MemoryContextSwitchTo(oldcxt);
+	}
 	return mc->booster;
 }
 

@@ -849,6 +849,41 @@ ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
 
 	if (rec->bloblen == 0)
 		ModelStoreInvalid(rec, "the model blob is empty");
+
+	if (!probe && booster_out == NULL)
+	{
+		/*
+		 * The scoring path (the model cache): the same checks on what the
+		 * blob records, read natively, and the trees compiled from it,
+		 * without loading XGBoost (see xgb.c).
+		 */
+		TreeSavedInfo info;
+
+		tree = TreeModelFromSaved(rec->blob, rec->bloblen, ICPML_SPEC_DIGEST_ATTR, &info);
+		if (info.nfeatures != nf)
+			ModelStoreInvalid(rec, psprintf("the booster has %lld features, its spec %d",
+									   (long long) info.nfeatures, nf));
+		if (info.ntypes != 0)
+		{
+			if (info.ntypes != nf)
+				ModelStoreInvalid(rec, psprintf("the booster records %d feature types, its spec has %d features",
+										   info.ntypes, nf));
+			for (k = 0; k < nf; k++)
+				if (strcmp(info.feature_types[k], spec->feature_types[k]) != 0)
+					ModelStoreInvalid(rec, psprintf("feature %d (\"%s\") has type \"%s\" in its spec, \"%s\" in the booster",
+											   k + 1, spec->feature_names[k], spec->feature_types[k],
+											   info.feature_types[k]));
+		}
+		if (info.attr_value != NULL && rec->spec_json != NULL &&
+			strcmp(info.attr_value, SpecDigest(rec->spec_json)) != 0)
+			ModelStoreInvalid(rec, "its feature spec is not the one it was trained with");
+		if (tree_out)
+			*tree_out = tree;
+		else
+			TreeModelFree(tree);
+		return;
+	}
+
 	booster = XgbBoosterLoad(rec->blob, rec->bloblen);
 	if (XgbBoosterNumFeatures(booster) != nf)
 		ModelStoreInvalid(rec, psprintf("the booster has %d features, its spec %d",
@@ -870,7 +905,8 @@ ModelStoreValidate(const ModelRecord *rec, bool probe, XgbBooster **booster_out,
 		strcmp(digest, SpecDigest(rec->spec_json)) != 0)
 		ModelStoreInvalid(rec, "its feature spec is not the one it was trained with");
 
-	tree = TreeModelFromBooster(booster, nf);
+	/* what scoring runs: the trees compiled from the stored blob */
+	tree = TreeModelFromSaved(rec->blob, rec->bloblen, NULL, &(TreeSavedInfo) {0});
 
 	if (probe)
 	{

@@ -323,6 +323,109 @@ TreeCompileOne(TreeBuild *tb, const TreeJsonNode *tree, int treeno)
 	return tree_depth;
 }
 
+/*
+ * The per-leaf Saabas tables (see tree.h).  For each leaf, walk its path
+ * from the root: each step adds its delta to its parent's split feature's
+ * total, in path order and in float, exactly as TreeSaabasImpl's first pass
+ * does per tree; the totals are then listed once per feature in order of
+ * first appearance, as its second pass adds them.  Also the bias: the root
+ * means summed in tree order.
+ */
+static void
+TreeBuildLeafContribs(TreeModel *m, MemoryContext outcxt)
+{
+	int64		total = 0;
+	int32	   *path = palloc(sizeof(int32) * (m->max_depth + 2));
+	int32	   *feats = palloc(sizeof(int32) * (m->max_depth + 1));
+	float	   *sums = palloc(sizeof(float) * (m->max_depth + 1));
+	int32	   *stack = palloc(sizeof(int32) * 2 * (m->max_depth + 2));
+	int			t,
+				pass;
+
+	m->root_bias = 0.0f;
+	for (t = 0; t < m->ntrees; t++)
+		m->root_bias += m->means[m->roots[t]];
+	m->leaf_first = NULL;
+	m->leaf_contrib = NULL;
+
+	/* pass 0 counts the entries, pass 1 fills them */
+	for (pass = 0; pass < 2; pass++)
+	{
+		int64		n = 0;
+
+		if (pass == 1)
+		{
+			if (total > TREE_MAX_LEAF_CONTRIBS)
+				break;
+			m->leaf_first = MemoryContextAllocZero(outcxt, sizeof(int32) * (m->nnodes + 1));
+			m->leaf_contrib = MemoryContextAlloc(outcxt, sizeof(TreeLeafContrib) * Max(total, 1));
+		}
+		for (t = 0; t < m->ntrees; t++)
+		{
+			/* depth-first from the root: (node, depth) pairs */
+			int			sp = 0;
+
+			stack[sp++] = m->roots[t];
+			stack[sp++] = 0;
+			while (sp > 0)
+			{
+				int32		depth = stack[--sp];
+				int32		i = stack[--sp];
+				const TreeNode *node = &m->nodes[i];
+
+				path[depth] = i;
+				if (!TreeNodeIsLeaf(node))
+				{
+					if (depth + 1 > m->max_depth)
+						TreeCorrupt("a path is longer than the model's depth");
+					stack[sp++] = node->right;
+					stack[sp++] = depth + 1;
+					stack[sp++] = i + 1;
+					stack[sp++] = depth + 1;
+					continue;
+				}
+				{
+					int			nf = 0,
+								s,
+								k;
+
+					for (s = 1; s <= depth; s++)
+					{
+						int32		f = m->step[path[s]].parent_feature;
+
+						for (k = 0; k < nf && feats[k] != f; k++)
+							;
+						if (k == nf)
+						{
+							feats[nf] = f;
+							sums[nf] = 0.0f;
+							nf++;
+						}
+						sums[k] += m->step[path[s]].delta;
+					}
+					if (pass == 1)
+					{
+						m->leaf_first[i] = (int32) n;
+						for (k = 0; k < nf; k++)
+						{
+							m->leaf_contrib[n + k].feature = feats[k];
+							m->leaf_contrib[n + k].sum = sums[k];
+						}
+						/* the next node in layout order starts after this leaf */
+						m->leaf_first[i + 1] = (int32) (n + nf);
+					}
+					n += nf;
+				}
+			}
+		}
+		total = n;
+	}
+	pfree(path);
+	pfree(feats);
+	pfree(sums);
+	pfree(stack);
+}
+
 /* Why a model is not supported, or NULL (checked before any compilation). */
 static char *
 TreeUnsupported(const TreeJsonNode *learner)
@@ -449,6 +552,8 @@ TreeCompile(const TreeJsonNode *root, int nfeatures, MemoryContext outcxt, char 
 		m->group_depth[t / TREE_GROUP] = Max(m->group_depth[t / TREE_GROUP], depth);
 	}
 
+	TreeBuildLeafContribs(m, outcxt);
+
 	m->ncatbits = tb.ncatbits;
 	m->catbits = MemoryContextAlloc(outcxt, sizeof(uint32) * tb.ncatbits);
 	memcpy(m->catbits, tb.catbits, sizeof(uint32) * tb.ncatbits);
@@ -481,6 +586,76 @@ TreeModelFromJson(const char *json, size_t len, int nfeatures, char **reason)
 	m = TreeCompile(root, nfeatures, outcxt, reason);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(tmpcxt);
+	return m;
+}
+
+/* Compile a saved booster without XGBoost (see tree.h). */
+TreeModel *
+TreeModelFromSaved(const char *buf, size_t len, const char *attr, TreeSavedInfo *info)
+{
+	MemoryContext outcxt = CurrentMemoryContext;
+	MemoryContext tmpcxt;
+	MemoryContext oldcxt;
+	TreeModel  *m;
+	TreeJsonNode *root,
+			   *learner,
+			   *types,
+			   *attrs;
+	char	   *reason = NULL;
+	int			i;
+
+	memset(info, 0, sizeof(*info));
+	tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml tree compile",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(tmpcxt);
+	if (TreeJsonIsUbjson(buf, len))
+		root = TreeJsonParseUbjson(buf, len);
+	else if (len == 0 || memchr("{ \t\r\n", buf[0], 5) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored XGBoost model cannot be loaded"),
+				 errdetail("It is neither UBJSON nor JSON."),
+				 errhint("The model blob is corrupt or from an incompatible XGBoost; delete the version or deploy another one.")));
+	else
+	{
+		/* a NUL-terminated copy, so strtof always stops */
+		char	   *text = palloc(len + 1);
+
+		memcpy(text, buf, len);
+		text[len] = '\0';
+		root = TreeJsonParse(text, len);
+	}
+	learner = TreeJsonRequire(root, "learner", JK_OBJECT);
+	info->nfeatures = TreeJsonStringInt(TreeJsonRequire(learner, "learner_model_param", JK_OBJECT),
+										"num_feature", -1);
+	types = TreeJsonGet(learner, "feature_types");
+	if (types != NULL && types->kind == JK_ARRAY && types->n > 0)
+	{
+		info->ntypes = types->n;
+		info->feature_types = MemoryContextAlloc(outcxt, sizeof(char *) * types->n);
+		for (i = 0; i < types->n; i++)
+		{
+			if (types->items == NULL || types->items[i]->kind != JK_STRING)
+				TreeCorrupt("feature_types[%d] is not a string", i);
+			info->feature_types[i] = MemoryContextStrdup(outcxt, types->items[i]->str);
+		}
+	}
+	attrs = TreeJsonGet(learner, "attributes");
+	if (attr != NULL && attrs != NULL)
+	{
+		TreeJsonNode *v = TreeJsonGet(attrs, attr);
+
+		if (v != NULL && v->kind == JK_STRING)
+			info->attr_value = MemoryContextStrdup(outcxt, v->str);
+	}
+	m = TreeCompile(root, 0, outcxt, &reason);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(tmpcxt);
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("XGBoost model is not supported by the native evaluator: %s", reason),
+				 errhint("icpml trains binary:logistic gbtree models; score other models with XGBoost's own predictor.")));
 	return m;
 }
 
@@ -533,6 +708,10 @@ TreeModelFree(TreeModel *m)
 	pfree(m->row_sum);
 	pfree(m->path_nodes);
 	pfree(m->group_depth);
+	if (m->leaf_first)
+		pfree(m->leaf_first);
+	if (m->leaf_contrib)
+		pfree(m->leaf_contrib);
 	pfree(m);
 }
 
@@ -711,6 +890,44 @@ TreeModelMargin(const TreeModel *m, const float *row)
 	return TreeMarginImpl(m, x, false);
 }
 
+/*
+ * TreeModelSaabas's body with the per-leaf tables: the margin's walk, then
+ * each tree's leaf value and its precomputed totals, in tree order.  Each
+ * feature's total is added to the row's once per tree, as the replay below
+ * does (its further additions of 0 change nothing: a sum that starts at +0
+ * never becomes -0), so the result is the same to the bit.
+ */
+static pg_attribute_always_inline float
+TreeSaabasLeavesImpl(const TreeModel *m, const float *x, bool has_cat)
+{
+	const float *means = m->means;
+	const int32 *first = m->leaf_first;
+	const TreeLeafContrib *lc = m->leaf_contrib;
+	float	   *row_sum = m->row_sum;
+	float		margin = m->base_margin;
+	int32		idx[TREE_GROUP];
+	int			g,
+				k;
+
+	for (g = 0; g < m->ngroups; g++)
+	{
+		int			t0 = g * TREE_GROUP;
+		int			cnt = Min(TREE_GROUP, m->ntrees - t0);
+
+		TreeWalkGroup(m, t0, cnt, m->group_depth[g], x, idx, NULL, has_cat);
+		for (k = 0; k < cnt; k++)
+		{
+			int32		leaf = idx[k];
+			int32		j;
+
+			margin += means[leaf];
+			for (j = first[leaf]; j < first[leaf + 1]; j++)
+				row_sum[lc[j].feature] += lc[j].sum;
+		}
+	}
+	return margin;
+}
+
 /* TreeModelSaabas's body, specialised on has_cat. */
 static pg_attribute_always_inline float
 TreeSaabasImpl(const TreeModel *m, const float *x, float *bias_out, bool has_cat)
@@ -781,7 +998,15 @@ TreeModelSaabas(const TreeModel *m, const float *row, double *contrib)
 
 	for (j = 0; j < m->nfeatures; j++)
 		m->row_sum[j] = 0.0f;
-	if (m->has_categorical)
+	if (m->leaf_contrib != NULL)
+	{
+		bias = m->root_bias;
+		if (m->has_categorical)
+			margin = TreeSaabasLeavesImpl(m, x, true);
+		else
+			margin = TreeSaabasLeavesImpl(m, x, false);
+	}
+	else if (m->has_categorical)
 		margin = TreeSaabasImpl(m, x, &bias, true);
 	else
 		margin = TreeSaabasImpl(m, x, &bias, false);

@@ -91,6 +91,16 @@ typedef struct TreeSaabasStep
 	int32		parent_feature; /* the parent's split feature */
 } TreeSaabasStep;
 
+/* One feature's total Saabas change along a leaf's path. */
+typedef struct TreeLeafContrib
+{
+	int32		feature;
+	float		sum;			/* its steps' deltas summed in path order, in float */
+} TreeLeafContrib;
+
+/* per-leaf Saabas tables above this many entries are not built (memory) */
+#define TREE_MAX_LEAF_CONTRIBS	(1 << 22)
+
 typedef struct TreeModel
 {
 	int			nfeatures;		/* row width; contributions have nfeatures + 1 */
@@ -109,6 +119,19 @@ typedef struct TreeModel
 	int32	   *group_depth;	/* per group: steps that reach every leaf */
 	uint32	   *catbits;
 	int			ncatbits;
+
+	/*
+	 * Saabas contributions precomputed per leaf, so that TreeModelSaabas is
+	 * the margin's walk plus a few additions per tree: the contributions of
+	 * leaf node i are leaf_contrib[leaf_first[i] .. leaf_first[i + 1] - 1],
+	 * each feature of its path once, in the order of first appearance.
+	 * Their floats are XGBoost's own sums (see TreeModelSaabas).  NULL
+	 * (both) for models too large for the tables: the walk then replays
+	 * each path.
+	 */
+	int32	   *leaf_first;		/* nnodes + 1 */
+	TreeLeafContrib *leaf_contrib;
+	float		root_bias;		/* the trees' root means summed in tree order */
 	/* private scratch of the walks */
 	float	   *slots;			/* TREE_NSLOTS * nfeatures: the row being walked */
 	float	   *tree_sum;		/* nfeatures, all 0 between calls */
@@ -140,10 +163,26 @@ typedef struct TreeJsonNode
 	char	  **keys;			/* JK_OBJECT */
 	struct TreeJsonNode **items;		/* object values; array elements unless nums */
 	const char **nums;			/* array of numbers only: their tokens */
+	/*
+	 * A UBJSON typed array of numbers (XGBoost writes its node arrays that
+	 * way): the element type marker and the big-endian elements in the
+	 * saved buffer, converted on use (the buffer must outlive the node).
+	 */
+	char		ubtype;			/* 0, or one of i U I l L d D */
+	const unsigned char *raw;
 } TreeJsonNode;
 
 /* Parse a model text (need not be NUL-terminated); ERROR when malformed. */
 extern TreeJsonNode *TreeJsonParse(const char *text, size_t len);
+
+/*
+ * Parse a model saved as UBJSON (XGBoost's "ubj" format, what icpml
+ * stores); typed arrays point into buf.  ERROR when malformed.
+ */
+extern TreeJsonNode *TreeJsonParseUbjson(const char *buf, size_t len);
+
+/* Is this saved model UBJSON (rather than JSON text)? */
+extern bool TreeJsonIsUbjson(const char *buf, size_t len);
 
 /* Member of an object, or NULL. */
 extern TreeJsonNode *TreeJsonGet(const TreeJsonNode *obj, const char *key);
@@ -183,6 +222,24 @@ extern TreeModel *TreeModelTryFromBooster(XgbBooster *b, int nfeatures, char **r
 /* Compile from an XGBoost JSON model text (need not be NUL-terminated). */
 extern TreeModel *TreeModelFromJson(const char *json, size_t len, int nfeatures,
 									char **reason);
+
+/* What a saved booster records about itself (TreeModelFromSaved). */
+typedef struct TreeSavedInfo
+{
+	int64		nfeatures;		/* learner_model_param.num_feature */
+	int			ntypes;			/* learner.feature_types; 0 when none */
+	char	  **feature_types;
+	char	   *attr_value;		/* learner.attributes[attr], NULL when absent */
+} TreeSavedInfo;
+
+/*
+ * Compile a saved booster without XGBoost: the UBJSON icpml stores (or JSON
+ * text), for rows of the booster's own feature count.  Fills *info (attr
+ * names the one attribute to read, may be NULL).  Malformed → ERROR
+ * (data_corrupted); unsupported → ERROR (feature_not_supported).
+ */
+extern TreeModel *TreeModelFromSaved(const char *buf, size_t len, const char *attr,
+									 TreeSavedInfo *info);
 
 extern void TreeModelFree(TreeModel *m);
 

@@ -1,11 +1,20 @@
 /*
  * xgb.c — the only file that talks to XGBoost (see xgb.h for the contract).
  *
+ * libxgboost is not linked into icpml.so: it is opened (dlopen) by the
+ * first call that needs it, and its C API resolved then.  Scoring with the
+ * native evaluator (tree.c) never needs it, so a backend that only scores
+ * neither pays for loading the C++ library and its dependencies (a few
+ * milliseconds with RTLD_NOW) nor starts OpenMP's worker threads.  The
+ * library is found like a linked one: icpml.so's RUNPATH (the portable
+ * tarball's icpml-runtime/), LD_LIBRARY_PATH, the system's directories.
+ *
  * No XGBoost call happens in the postmaster (see icpml.c): the first call
- * in a backend sets XGBoost's global verbosity lazily.
+ * in a backend loads the library and sets its global verbosity.
  */
 #include "postgres.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <signal.h>
 #include <xgboost/c_api.h>
@@ -16,6 +25,64 @@
 
 #include "icpml.h"
 #include "xgb.h"
+
+/* libxgboost's file name (its soname; the Makefile passes the one it found) */
+#ifndef ICPML_XGBOOST_LIBRARY
+#define ICPML_XGBOOST_LIBRARY "libxgboost.so.0"
+#endif
+
+/* Every C API function icpml calls, resolved on first use. */
+#define XGB_API(X) \
+	X(XGBGetLastError) \
+	X(XGBSetGlobalConfig) \
+	X(XGBoostVersion) \
+	X(XGDMatrixCreateFromMat) \
+	X(XGDMatrixSetFloatInfo) \
+	X(XGDMatrixSetStrFeatureInfo) \
+	X(XGDMatrixFree) \
+	X(XGBoosterCreate) \
+	X(XGBoosterLoadModelFromBuffer) \
+	X(XGBoosterSetParam) \
+	X(XGBoosterUpdateOneIter) \
+	X(XGBoosterBoostedRounds) \
+	X(XGBoosterGetNumFeature) \
+	X(XGBoosterSetAttr) \
+	X(XGBoosterGetAttr) \
+	X(XGBoosterGetStrFeatureInfo) \
+	X(XGBoosterSaveModelToBuffer) \
+	X(XGBoosterPredictFromDMatrix) \
+	X(XGBoosterPredictFromDense) \
+	X(XGBoosterFeatureScore) \
+	X(XGBoosterFree)
+
+#define XGB_API_POINTER(name) __typeof__(name) *p_##name;
+static struct
+{
+	XGB_API(XGB_API_POINTER)
+} xgb_api;
+
+/* from here on, every call goes through the resolved pointers */
+#define XGBGetLastError xgb_api.p_XGBGetLastError
+#define XGBSetGlobalConfig xgb_api.p_XGBSetGlobalConfig
+#define XGBoostVersion xgb_api.p_XGBoostVersion
+#define XGDMatrixCreateFromMat xgb_api.p_XGDMatrixCreateFromMat
+#define XGDMatrixSetFloatInfo xgb_api.p_XGDMatrixSetFloatInfo
+#define XGDMatrixSetStrFeatureInfo xgb_api.p_XGDMatrixSetStrFeatureInfo
+#define XGDMatrixFree xgb_api.p_XGDMatrixFree
+#define XGBoosterCreate xgb_api.p_XGBoosterCreate
+#define XGBoosterLoadModelFromBuffer xgb_api.p_XGBoosterLoadModelFromBuffer
+#define XGBoosterSetParam xgb_api.p_XGBoosterSetParam
+#define XGBoosterUpdateOneIter xgb_api.p_XGBoosterUpdateOneIter
+#define XGBoosterBoostedRounds xgb_api.p_XGBoosterBoostedRounds
+#define XGBoosterGetNumFeature xgb_api.p_XGBoosterGetNumFeature
+#define XGBoosterSetAttr xgb_api.p_XGBoosterSetAttr
+#define XGBoosterGetAttr xgb_api.p_XGBoosterGetAttr
+#define XGBoosterGetStrFeatureInfo xgb_api.p_XGBoosterGetStrFeatureInfo
+#define XGBoosterSaveModelToBuffer xgb_api.p_XGBoosterSaveModelToBuffer
+#define XGBoosterPredictFromDMatrix xgb_api.p_XGBoosterPredictFromDMatrix
+#define XGBoosterPredictFromDense xgb_api.p_XGBoosterPredictFromDense
+#define XGBoosterFeatureScore xgb_api.p_XGBoosterFeatureScore
+#define XGBoosterFree xgb_api.p_XGBoosterFree
 
 /* Check an XGBoost C API return code; ERROR with the library's message. */
 #define XGB_CHECK(call) \
@@ -65,17 +132,38 @@ struct XgbMatrix
 
 PG_FUNCTION_INFO_V1(xgboost_version);
 
-/* First XGBoost use in this backend: quiet logging (never in the postmaster). */
+/*
+ * First XGBoost use in this backend (never in the postmaster): open the
+ * library, resolve its C API, quiet its logging.  A missing library is an
+ * ERROR that says what to install; nothing is kept of a failed attempt.
+ */
 static void
 XgbInit(void)
 {
 	static bool done = false;
+	void	   *lib;
 
-	if (!done)
-	{
-		XGB_CHECK(XGBSetGlobalConfig("{\"verbosity\": 0}"));
-		done = true;
+	if (done)
+		return;
+	lib = dlopen(ICPML_XGBOOST_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+	if (lib == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("could not load the XGBoost library: %s", dlerror()),
+				 errhint("Install libxgboost (Debian: apt-get install libxgboost0), or the portable tarball's icpml-runtime directory beside icpml.so. Scoring a deployed model does not need it; training, explain_icp_score and verify_model do.")));
+#define XGB_API_RESOLVE(name) \
+	if ((xgb_api.p_##name = (__typeof__(xgb_api.p_##name)) dlsym(lib, #name)) == NULL) \
+	{ \
+		memset(&xgb_api, 0, sizeof(xgb_api)); \
+		ereport(ERROR, \
+				(errcode(ERRCODE_UNDEFINED_FUNCTION), \
+				 errmsg("the XGBoost library %s lacks %s", ICPML_XGBOOST_LIBRARY, #name), \
+				 errhint("icpml needs XGBoost 1.7's C API."))); \
 	}
+	XGB_API(XGB_API_RESOLVE)
+#undef XGB_API_RESOLVE
+	done = true;
+	XGB_CHECK(XGBSetGlobalConfig("{\"verbosity\": 0}"));
 }
 
 /* Runtime XGBoost version as "major.minor.patch". */
@@ -86,6 +174,7 @@ XgbVersionString(void)
 				minor,
 				patch;
 
+	XgbInit();
 	XGBoostVersion(&major, &minor, &patch);
 	return psprintf("%d.%d.%d", major, minor, patch);
 }
