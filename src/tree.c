@@ -3,7 +3,9 @@
  * compiling a booster and walking the compiled trees.
  *
  * Phases:
- *   1. save: the booster is saved as JSON by XGBoost itself (xgb.c);
+ *   1. read: the stored UBJSON blob as it is (TreeModelFromSaved: the
+ *      scoring path, no XGBoost), or a loaded booster saved as JSON by
+ *      XGBoost itself (xgb.c);
  *   2. parse: tree_json.c builds a tree of JSON values in a temporary
  *      memory context;
  *   3. compile: every tree is checked (children in range, each node reached
@@ -15,8 +17,9 @@
  *      The row is first spread into per-feature slots (missing as +-Inf
  *      for numeric splits, a category code for categorical ones), then the
  *      trees are walked eight at a time for a fixed number of steps with
- *      branch-free steps (leaves loop to themselves); Saabas records the
- *      eight paths and replays them tree by tree.
+ *      branch-free steps (leaves loop to themselves); Saabas adds each
+ *      leaf's precomputed per-feature totals (or, for models too large
+ *      for those tables, records the eight paths and replays them).
  *
  * The branch rules and the float accumulation order follow XGBoost 1.7.4
  * (src/predictor/predict_fn.h, src/common/categorical.h,

@@ -1,9 +1,11 @@
 /*
  * tree.h — icpml's native evaluator for XGBoost tree ensembles: the fast
- * scoring path.  tree_json.c reads the booster's JSON, tree.c compiles and
- * walks it, tree_verify.c checks it against XGBoost and benchmarks it.
+ * scoring path.  tree_json.c reads the booster's UBJSON (the stored blob)
+ * or JSON, tree.c compiles and walks it, tree_verify.c checks it against
+ * XGBoost and benchmarks it.
  *
- * A booster is saved as JSON once (per backend, per deploy) and compiled
+ * The stored blob is read without XGBoost (once per backend, per deploy:
+ * TreeModelFromSaved) — or a loaded booster saved as JSON — and compiled
  * into one array of 16-byte nodes in depth-first order (the left child of
  * node i is node i + 1), with the categorical splits' category sets as
  * bitsets.  Walking it needs no allocation and no XGBoost call, and gives
