@@ -189,6 +189,31 @@ RulesScaling(void)
 	return &rules_config.scaling;
 }
 
+/* The weights and tiers of the loaded configuration (inside SPI_connect). */
+void
+RulesGetWeights(RulesWeights *out)
+{
+	(void) RulesReader();
+	out->bias = rules_config.bias;
+	memcpy(out->weight, rules_config.weight, sizeof(out->weight));
+	out->high_min_score = rules_config.high_min_score;
+	out->medium_min_score = rules_config.medium_min_score;
+}
+
+/* A factor's name ("engineering_roles", ...). */
+const char *
+RulesFactorName(int factor)
+{
+	return RulesFactorNames[factor];
+}
+
+/* The RulesColumns entry a factor's "value" shows. */
+int
+RulesFactorInput(int factor)
+{
+	return RulesFactorColumn[factor];
+}
+
 /*
  * The rules' probability for one row (see rules.h).  Factor mappings (the
  * transforms are signals.c's, scaled by icpml.rule_settings):

@@ -53,4 +53,22 @@ extern RelationReader *RulesReader(void);
  */
 extern const SignalScaling *RulesScaling(void);
 
+/* The weights (logit units) and priority tiers the rules score with. */
+typedef struct RulesWeights
+{
+	double		bias;
+	double		weight[RULE_NFACTORS];
+	int			high_min_score;
+	int			medium_min_score;
+} RulesWeights;
+
+/*
+ * The rules' configuration for the exported SQL scorer (export.c): weights
+ * and tiers, factor names, and the RulesColumns entry whose raw value a
+ * factor shows; inside SPI_connect.
+ */
+extern void RulesGetWeights(RulesWeights *out);
+extern const char *RulesFactorName(int factor);
+extern int	RulesFactorInput(int factor);
+
 #endif							/* ICPML_RULES_H */

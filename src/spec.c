@@ -771,6 +771,39 @@ SpecDigest(Jsonb *spec_json)
 	return hex;
 }
 
+/* Append the select expression of spec column c read from `alias` (see spec.h). */
+void
+SpecColumnSelect(StringInfo buf, const FeatureSpec *spec, int c, const char *alias)
+{
+	const SpecColumn *col = &spec->columns[c];
+	const char *q = quote_identifier(col->name);
+
+	switch (col->kind)
+	{
+		case SPEC_NUMERIC:
+			appendStringInfo(buf, "%s.%s::pg_catalog.float8", alias, q);
+			break;
+		case SPEC_BOOLEAN:
+			appendStringInfo(buf, "%s.%s::pg_catalog.bool", alias, q);
+			break;
+		case SPEC_CATEGORICAL:
+			appendStringInfo(buf, "%s.%s::pg_catalog.text", alias, q);
+			break;
+		case SPEC_AGE_DAYS:
+			/* infinite dates are missing, not an error */
+			appendStringInfo(buf,
+							 "CASE WHEN pg_catalog.isfinite(%s.%s::pg_catalog.timestamptz)"
+							 " THEN pg_catalog.date_part('epoch', pg_catalog.now()"
+							 " OPERATOR(pg_catalog.-) %s.%s::pg_catalog.timestamptz)"
+							 " OPERATOR(pg_catalog./) 86400.0 END",
+							 alias, q, alias, q);
+			break;
+		case SPEC_TAGS:
+			appendStringInfo(buf, "%s.%s::pg_catalog.text[]", alias, q);
+			break;
+	}
+}
+
 /* SQL select list reading the spec's columns from `alias` (see spec.h). */
 char *
 SpecSelectList(const FeatureSpec *spec, const char *alias)
@@ -781,35 +814,9 @@ SpecSelectList(const FeatureSpec *spec, const char *alias)
 	initStringInfo(&buf);
 	for (c = 0; c < spec->ncolumns; c++)
 	{
-		const SpecColumn *col = &spec->columns[c];
-		const char *q = quote_identifier(col->name);
-
 		if (c > 0)
 			appendStringInfoString(&buf, ", ");
-		switch (col->kind)
-		{
-			case SPEC_NUMERIC:
-				appendStringInfo(&buf, "%s.%s::pg_catalog.float8", alias, q);
-				break;
-			case SPEC_BOOLEAN:
-				appendStringInfo(&buf, "%s.%s::pg_catalog.bool", alias, q);
-				break;
-			case SPEC_CATEGORICAL:
-				appendStringInfo(&buf, "%s.%s::pg_catalog.text", alias, q);
-				break;
-			case SPEC_AGE_DAYS:
-				/* infinite dates are missing, not an error */
-				appendStringInfo(&buf,
-								 "CASE WHEN pg_catalog.isfinite(%s.%s::pg_catalog.timestamptz)"
-								 " THEN pg_catalog.date_part('epoch', pg_catalog.now()"
-								 " OPERATOR(pg_catalog.-) %s.%s::pg_catalog.timestamptz)"
-								 " OPERATOR(pg_catalog./) 86400.0 END",
-								 alias, q, alias, q);
-				break;
-			case SPEC_TAGS:
-				appendStringInfo(&buf, "%s.%s::pg_catalog.text[]", alias, q);
-				break;
-		}
+		SpecColumnSelect(&buf, spec, c, alias);
 	}
 	return buf.data;
 }

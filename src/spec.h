@@ -22,6 +22,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
@@ -101,6 +102,9 @@ extern char *SpecDigest(Jsonb *spec_json);
  * age in days, text[]).  Identifiers quoted; no caller text pasted.
  */
 extern char *SpecSelectList(const FeatureSpec *spec, const char *alias);
+
+/* The select expression of column c alone (SpecSelectList is their list). */
+extern void SpecColumnSelect(StringInfo buf, const FeatureSpec *spec, int c, const char *alias);
 
 /* Encode one row: attributes firstatt .. firstatt+ncolumns-1 (1-based). */
 extern void SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,

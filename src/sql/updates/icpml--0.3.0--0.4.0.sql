@@ -1399,3 +1399,28 @@ END
 $$;
 SELECT icpml.grant_admin('icpml_admin');
 SELECT icpml.grant_admin('icpml_jobs');
+
+-- ---------------------------------------------------------------------------
+-- The exported scorer for hosted Supabase (#15 item 4): export_scorer_sql()
+-- writes a deployed model (or the rules) as plain SQL.  Administrative.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION icpml.export_scorer_sql(version integer DEFAULT NULL,
+                                        relation text DEFAULT NULL,
+                                        rules boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'export_scorer_sql'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) IS
+  'A SQL script that installs icpml.icp_score and icpml.icp_score_batch for a model version (default: the deployed one, else the rules; rules => true: the rules) into a database without the icpml extension, reading relation (default: the model''s own); the same probabilities as the C path';
+
+REVOKE ALL ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) FROM PUBLIC;
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
+    GRANT EXECUTE ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) TO service_role;
+  END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) TO icpml_admin;
+GRANT EXECUTE ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) TO icpml_jobs;
