@@ -66,6 +66,7 @@ SET icpml.interactions_relation = 'x WHERE true';
 SET icpml.feature_key = '';
 SHOW icpml.feature_relation;
 SET icpml.feature_relation = 'odd_features';
+-- a rule column the relation lacks reads as NULL (a NOTICE), the key does not (12_rules_columns)
 ALTER TABLE odd_features RENAME COLUMN tech_stack TO stack;
 SELECT * FROM icpml.icp_score(1);
 ALTER TABLE odd_features RENAME COLUMN stack TO tech_stack;

@@ -19,6 +19,7 @@
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/varlena.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -236,6 +237,42 @@ RelationPlansBuild(const char *select_list, const char *relation_display,
 	plans[RELATION_ALL] = SpiKeepPlan(base, 0, NULL, 0);
 }
 
+/*
+ * Readers whose relation's definition may change under them (a column added,
+ * dropped or retyped): a relcache invalidation of that relation marks them
+ * stale, so the next call checks the columns again (and reports missing
+ * optional ones again) instead of running stale plans.
+ */
+#define RELATION_MAX_READERS 8
+static RelationReader *relation_readers[RELATION_MAX_READERS];
+static int	relation_nreaders = 0;
+
+/* Relcache callback: mark the readers of relid (or all, for InvalidOid) stale. */
+static void
+RelationReaderInvalidate(Datum arg, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < relation_nreaders; i++)
+		if (relid == InvalidOid || relation_readers[i]->relid == relid)
+			relation_readers[i]->stale = true;
+}
+
+/* Remember a reader for RelationReaderInvalidate (readers are static: never freed). */
+static void
+RelationWatchReader(RelationReader *reader)
+{
+	int			i;
+
+	for (i = 0; i < relation_nreaders; i++)
+		if (relation_readers[i] == reader)
+			return;
+	if (relation_nreaders == 0)
+		CacheRegisterRelcacheCallback(RelationReaderInvalidate, (Datum) 0);
+	if (relation_nreaders < RELATION_MAX_READERS)
+		relation_readers[relation_nreaders++] = reader;
+}
+
 /* Build (or rebuild) the plans of a reader for the current settings. */
 static void
 RelationReaderBuild(RelationReader *reader)
@@ -243,20 +280,45 @@ RelationReaderBuild(RelationReader *reader)
 	char	   *display;
 	Oid			relid;
 	StringInfoData sql;
+	StringInfoData missing;
 	int			i;
 	SPIPlanPtr	plans[3] = {reader->plan_one, reader->plan_many, reader->plan_all};
 	MemoryContext oldcxt;
 
 	relid = RelationResolveFeatures(icpml_feature_relation, &display);
 	RelationCheckColumn(relid, display, icpml_feature_key, INT8OID);
+	if (reader->ncols > RELATION_MAX_COLUMNS)
+		elog(ERROR, "a relation reader has %d columns, more than %d (please report a bug)",
+			 reader->ncols, RELATION_MAX_COLUMNS);
+	initStringInfo(&missing);
 	for (i = 0; i < reader->ncols; i++)
-		RelationCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
+	{
+		/* an optional column the relation lacks reads as NULL */
+		reader->missing[i] = reader->cols[i].optional &&
+			get_attnum(relid, reader->cols[i].name) == InvalidAttrNumber;
+		if (reader->missing[i])
+			appendStringInfo(&missing, "%s\"%s\"", missing.len > 0 ? ", " : "",
+							 reader->cols[i].name);
+		else
+			RelationCheckColumn(relid, display, reader->cols[i].name, reader->cols[i].type);
+	}
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "f.%s::pg_catalog.int8", quote_identifier(icpml_feature_key));
 	for (i = 0; i < reader->ncols; i++)
-		appendStringInfo(&sql, ", f.%s::%s", quote_identifier(reader->cols[i].name),
-						 format_type_be_qualified(reader->cols[i].type));
+	{
+		if (reader->missing[i])
+			appendStringInfo(&sql, ", NULL::%s", format_type_be_qualified(reader->cols[i].type));
+		else
+			appendStringInfo(&sql, ", f.%s::%s", quote_identifier(reader->cols[i].name),
+							 format_type_be_qualified(reader->cols[i].type));
+	}
+	/* once per build: a new backend, or a change of the relation setting */
+	if (missing.len > 0)
+		ereport(NOTICE,
+				(errmsg("feature relation %s has no column %s", display, missing.data),
+				 errdetail("%s", reader->missing_note ? reader->missing_note : "They read as NULL."),
+				 errhint("Only the key column is required; add the columns to the relation (a view over your tables) to use them.")));
 
 	reader->plan_one = reader->plan_many = reader->plan_all = NULL;
 	RelationPlansBuild(sql.data, display, icpml_feature_key, plans);
@@ -275,6 +337,9 @@ RelationReaderBuild(RelationReader *reader)
 	reader->key_setting = pstrdup(icpml_feature_key);
 	reader->relation_display = pstrdup(display);
 	MemoryContextSwitchTo(oldcxt);
+	reader->relid = relid;
+	reader->stale = false;
+	RelationWatchReader(reader);
 }
 
 /*
@@ -285,7 +350,7 @@ RelationReaderBuild(RelationReader *reader)
 SPIPlanPtr
 RelationReaderPlan(RelationReader *reader, RelationScope scope)
 {
-	if (reader->plan_one == NULL ||
+	if (reader->plan_one == NULL || reader->stale ||
 		strcmp(reader->relation_setting, icpml_feature_relation) != 0 ||
 		strcmp(reader->key_setting, icpml_feature_key) != 0)
 		RelationReaderBuild(reader);

@@ -12,7 +12,11 @@ typedef struct RelationColumn
 {
 	const char *name;			/* column name in the feature relation */
 	Oid			type;			/* type it is read as (explicit cast) */
+	bool		optional;		/* a relation without it reads NULL */
 } RelationColumn;
+
+/* At most this many columns per reader. */
+#define RELATION_MAX_COLUMNS 64
 
 /*
  * A prepared reader over icpml.feature_relation for a fixed column list.
@@ -23,6 +27,15 @@ typedef struct RelationReader
 {
 	const RelationColumn *cols;
 	int			ncols;
+	/*
+	 * Said in a NOTICE, once per build, after the names of the optional
+	 * columns the relation lacks (what their absence means to the reader's
+	 * owner); missing[i] marks them.
+	 */
+	const char *missing_note;
+	bool		missing[RELATION_MAX_COLUMNS];
+	Oid			relid;			/* the relation it was built for */
+	bool		stale;			/* the relation changed (relcache): rebuild */
 	char	   *relation_setting;	/* icpml.feature_relation it was built for */
 	char	   *key_setting;	/* icpml.feature_key it was built for */
 	char	   *relation_display;	/* qualified, quoted name for messages */

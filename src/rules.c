@@ -33,15 +33,16 @@
 #include "rules.h"
 #include "signals.h"
 
+/* every one optional: a relation without it gives its factors no contribution */
 const RelationColumn RulesColumns[RULE_NCOLUMNS] = {
-	{"engineering_role_count", FLOAT8OID},
-	{"has_open_engineering_roles", BOOLOID},
-	{"total_open_roles", FLOAT8OID},
-	{"has_engineering_blog", BOOLOID},
-	{"company_size", FLOAT8OID},
-	{"funding_amount_usd", FLOAT8OID},
-	{"funding_date", DATEOID},
-	{"tech_stack", TEXTARRAYOID},
+	{"engineering_role_count", FLOAT8OID, true},
+	{"has_open_engineering_roles", BOOLOID, true},
+	{"total_open_roles", FLOAT8OID, true},
+	{"has_engineering_blog", BOOLOID, true},
+	{"company_size", FLOAT8OID, true},
+	{"funding_amount_usd", FLOAT8OID, true},
+	{"funding_date", DATEOID, true},
+	{"tech_stack", TEXTARRAYOID, true},
 };
 
 static const char *const RulesFactorNames[RULE_NFACTORS] = {
@@ -70,7 +71,9 @@ typedef struct RulesConfig
 
 static RulesConfig rules_config;
 static MemoryContext rules_cxt = NULL;
-static RelationReader rules_reader = {RulesColumns, RULE_NCOLUMNS};
+static RelationReader rules_reader = {RulesColumns, RULE_NCOLUMNS,
+	"The rule-based score gives the factors that read them no contribution; explain_icp_score lists them as unavailable."
+};
 
 /* Invalidation hook: reload the configuration on next use. */
 static void
@@ -406,6 +409,20 @@ RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 		FactorsItemEnd(&fb, contrib[fct]);
 	}
 	out->factors = FactorsEnd(&fb);
+}
+
+/*
+ * Whether a factor cannot be computed because the feature relation lacks
+ * one of its columns (RulesColumns entries; funding_amount needs the date).
+ * After the reader's plans are built.
+ */
+bool
+RulesFactorUnavailable(int factor)
+{
+	int			col = RulesFactorColumn[factor];
+
+	return rules_reader.missing[col] ||
+		(factor == RULE_FUNDING_AMOUNT && rules_reader.missing[RulesFactorColumn[RULE_RECENT_FUNDING]]);
 }
 
 /* See rules.h; a missing input's value is NULL. */

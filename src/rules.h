@@ -44,6 +44,13 @@ extern void RulesScoreTuple(HeapTuple tuple, TupleDesc desc, IcpScore *out, bool
 extern double RulesExplainTuple(HeapTuple tuple, TupleDesc desc, const char **names,
 								char **values, double *contrib);
 
+/*
+ * Whether a factor is unavailable: the feature relation lacks a column it
+ * reads (only the key is required; a missing column reads as NULL and its
+ * factors contribute nothing).  Valid once the reader's plans are built.
+ */
+extern bool RulesFactorUnavailable(int factor);
+
 /* The RelationReader the rules use (shared by score.c). */
 extern RelationReader *RulesReader(void);
 

@@ -532,7 +532,8 @@ explain_icp_score(PG_FUNCTION_ARGS)
 		double		bias = RulesExplainTuple(tuple, desc, names, values, contrib);
 
 		for (i = 0; i < RULE_NFACTORS; i++)
-			ScoreExplainPut(rsinfo, names[i], values[i], contrib[i], "rule_weights");
+			ScoreExplainPut(rsinfo, names[i], values[i], contrib[i],
+							RulesFactorUnavailable(i) ? "unavailable" : "rule_weights");
 		ScoreExplainPut(rsinfo, "(bias)", NULL, bias, "rule_weights");
 	}
 	MemoryContextSwitchTo(spicxt);

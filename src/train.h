@@ -65,7 +65,8 @@ typedef struct TrainArgs
 	bool		search;
 	int32		seed;
 	char	   *deploy;
-	bool		rules;			/* relation has every rule column */
+	bool		rules;			/* the rules can score the relation */
+	bool	   *rule_missing;	/* per RulesColumns entry: absent (reads NULL) */
 } TrainArgs;
 
 /* Labelled rows in key order. */

@@ -109,11 +109,16 @@ TrainCheckColumns(TrainArgs *a)
 				 errhint("The label must be boolean, or numeric holding 0 and 1 (NULL = unlabelled).")));
 }
 
-/* Does the relation have every column the rules read, of a usable type? */
+/*
+ * Can the rules score this relation: at least one of their columns, each
+ * column it has of a type the rules can read?  missing[i] marks the rule
+ * columns it lacks (they read as NULL, as when scoring).
+ */
 static bool
-TrainRelationHasRuleColumns(Oid relid)
+TrainRelationHasRuleColumns(Oid relid, bool *missing)
 {
-	int			i;
+	int			i,
+				present = 0;
 
 	for (i = 0; i < RULE_NCOLUMNS; i++)
 	{
@@ -121,13 +126,15 @@ TrainRelationHasRuleColumns(Oid relid)
 		Oid			from,
 					to = RulesColumns[i].type;
 
-		if (att == InvalidAttrNumber)
-			return false;
+		missing[i] = (att == InvalidAttrNumber);
+		if (missing[i])
+			continue;
 		from = get_atttype(relid, att);
 		if (from != to && !can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
 			return false;
+		present++;
 	}
-	return true;
+	return present > 0;
 }
 
 /* Parse and check params jsonb against the whitelist. */
@@ -282,7 +289,8 @@ TrainParseArgs(FunctionCallInfo fcinfo, TrainArgs *a, bool training)
 								name, a->relation)));
 			a->exclude = lappend(a->exclude, name);
 		}
-		a->rules = TrainRelationHasRuleColumns(a->relid);
+		a->rule_missing = palloc0(sizeof(bool) * RULE_NCOLUMNS);
+		a->rules = TrainRelationHasRuleColumns(a->relid, a->rule_missing);
 	}
 }
 

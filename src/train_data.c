@@ -130,8 +130,14 @@ TrainReadData(const TrainArgs *a, FeatureSpec *spec, bool rules, MemoryContext c
 	{
 		rules_first = 3 + (spec ? spec->ncolumns : 0);
 		for (i = 0; i < RULE_NCOLUMNS; i++)
-			appendStringInfo(&sql, ", f.%s::%s", quote_identifier(RulesColumns[i].name),
-							 format_type_be_qualified(RulesColumns[i].type));
+		{
+			/* a rule column the relation lacks reads as NULL, as when scoring */
+			if (a->rule_missing && a->rule_missing[i])
+				appendStringInfo(&sql, ", NULL::%s", format_type_be_qualified(RulesColumns[i].type));
+			else
+				appendStringInfo(&sql, ", f.%s::%s", quote_identifier(RulesColumns[i].name),
+								 format_type_be_qualified(RulesColumns[i].type));
+		}
 	}
 	appendStringInfo(&sql, " FROM %s AS f WHERE %s", a->relation, TrainRowFilter(a));
 	MemoryContextSwitchTo(oldcxt);
