@@ -103,3 +103,8 @@ update-diff: $(DATA_built)
 .PHONY: dist-portable
 dist-portable: all
 	sh packaging/dist-portable.sh --pg-config $(PG_CONFIG) --out dist
+
+# the regression suite with every backend under valgrind (slow; CONTRIBUTING.md)
+.PHONY: valgrind
+valgrind:
+	bash test/run valgrind
