@@ -34,6 +34,19 @@ $$;
 CREATE TEMP TABLE v1 AS SELECT * FROM icpml.models WHERE version = 1;
 CREATE TEMP TABLE v2 AS SELECT * FROM icpml.models WHERE version = 2;
 
+-- why verify_tree_model refuses a blob (the error's detail)
+CREATE FUNCTION pg_temp.blob_problem(blob bytea) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  detail text;
+BEGIN
+  PERFORM * FROM icpml.verify_tree_model(blob, rows => 10);
+  RETURN 'loaded';
+EXCEPTION WHEN data_corrupted THEN
+  GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+  RETURN detail;
+END
+$$;
+
 -- store a copy of version 1 with another blob, spec or cut-offs and try to
 -- deploy it: what refused it, and at which step
 CREATE FUNCTION pg_temp.attempt(a_model bytea, a_spec jsonb, a_cutoffs double precision[])
@@ -100,8 +113,28 @@ FROM (VALUES
   (18, 'NaN cut-off', NULL, NULL, '{0.1,0.2,NaN,0.4,0.5,0.6,0.7,0.8,0.9}'),
   (19, 'decreasing cut-offs', NULL, NULL, '{0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1}'),
   (20, 'a cut-off beyond 1', NULL, NULL, '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,1.5}'),
-  (21, 'no columns', NULL, (SELECT jsonb_set(spec, '{columns}', '[]') FROM v1), NULL)
+  (21, 'no columns', NULL, (SELECT jsonb_set(spec, '{columns}', '[]') FROM v1), NULL),
+  -- blobs that XGBoost's own readers would read out of bounds or recurse on
+  -- without end: refused before XGBoost sees them
+  (22, 'JSON nested 100000 deep', convert_to('{"learner": ' || repeat('[', 100000), 'UTF8'), NULL, NULL),
+  (23, 'UBJSON string longer than the blob', '\x7b4c7fffffffffffffff'::bytea, NULL, NULL),
+  (24, 'UBJSON typed array longer than the blob',
+       '\x7b4c00000000000000016b5b2464234c000000ffffffffff'::bytea, NULL, NULL),
+  (25, 'UBJSON nested 100000 deep',
+       '\x7b4c00000000000000016b'::bytea || decode(repeat('5b', 100000), 'hex'), NULL, NULL),
+  (26, 'XGBoost''s old binary format', '\x62696e66000000000000000000000000'::bytea, NULL, NULL)
 ) AS t(n, what, model, spec, cutoffs)
+ORDER BY n;
+
+-- what the blobs were refused for (XGBoost's own message, when it had one,
+-- carries addresses: left out above)
+SELECT n, regexp_replace(icpml_blob_problem, '^.*: ', '') AS problem
+FROM (SELECT 22 AS n, convert_to('{"learner": ' || repeat('[', 100000), 'UTF8') AS b
+      UNION ALL SELECT 23, '\x7b4c7fffffffffffffff'::bytea
+      UNION ALL SELECT 24, '\x7b4c00000000000000016b5b2464234c000000ffffffffff'::bytea
+      UNION ALL SELECT 25, '\x7b4c00000000000000016b'::bytea || decode(repeat('5b', 100000), 'hex')
+      UNION ALL SELECT 26, '\x62696e66000000000000000000000000'::bytea) AS t,
+     LATERAL (SELECT pg_temp.blob_problem(t.b) AS icpml_blob_problem) AS p
 ORDER BY n;
 
 -- nothing changed: version 1 is still the one deployed, one deploy logged,

@@ -470,6 +470,12 @@ train_icp_model(PG_FUNCTION_ARGS)
 	spec = SpecInfer(a.relid, a.relation, a.key, a.label, a.exclude, TrainRowFilter(&a));
 	d = TrainReadData(&a, spec, a.rules, traincxt);
 	AtEOXact_GUC(true, guclevel);
+	/*
+	 * An SPI call returns with the SPI procedure context current, which
+	 * SPI_finish frees: back to the training's, whose cross-validation
+	 * figures are read after SPI_finish (valgrind saw them read freed).
+	 */
+	MemoryContextSwitchTo(traincxt);
 	read_seconds = TrainElapsed(start);
 	TrainGuard(&a, d);
 	TrainGuardFolds(&a, d);

@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <math.h>
 #include <signal.h>
@@ -323,11 +324,264 @@ XgbBoosterCreate(XgbMatrix **cache, int ncache)
 	return b;
 }
 
+/*
+ * Checking a model blob before XGBoost parses it.  XGBoost 1.7's UBJSON
+ * reader does not check lengths against the buffer (a truncated blob makes it
+ * read past the end; a declared length or count can send it anywhere), and
+ * its readers recurse without a depth limit.  Models are stored by
+ * administrators, who are not superusers: a blob must not crash or misread
+ * the backend that loads it.  So a blob is accepted only as JSON text or
+ * UBJSON (what XGBoost writes and icpml stores; XGBoost's deprecated binary
+ * format is refused) whose structure fits in the buffer and nests at most
+ * XGB_BLOB_MAX_DEPTH deep.  What the structure says is XGBoost's to check.
+ */
+#define XGB_BLOB_MAX_DEPTH 32
+
+typedef struct XgbBlobCursor
+{
+	const unsigned char *buf;
+	size_t		len;
+	size_t		pos;
+	const char *problem;		/* set on the first problem found */
+} XgbBlobCursor;
+
+/* Is there room for n more bytes? */
+static inline bool
+XgbBlobHas(XgbBlobCursor *c, size_t n)
+{
+	if (c->problem == NULL && n <= c->len - c->pos)
+		return true;
+	if (c->problem == NULL)
+		c->problem = "it ends in the middle of a value";
+	return false;
+}
+
+/* A big-endian int64 (UBJSON 'L'); -1 when it does not fit or is negative. */
+static int64
+XgbBlobInt64(XgbBlobCursor *c)
+{
+	uint64		v = 0;
+	int			i;
+
+	if (!XgbBlobHas(c, 8))
+		return -1;
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | c->buf[c->pos++];
+	if (v > (uint64) PG_INT64_MAX)
+	{
+		c->problem = "a length is negative";
+		return -1;
+	}
+	return (int64) v;
+}
+
+/* A UBJSON string body as XGBoost reads it: 'L', an int64 length, the bytes. */
+static void
+XgbBlobString(XgbBlobCursor *c)
+{
+	int64		n;
+
+	if (!XgbBlobHas(c, 1))
+		return;
+	if (c->buf[c->pos++] != 'L')
+	{
+		c->problem = "a string length is not an int64";
+		return;
+	}
+	n = XgbBlobInt64(c);
+	if (n >= 0 && XgbBlobHas(c, (size_t) n))
+		c->pos += (size_t) n;
+}
+
+/* One UBJSON value, the grammar of XGBoost's UBJReader, bounds-checked. */
+static void
+XgbBlobUbjValue(XgbBlobCursor *c, int depth)
+{
+	unsigned char m;
+
+	if (depth > XGB_BLOB_MAX_DEPTH)
+	{
+		c->problem = "it nests too deep";
+		return;
+	}
+	if (!XgbBlobHas(c, 1))
+		return;
+	m = c->buf[c->pos++];
+	switch (m)
+	{
+		case '{':
+			while (c->problem == NULL && XgbBlobHas(c, 1) && c->buf[c->pos] != '}')
+			{
+				XgbBlobString(c);	/* the key */
+				XgbBlobUbjValue(c, depth + 1);
+			}
+			if (c->problem == NULL)
+				c->pos++;		/* '}' */
+			break;
+		case '[':
+			if (!XgbBlobHas(c, 1))
+				break;
+			if (c->buf[c->pos] == '$')
+			{
+				/* typed array: $ type # L count, then count raw elements */
+				unsigned char type;
+				size_t		size;
+				int64		n;
+
+				if (!XgbBlobHas(c, 4))
+					break;
+				type = c->buf[c->pos + 1];
+				if (c->buf[c->pos + 2] != '#' || c->buf[c->pos + 3] != 'L')
+				{
+					c->problem = "a typed array has no int64 count";
+					break;
+				}
+				c->pos += 4;
+				size = type == 'd' || type == 'l' ? 4 : type == 'L' ? 8 : type == 'U' ? 1 : 0;
+				if (size == 0)
+				{
+					c->problem = "a typed array has an unknown element type";
+					break;
+				}
+				n = XgbBlobInt64(c);
+				if (n >= 0 && (uint64) n <= (c->len - c->pos) / size)
+					c->pos += (size_t) n * size;
+				else if (c->problem == NULL)
+					c->problem = "a typed array is longer than the blob";
+			}
+			else if (c->buf[c->pos] == '#')
+			{
+				int64		n,
+							i;
+
+				c->pos++;
+				if (!XgbBlobHas(c, 1) || c->buf[c->pos++] != 'L')
+				{
+					if (c->problem == NULL)
+						c->problem = "an array has no int64 count";
+					break;
+				}
+				n = XgbBlobInt64(c);
+				/* every element takes at least one byte */
+				if (n < 0 || (uint64) n > c->len - c->pos)
+				{
+					if (c->problem == NULL)
+						c->problem = "an array is longer than the blob";
+					break;
+				}
+				for (i = 0; i < n && c->problem == NULL; i++)
+					XgbBlobUbjValue(c, depth + 1);
+			}
+			else
+			{
+				while (c->problem == NULL && XgbBlobHas(c, 1) && c->buf[c->pos] != ']')
+					XgbBlobUbjValue(c, depth + 1);
+				if (c->problem == NULL)
+					c->pos++;	/* ']' */
+			}
+			break;
+		case 'Z':
+		case 'T':
+		case 'F':
+			break;
+		case 'i':
+		case 'U':
+		case 'C':
+			if (XgbBlobHas(c, 1))
+				c->pos += 1;
+			break;
+		case 'I':
+			if (XgbBlobHas(c, 2))
+				c->pos += 2;
+			break;
+		case 'l':
+		case 'd':
+			if (XgbBlobHas(c, 4))
+				c->pos += 4;
+			break;
+		case 'L':
+			if (XgbBlobHas(c, 8))
+				c->pos += 8;
+			break;
+		case 'S':
+			XgbBlobString(c);
+			break;
+		default:
+			c->problem = "it holds a value XGBoost's UBJSON reader does not know";
+			break;
+	}
+}
+
+/*
+ * JSON text: XGBoost's reader checks its bounds, but recurses once per
+ * nesting level; count the nesting outside strings.
+ */
+static void
+XgbBlobJsonDepth(XgbBlobCursor *c)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (c->pos = 0; c->pos < c->len; c->pos++)
+	{
+		unsigned char ch = c->buf[c->pos];
+
+		if (in_string)
+		{
+			if (ch == '\\')
+				c->pos++;
+			else if (ch == '"')
+				in_string = false;
+		}
+		else if (ch == '"')
+			in_string = true;
+		else if (ch == '{' || ch == '[')
+		{
+			if (++depth > XGB_BLOB_MAX_DEPTH)
+			{
+				c->problem = "it nests too deep";
+				return;
+			}
+		}
+		else if (ch == '}' || ch == ']')
+			depth--;
+	}
+}
+
+/* ERROR unless buf is JSON text or UBJSON that is safe to hand to XGBoost. */
+static void
+XgbBlobCheck(const char *buf, size_t len)
+{
+	XgbBlobCursor c = {(const unsigned char *) buf, len, 0, NULL};
+	size_t		i = 1;
+
+	/* the format, as XGBoost's LearnerIO::LoadModel tells them apart */
+	while (i < len && isspace((unsigned char) buf[i]))
+		i++;
+	if (len < 2 || buf[0] != '{' || i == len)
+		c.problem = "it is neither XGBoost's JSON nor its UBJSON";
+	else if (buf[i] == '"')
+		XgbBlobJsonDepth(&c);
+	else if (isalpha((unsigned char) buf[i]))
+		XgbBlobUbjValue(&c, 0);
+	else
+		c.problem = "it is neither XGBoost's JSON nor its UBJSON";
+
+	if (c.problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored XGBoost model cannot be loaded"),
+				 errdetail("The blob is not a well-formed XGBoost model: %s.", c.problem),
+				 errhint("The model blob is corrupt or from an incompatible XGBoost; delete the version or deploy another one.")));
+}
+
 XgbBooster *
 XgbBoosterLoad(const char *buf, size_t len)
 {
-	XgbBooster *b = XgbBoosterCreate(NULL, 0);
+	XgbBooster *b;
 
+	XgbBlobCheck(buf, len);
+	b = XgbBoosterCreate(NULL, 0);
 	if (XGBoosterLoadModelFromBuffer(b->handle, buf, (bst_ulong) len) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
