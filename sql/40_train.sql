@@ -209,7 +209,7 @@ FROM icpml.models WHERE version = 5;
 -- 9. training reads as the caller: row-level security limits the rows
 CREATE ROLE icpml_test_trainer;
 GRANT USAGE ON SCHEMA icpml TO icpml_test_trainer;
-GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text)
+GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb)
   TO icpml_test_trainer;
 GRANT SELECT ON leads TO icpml_test_trainer;
 ALTER TABLE leads ENABLE ROW LEVEL SECURITY;

@@ -396,6 +396,21 @@ ExportLeafSums(const TreeModel *m, int32 pos, float *path_sum, float *sums,
 	}
 }
 
+/*
+ * Append SQL folding a text expression as SignalFoldText does (fold_text):
+ * ASCII letters lower-cased, ASCII white space trimmed, inner runs made one
+ * space.
+ */
+static void
+ExportFold(StringInfo buf, const char *expr)
+{
+	appendStringInfo(buf,
+					 "pg_catalog.regexp_replace(pg_catalog.btrim(pg_catalog.translate(%s,"
+					 " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),"
+					 " E' \\t\\n\\x0b\\f\\r'), E'[ \\t\\n\\x0b\\f\\r]+', ' ', 'g')",
+					 expr);
+}
+
 /* The encoding of spec column c (raw column r<c>) into its features x<j>. */
 static void
 ExportEncodeColumn(StringInfo buf, const FeatureSpec *spec, int c, bool *first)
@@ -438,9 +453,13 @@ ExportEncodeColumn(StringInfo buf, const FeatureSpec *spec, int c, bool *first)
 				}
 				appendStringInfoChar(&arr, '}');
 				/* levels match byte for byte, as spec.c's binary search does */
-				appendStringInfo(buf, "%s    (pg_catalog.array_position(%s::text[], raw.r%d COLLATE \"C\") - 1)::real AS x%d",
-								 *first ? "" : ",\n", quote_literal_cstr(arr.data), c,
-								 col->first_feature);
+				appendStringInfo(buf, "%s    (pg_catalog.array_position(%s::text[], ",
+								 *first ? "" : ",\n", quote_literal_cstr(arr.data));
+				if (spec->encoding.fold_text)
+					ExportFold(buf, psprintf("raw.r%d", c));
+				else
+					appendStringInfo(buf, "raw.r%d", c);
+				appendStringInfo(buf, " COLLATE \"C\") - 1)::real AS x%d", col->first_feature);
 				pfree(arr.data);
 				break;
 			}
@@ -756,11 +775,21 @@ ExportModel(StringInfo buf, ModelRecord *rec, const char *relation)
 		initStringInfo(&expr);
 		SpecColumnSelect(&expr, spec, c, "f");
 		appendStringInfo(buf, ",\n  %s AS r%d", expr.data, c);
-		/* tag tokens match lower-cased in ASCII, as spec.c compares them */
-		if (spec->columns[c].kind == SPEC_TAGS)
+		/*
+		 * tag tokens match lower-cased in ASCII, as spec.c compares them (the
+		 * array's text form lower-cased: quoting and NULLs are unaffected), or
+		 * folded one by one with fold_text
+		 */
+		if (spec->columns[c].kind == SPEC_TAGS && !spec->encoding.fold_text)
 			appendStringInfo(buf,
 							 ",\n  pg_catalog.translate((%s)::text, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',"
 							 " 'abcdefghijklmnopqrstuvwxyz')::text[] AS t%d", expr.data, c);
+		else if (spec->columns[c].kind == SPEC_TAGS)
+		{
+			appendStringInfo(buf, ",\n  CASE WHEN (%s) IS NOT NULL THEN ARRAY(SELECT ", expr.data);
+			ExportFold(buf, "u.e");
+			appendStringInfo(buf, " FROM pg_catalog.unnest(%s) AS u(e)) END AS t%d", expr.data, c);
+		}
 		pfree(expr.data);
 	}
 	appendStringInfo(buf, "\nFROM %s AS f\nWHERE f.%s = ANY (account_ids)\n"

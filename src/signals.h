@@ -52,4 +52,35 @@ SignalFoldAscii(unsigned char c)
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
+/*
+ * Fold a text as a model trained with fold_text reads it: ASCII letters
+ * lower-cased, ASCII white space (space, \t, \n, \v, \f, \r) trimmed at
+ * both ends and every inner run made one space.  Writes at most len bytes
+ * to out; returns the folded length.  (The exported SQL scorer does the
+ * same with translate, btrim and regexp_replace.)
+ */
+static inline int
+SignalFoldText(const char *s, int len, char *out)
+{
+	int			i,
+				n = 0;
+	bool		space = false;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == ' ' || (c >= '\t' && c <= '\r'))
+		{
+			space = (n > 0);
+			continue;
+		}
+		if (space)
+			out[n++] = ' ';
+		space = false;
+		out[n++] = (char) SignalFoldAscii(c);
+	}
+	return n;
+}
+
 #endif							/* ICPML_SIGNALS_H */

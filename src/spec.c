@@ -6,19 +6,25 @@
  * Column kinds (see spec.h for the encoding):
  *   numeric      int2/int4/int8/float4/float8/numeric (and domains over them)
  *   boolean      bool
- *   categorical  text/varchar/char/enum: levels = the distinct values seen at
- *                least SPEC_MIN_COUNT times in the training rows, most
- *                frequent first (ties in byte order), at most 64
+ *   categorical  text/varchar/char/enum: levels = the distinct values seen in
+ *                at least min_count (5) training rows, most frequent first
+ *                (ties in byte order), at most max_levels (64)
  *   age_days     date/timestamp/timestamptz: days before now() (the
  *                transaction start), fractional, negative in the future
- *   tags         text[]/varchar[]: one 0/1 feature per token among the 32
- *                most frequent (ASCII lower-cased, each row counted once,
- *                at least SPEC_MIN_COUNT rows)
+ *   tags         text[]/varchar[]: one 0/1 feature per token among the
+ *                max_tags (32) most frequent (ASCII lower-cased, each row
+ *                counted once, in at least min_count rows)
  * Other types are skipped with a NOTICE, and so are categorical and tag
- * columns without any frequent enough value.
+ * columns without any frequent enough value.  With fold_text, category
+ * values and tag tokens are folded (SignalFoldText: ASCII case and white
+ * space) when levels are counted and when rows are encoded, so "Google",
+ * "google " and " GOOGLE" are one level.  The options (SpecEncoding) are
+ * the training's `encoding` argument, recorded in the spec.
  *
  * Spec jsonb:
  *   {"format": 1, "relation": "public.account_features", "key": "account_id",
+ *    "encoding": {"fold_text": true, "max_levels": 64, "max_tags": 32,
+ *                 "min_count": 5}    (only when not these defaults)
  *    "columns": [{"name": "industry", "kind": "categorical", "levels": [...]},
  *                {"name": "company_size", "kind": "numeric"}, ...],
  *    "features": [{"name": "industry", "type": "c"}, ...]}
@@ -66,6 +72,9 @@ typedef struct SpecLevelRef
 typedef struct SpecLookup
 {
 	SpecLevelRef **sorted;
+	char	   *fold;			/* fold_text: scratch for a folded value */
+	int			foldcap;
+	MemoryContext cxt;			/* the spec's context (scratch grows there) */
 } SpecLookup;
 
 static const char *const SpecKindNames[] = {
@@ -125,8 +134,41 @@ SpecBuildLookup(FeatureSpec *spec, MemoryContext cxt)
 		}
 		qsort(lk->sorted[c], col->nlevels, sizeof(SpecLevelRef), SpecLevelCmp);
 	}
+	lk->cxt = cxt;
 	MemoryContextSwitchTo(oldcxt);
 	spec->lookup = lk;
+}
+
+/* The defaults: specs that record no encoding were trained with these. */
+void
+SpecEncodingDefaults(SpecEncoding *enc)
+{
+	enc->fold_text = false;
+	enc->max_levels = SPEC_DEFAULT_MAX_LEVELS;
+	enc->max_tags = SPEC_DEFAULT_MAX_TAGS;
+	enc->min_count = SPEC_DEFAULT_MIN_COUNT;
+}
+
+/*
+ * A value as the spec's levels are written: folded (fold_text), and for
+ * tag tokens ASCII-lower-cased in any case; *len is updated.  Returns s
+ * itself when nothing changes, else the lookup's scratch (valid until the
+ * next call).
+ */
+static const char *
+SpecFoldValue(const FeatureSpec *spec, const char *s, int *len)
+{
+	SpecLookup *lk = spec->lookup;
+
+	if (!spec->encoding.fold_text)
+		return s;
+	if (*len > lk->foldcap)
+	{
+		lk->foldcap = Max(*len, 64);
+		lk->fold = MemoryContextAlloc(lk->cxt, lk->foldcap);
+	}
+	*len = SignalFoldText(s, *len, lk->fold);
+	return lk->fold;
 }
 
 /*
@@ -415,8 +457,20 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 				if (spec->columns[colidx[c]].kind == SPEC_CATEGORICAL)
 				{
 					text	   *t = DatumGetTextPP(d);
+					const char *src = VARDATA_ANY(t);
+					int			len = VARSIZE_ANY_EXHDR(t);
 
-					SpecCountValue(counts[c], VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), row, countcxt);
+					if (spec->encoding.fold_text)
+					{
+						if (len > lowercap)
+						{
+							lowercap = Max(len, 64);
+							lower = MemoryContextAlloc(countcxt, lowercap);
+						}
+						len = SignalFoldText(src, len, lower);
+						src = lower;
+					}
+					SpecCountValue(counts[c], src, len, row, countcxt);
 				}
 				else
 				{
@@ -444,8 +498,11 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 							lower = MemoryContextAlloc(countcxt, lowercap);
 						}
 						/* tokens are lower-cased in ASCII only: locale-independent */
-						for (j = 0; j < len; j++)
-							lower[j] = (char) SignalFoldAscii((unsigned char) src[j]);
+						if (spec->encoding.fold_text)
+							len = SignalFoldText(src, len, lower);
+						else
+							for (j = 0; j < len; j++)
+								lower[j] = (char) SignalFoldAscii((unsigned char) src[j]);
 						SpecCountValue(counts[c], lower, len, row, countcxt);
 					}
 				}
@@ -457,11 +514,11 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 	}
 	SPI_cursor_close(portal);
 
-	/* levels: seen in at least SPEC_MIN_COUNT rows, most frequent first */
+	/* levels: seen in at least min_count rows, most frequent first */
 	for (c = 0; c < nlevelcols; c++)
 	{
 		SpecColumn *col = &spec->columns[colidx[c]];
-		int			max = col->kind == SPEC_TAGS ? SPEC_MAX_TAG_LEVELS : SPEC_MAX_CATEGORICAL_LEVELS;
+		int			max = col->kind == SPEC_TAGS ? spec->encoding.max_tags : spec->encoding.max_levels;
 		long		n = hash_get_num_entries(counts[c]);
 		SpecCountEntry **all = palloc(sizeof(SpecCountEntry *) * Max(n, 1));
 		SpecCountEntry *e;
@@ -471,7 +528,7 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 
 		hash_seq_init(&seq, counts[c]);
 		while ((e = hash_seq_search(&seq)) != NULL)
-			if (e->count >= SPEC_MIN_COUNT)
+			if (e->count >= spec->encoding.min_count)
 				all[k++] = e;
 		qsort(all, k, sizeof(SpecCountEntry *), SpecCountCmp);
 		col->nlevels = Min(k, max);
@@ -492,7 +549,8 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
 		{
 			ereport(NOTICE,
 					(errmsg("column \"%s\" skipped: no value occurs in %d or more training rows",
-							col->name, SPEC_MIN_COUNT)));
+							col->name, spec->encoding.min_count),
+					 errhint("Lower min_count in encoding => '{\"min_count\": ...}' to keep rarer values.")));
 			continue;
 		}
 		spec->columns[kept++] = *col;
@@ -506,7 +564,8 @@ SpecInferLevels(FeatureSpec *spec, const char *row_filter)
  */
 FeatureSpec *
 SpecInfer(Oid relid, const char *relation_display, const char *key,
-		  const char *label, List *exclude, const char *row_filter)
+		  const char *label, List *exclude, const char *row_filter,
+		  const SpecEncoding *enc)
 {
 	Relation	rel = relation_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -515,6 +574,7 @@ SpecInfer(Oid relid, const char *relation_display, const char *key,
 
 	spec->relation = pstrdup(relation_display);
 	spec->key = pstrdup(key);
+	spec->encoding = *enc;
 	spec->columns = palloc0(sizeof(SpecColumn) * Max(desc->natts, 1));
 	for (i = 0; i < desc->natts; i++)
 	{
@@ -573,6 +633,14 @@ SpecToJsonb(const FeatureSpec *spec)
 	SpecJsonString(&buf, spec->relation);
 	appendStringInfoString(&buf, ", \"key\": ");
 	SpecJsonString(&buf, spec->key);
+	/* the encoding only when it is not the default (older specs have none) */
+	if (spec->encoding.fold_text || spec->encoding.max_levels != SPEC_DEFAULT_MAX_LEVELS ||
+		spec->encoding.max_tags != SPEC_DEFAULT_MAX_TAGS ||
+		spec->encoding.min_count != SPEC_DEFAULT_MIN_COUNT)
+		appendStringInfo(&buf, ", \"encoding\": {\"fold_text\": %s, \"max_levels\": %d,"
+						 " \"max_tags\": %d, \"min_count\": %d}",
+						 spec->encoding.fold_text ? "true" : "false", spec->encoding.max_levels,
+						 spec->encoding.max_tags, spec->encoding.min_count);
 	appendStringInfoString(&buf, ", \"columns\": [");
 	for (c = 0; c < spec->ncolumns; c++)
 	{
@@ -662,6 +730,7 @@ SpecFromJsonb(Jsonb *json)
 	FeatureSpec *spec = palloc0(sizeof(FeatureSpec));
 	JsonbContainer *root = &json->root;
 	JsonbContainer *cols;
+	JsonbValue *enc;
 	int			c,
 				l,
 				k;
@@ -670,6 +739,32 @@ SpecFromJsonb(Jsonb *json)
 		SpecCorrupt("not an object");
 	spec->relation = SpecJsonGetString(root, "relation");
 	spec->key = SpecJsonGetString(root, "key");
+	SpecEncodingDefaults(&spec->encoding);
+	enc = SpecJsonGet(root, "encoding");
+	if (enc != NULL)
+	{
+		JsonbContainer *e;
+		JsonbValue *v;
+		int		   *limits[3] = {&spec->encoding.max_levels, &spec->encoding.max_tags,
+		&spec->encoding.min_count};
+		const char *names[3] = {"max_levels", "max_tags", "min_count"};
+
+		if (enc->type != jbvBinary || !JsonContainerIsObject(enc->val.binary.data))
+			SpecCorrupt("\"encoding\" is not an object");
+		e = enc->val.binary.data;
+		v = SpecJsonGet(e, "fold_text");
+		if (v == NULL || v->type != jbvBool)
+			SpecCorrupt("\"encoding\" lacks fold_text");
+		spec->encoding.fold_text = v->val.boolean;
+		for (k = 0; k < 3; k++)
+		{
+			v = SpecJsonGet(e, names[k]);
+			if (v == NULL || v->type != jbvNumeric)
+				SpecCorrupt(psprintf("\"encoding\" lacks %s", names[k]));
+			*limits[k] = DatumGetInt32(DirectFunctionCall1(numeric_int4,
+														   NumericGetDatum(v->val.numeric)));
+		}
+	}
 	cols = SpecJsonGetArray(root, "columns");
 	spec->ncolumns = JsonContainerSize(cols);
 	spec->columns = palloc0(sizeof(SpecColumn) * Max(spec->ncolumns, 1));
@@ -712,7 +807,8 @@ SpecFromJsonb(Jsonb *json)
 /*
  * Check a parsed spec beyond its shape (see spec.h): a relation name that
  * is a name, a key, at least one column, distinct non-empty column names,
- * and for categorical and tag columns 1 to 64 (32) distinct levels.
+ * options of the encoding within their limits, and for categorical and tag
+ * columns 1 to max_levels (max_tags) distinct levels.
  */
 void
 SpecValidate(const FeatureSpec *spec)
@@ -727,6 +823,10 @@ SpecValidate(const FeatureSpec *spec)
 		SpecCorrupt("the key column name is empty or too long");
 	if (spec->ncolumns == 0)
 		SpecCorrupt("it has no columns");
+	if (spec->encoding.max_levels < 1 || spec->encoding.max_levels > SPEC_LIMIT_LEVELS ||
+		spec->encoding.max_tags < 1 || spec->encoding.max_tags > SPEC_LIMIT_TAGS ||
+		spec->encoding.min_count < 1)
+		SpecCorrupt("its encoding's limits are out of range");
 	for (c = 0; c < spec->ncolumns; c++)
 	{
 		const SpecColumn *col = &spec->columns[c];
@@ -739,7 +839,7 @@ SpecValidate(const FeatureSpec *spec)
 		if (col->kind != SPEC_CATEGORICAL && col->kind != SPEC_TAGS)
 			continue;
 		if (col->nlevels < 1 ||
-			col->nlevels > (col->kind == SPEC_TAGS ? SPEC_MAX_TAG_LEVELS : SPEC_MAX_CATEGORICAL_LEVELS))
+			col->nlevels > (col->kind == SPEC_TAGS ? spec->encoding.max_tags : spec->encoding.max_levels))
 			SpecCorrupt(psprintf("column \"%s\" has %d levels", col->name, col->nlevels));
 		/* the lookup holds the levels sorted: duplicates are neighbours */
 		for (l = 1; l < col->nlevels; l++)
@@ -879,8 +979,10 @@ SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 			case SPEC_CATEGORICAL:
 				{
 					text	   *t = DatumGetTextPP(d);
+					int			len = VARSIZE_ANY_EXHDR(t);
+					const char *v = SpecFoldValue(spec, VARDATA_ANY(t), &len);
 					int			idx = SpecFindLevel(spec->lookup->sorted[c], col->nlevels,
-													VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), false);
+													v, len, false);
 
 					o[0] = idx < 0 ? NAN : (float) idx;
 					if ((Pointer) t != DatumGetPointer(d))
@@ -901,13 +1003,15 @@ SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 					{
 						bool		enull;
 						Datum		e = array_iter_next(&it, &enull, i, -1, false, TYPALIGN_INT);
-						int			idx;
+						int			idx,
+									len;
+						const char *v;
 
 						if (enull)
 							continue;
-						idx = SpecFindLevel(spec->lookup->sorted[c], col->nlevels,
-											VARDATA_ANY(DatumGetPointer(e)),
-											VARSIZE_ANY_EXHDR(DatumGetPointer(e)), true);
+						len = VARSIZE_ANY_EXHDR(DatumGetPointer(e));
+						v = SpecFoldValue(spec, VARDATA_ANY(DatumGetPointer(e)), &len);
+						idx = SpecFindLevel(spec->lookup->sorted[c], col->nlevels, v, len, true);
 						if (idx >= 0)
 							o[idx] = 1.0f;
 					}

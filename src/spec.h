@@ -35,6 +35,28 @@ typedef enum SpecKind
 	SPEC_TAGS
 } SpecKind;
 
+/*
+ * How text columns become levels: options of a training, recorded in the
+ * spec (the "encoding" object of its jsonb; defaults when absent) and
+ * applied when a row is encoded.
+ */
+typedef struct SpecEncoding
+{
+	bool		fold_text;		/* categories and tag tokens: ASCII letters
+								 * lower-cased, white space trimmed and each
+								 * inner run made one space (SignalFoldText) */
+	int			max_levels;		/* categorical: most frequent levels kept */
+	int			max_tags;		/* tags: most frequent tokens kept */
+	int			min_count;		/* rows a level or token must occur in */
+} SpecEncoding;
+
+#define SPEC_DEFAULT_MAX_LEVELS 64
+#define SPEC_DEFAULT_MAX_TAGS	32
+#define SPEC_DEFAULT_MIN_COUNT	5
+/* the largest values the options may take */
+#define SPEC_LIMIT_LEVELS		1000
+#define SPEC_LIMIT_TAGS			256
+
 typedef struct SpecColumn
 {
 	char	   *name;			/* column name in the relation */
@@ -51,6 +73,7 @@ typedef struct FeatureSpec
 	char	   *key;			/* key column (int8) */
 	int			ncolumns;
 	SpecColumn *columns;
+	SpecEncoding encoding;
 	int			nfeatures;
 	char	  **feature_names;	/* "col" or "col=level" for tags */
 	const char **feature_types; /* "q", "i", "c" per feature */
@@ -63,11 +86,8 @@ typedef struct FeatureSpec
 	struct SpecLookup *lookup;
 } FeatureSpec;
 
-/* categorical: at most this many levels, each seen at least SPEC_MIN_COUNT times */
-#define SPEC_MAX_CATEGORICAL_LEVELS 64
-/* tags (text[]): at most this many tokens, each in at least SPEC_MIN_COUNT rows */
-#define SPEC_MAX_TAG_LEVELS 32
-#define SPEC_MIN_COUNT 5
+/* The defaults (the encoding of specs that record none). */
+extern void SpecEncodingDefaults(SpecEncoding *enc);
 
 /* Name of a SpecKind as stored in the spec jsonb ("numeric", "tags", ...). */
 extern const char *SpecKindName(SpecKind kind);
@@ -76,11 +96,12 @@ extern const char *SpecKindName(SpecKind kind);
  * Infer the spec of relid for training: every column except key, label and
  * the names in `exclude` (a List of C strings).  Category levels and tag
  * tokens are counted over `row_filter` rows (an SQL condition on alias f,
- * e.g. the labelled rows), read as the caller.  Columns of other types are
- * skipped with a NOTICE.  Must be called inside SPI_connect.
+ * e.g. the labelled rows), read as the caller, as `enc` says.  Columns of
+ * other types are skipped with a NOTICE.  Must be called inside SPI_connect.
  */
 extern FeatureSpec *SpecInfer(Oid relid, const char *relation_display, const char *key,
-							  const char *label, List *exclude, const char *row_filter);
+							  const char *label, List *exclude, const char *row_filter,
+							  const SpecEncoding *enc);
 
 /* Fill nfeatures, feature names/types and the lookup from the columns. */
 extern void SpecFinish(FeatureSpec *spec);

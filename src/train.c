@@ -467,7 +467,8 @@ train_icp_model(PG_FUNCTION_ARGS)
 		(void) RulesReader();	/* loads the rules' configuration */
 
 	guclevel = TrainReadSettings();
-	spec = SpecInfer(a.relid, a.relation, a.key, a.label, a.exclude, TrainRowFilter(&a));
+	spec = SpecInfer(a.relid, a.relation, a.key, a.label, a.exclude, TrainRowFilter(&a),
+					 &a.encoding);
 	d = TrainReadData(&a, spec, a.rules, traincxt);
 	AtEOXact_GUC(true, guclevel);
 	/*

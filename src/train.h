@@ -39,7 +39,7 @@
 #define TRAIN_MAX_ROUNDS 10000
 
 /* The XGBoost parameters a caller may set (train_args.c lists them). */
-#define TRAIN_NPARAMS 11
+#define TRAIN_NPARAMS 15
 #define TRAIN_P_MAX_DEPTH 0
 #define TRAIN_P_ETA 1
 
@@ -65,6 +65,7 @@ typedef struct TrainArgs
 	bool		search;
 	int32		seed;
 	char	   *deploy;
+	SpecEncoding encoding;		/* how text columns become levels */
 	bool		rules;			/* the rules can score the relation */
 	bool	   *rule_missing;	/* per RulesColumns entry: absent (reads NULL) */
 } TrainArgs;

@@ -24,10 +24,15 @@
 #include "rules.h"
 #include "train.h"
 
-/* The XGBoost parameters a caller may set, with their ranges. */
+/*
+ * The XGBoost parameters a caller may set, with their ranges and the alias
+ * XGBoost's documentation gives them (accepted in params, stored under the
+ * canonical name).
+ */
 typedef struct TrainParamDef
 {
 	const char *name;
+	const char *alias;			/* or NULL */
 	bool		integer;
 	double		min;
 	bool		min_open;		/* value must be > min rather than >= */
@@ -35,17 +40,21 @@ typedef struct TrainParamDef
 } TrainParamDef;
 
 static const TrainParamDef TrainParamDefs[] = {
-	{"max_depth", true, 1, false, 32},
-	{"eta", false, 0, true, 1},
-	{"min_child_weight", false, 0, false, 1e9},
-	{"subsample", false, 0, true, 1},
-	{"colsample_bytree", false, 0, true, 1},
-	{"lambda", false, 0, false, 1e9},
-	{"alpha", false, 0, false, 1e9},
-	{"gamma", false, 0, false, 1e9},
-	{"max_bin", true, 2, false, 1024},
-	{"scale_pos_weight", false, 0, true, 1e9},
-	{"max_cat_to_onehot", true, 1, false, 64},
+	{"max_depth", NULL, true, 1, false, 32},
+	{"eta", "learning_rate", false, 0, true, 1},
+	{"min_child_weight", NULL, false, 0, false, 1e9},
+	{"subsample", NULL, false, 0, true, 1},
+	{"colsample_bytree", NULL, false, 0, true, 1},
+	{"lambda", "reg_lambda", false, 0, false, 1e9},
+	{"alpha", "reg_alpha", false, 0, false, 1e9},
+	{"gamma", "min_split_loss", false, 0, false, 1e9},
+	{"max_bin", NULL, true, 2, false, 1024},
+	{"scale_pos_weight", NULL, false, 0, true, 1e9},
+	{"max_cat_to_onehot", NULL, true, 1, false, 64},
+	{"colsample_bylevel", NULL, false, 0, true, 1},
+	{"colsample_bynode", NULL, false, 0, true, 1},
+	{"max_delta_step", NULL, false, 0, false, 1e9},
+	{"max_leaves", NULL, true, 0, false, 1 << 20},
 };
 
 StaticAssertDecl(lengthof(TrainParamDefs) == TRAIN_NPARAMS, "a definition per parameter");
@@ -137,6 +146,98 @@ TrainRelationHasRuleColumns(Oid relid, bool *missing)
 	return present > 0;
 }
 
+/* The valid parameter names, aliases in parentheses, for messages. */
+static char *
+TrainParamList(void)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < TRAIN_NPARAMS; i++)
+	{
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", TrainParamDefs[i].name);
+		if (TrainParamDefs[i].alias)
+			appendStringInfo(&buf, " (or %s)", TrainParamDefs[i].alias);
+	}
+	return buf.data;
+}
+
+/*
+ * Parse the encoding jsonb (how text columns become levels): fold_text,
+ * max_levels, max_tags, min_count; anything else is refused.
+ */
+static void
+TrainParseEncoding(Jsonb *json, SpecEncoding *enc)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	int			depth = 0;
+
+	SpecEncodingDefaults(enc);
+	if (!JB_ROOT_IS_OBJECT(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("encoding must be a JSON object"),
+				 errhint("Pass e.g. encoding => '{\"fold_text\": true, \"max_levels\": 100}'.")));
+	it = JsonbIteratorInit(&json->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+			depth++;
+		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+			depth--;
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE || depth != 1)
+			continue;
+		if (strcmp(key, "fold_text") == 0)
+		{
+			if (v.type != jbvBool)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("encoding option \"fold_text\" must be true or false")));
+			enc->fold_text = v.val.boolean;
+		}
+		else if (strcmp(key, "max_levels") == 0 || strcmp(key, "max_tags") == 0 ||
+				 strcmp(key, "min_count") == 0)
+		{
+			int			max = strcmp(key, "max_levels") == 0 ? SPEC_LIMIT_LEVELS :
+				strcmp(key, "max_tags") == 0 ? SPEC_LIMIT_TAGS : 1000000;
+			double		d;
+
+			if (v.type != jbvNumeric)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("encoding option \"%s\" must be a number", key)));
+			d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+			if (!(d >= 1 && d <= max) || d != floor(d))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("encoding option \"%s\" is %g, outside its range", key, d),
+						 errhint("%s must be an integer from 1 to %d.", key, max)));
+			if (strcmp(key, "max_levels") == 0)
+				enc->max_levels = (int) d;
+			else if (strcmp(key, "max_tags") == 0)
+				enc->max_tags = (int) d;
+			else
+				enc->min_count = (int) d;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown encoding option \"%s\"", key),
+					 errdetail("Valid options: fold_text (boolean, default false), max_levels (default %d, at most %d), max_tags (default %d, at most %d), min_count (default %d).",
+							   SPEC_DEFAULT_MAX_LEVELS, SPEC_LIMIT_LEVELS, SPEC_DEFAULT_MAX_TAGS,
+							   SPEC_LIMIT_TAGS, SPEC_DEFAULT_MIN_COUNT)));
+	}
+}
+
 /* Parse and check params jsonb against the whitelist. */
 static void
 TrainParseParams(Jsonb *json, TrainParams *p)
@@ -167,14 +268,21 @@ TrainParseParams(Jsonb *json, TrainParams *p)
 		if (tok != WJB_VALUE)
 			continue;
 		for (i = 0; i < TRAIN_NPARAMS; i++)
-			if (strcmp(key, TrainParamDefs[i].name) == 0)
+			if (strcmp(key, TrainParamDefs[i].name) == 0 ||
+				(TrainParamDefs[i].alias && strcmp(key, TrainParamDefs[i].alias) == 0))
 				break;
 		if (i == TRAIN_NPARAMS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown XGBoost parameter \"%s\" in params", key),
-					 errhint("Allowed: max_depth, eta, min_child_weight, subsample, colsample_bytree, lambda, alpha, gamma, max_bin, scale_pos_weight, max_cat_to_onehot.")));
+					 errdetail("Valid parameters: %s.", TrainParamList()),
+					 errhint("icpml sets objective, tree_method, nthread and seed itself; n_rounds, folds and seed are arguments of train_icp_model.")));
 		def = &TrainParamDefs[i];
+		if (p->set[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("parameter \"%s\" is given twice in params", def->name),
+					 errhint("%s and %s are the same parameter; give one.", def->name, def->alias)));
 		if (v.type != jbvNumeric)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -186,7 +294,7 @@ TrainParseParams(Jsonb *json, TrainParams *p)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("parameter \"%s\" is %g, outside its range", key, d),
-					 errhint("%s must be %s%s %g and at most %g.", key,
+					 errhint("%s must be %s%s %.15g and at most %.15g.", key,
 							 def->integer ? "an integer " : "",
 							 def->min_open ? "greater than" : "at least", def->min, def->max)));
 		p->set[i] = true;
@@ -223,6 +331,8 @@ TrainParseArgs(FunctionCallInfo fcinfo, TrainArgs *a, bool training)
 		TrainRequire(fcinfo, 6, "params");
 		TrainRequire(fcinfo, 7, "search");
 		TrainRequire(fcinfo, 9, "deploy");
+		TrainRequire(fcinfo, 10, "encoding");
+		TrainParseEncoding(PG_GETARG_JSONB_P(10), &a->encoding);
 		a->n_rounds = PG_GETARG_INT32(5);
 		a->search = PG_GETARG_BOOL(7);
 		a->deploy = text_to_cstring(PG_GETARG_TEXT_PP(9));

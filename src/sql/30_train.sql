@@ -12,7 +12,8 @@ CREATE FUNCTION icpml.train_icp_model(
   params          jsonb   DEFAULT '{}',
   search          boolean DEFAULT false,
   seed            integer DEFAULT 42,
-  deploy          text    DEFAULT 'best')
+  deploy          text    DEFAULT 'best',
+  encoding        jsonb   DEFAULT '{}')
 RETURNS TABLE (version integer, deployed boolean, deploy_reason text,
                n_rows bigint, n_positive bigint,
                cv_roc_auc double precision, cv_pr_auc double precision,
@@ -23,8 +24,8 @@ AS 'MODULE_PATHNAME', 'train_icp_model'
 LANGUAGE C VOLATILE
 ROWS 1;
 
-COMMENT ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text) IS
-  'Train the ICP model on the labelled rows of a relation (default icpml.feature_relation, read as the caller): stratified k-fold CV of the model and of the rules on the same folds, refit on all rows, store as a new version, deploy by policy best/always/never';
+COMMENT ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) IS
+  'Train the ICP model on the labelled rows of a relation (default icpml.feature_relation, read as the caller): stratified k-fold CV of the model and of the rules on the same folds, refit on all rows, store as a new version, deploy by policy best/always/never; params takes XGBoost''s names and aliases, encoding how text becomes levels (fold_text, max_levels, max_tags, min_count)';
 
 CREATE FUNCTION icpml.cv_folds(
   relation     text    DEFAULT NULL,

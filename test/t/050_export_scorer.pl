@@ -45,6 +45,18 @@ $node->safe_psql('app', q{
          now() - funding_age_s * interval '1 second' AS funding_at, tech_stack,
          now() - researched_age_s * interval '1 second' AS researched_at, is_fit
   FROM feat;
+  -- text as people type it, for a model trained with fold_text
+  CREATE TABLE messy (lead_id bigint PRIMARY KEY, won boolean, industry text, stack text[],
+                      employees integer);
+  INSERT INTO messy
+  SELECT g, CASE WHEN g <= 600 THEN (g % 3 = 0 AND g % 7 <> 0) OR (g % 3 = 1 AND g % 5 = 0) END,
+         CASE g % 4 WHEN 0 THEN b.industry WHEN 1 THEN upper(b.industry)
+                    WHEN 2 THEN '  ' || lower(b.industry) || ' ' ELSE replace(b.industry, ' ', E'  \t ') END,
+         ARRAY[CASE g % 2 WHEN 0 THEN b.tech ELSE ' ' || upper(b.tech) END, 'SQL', NULL],
+         10 + (g * 37) % 900
+  FROM generate_series(1, 700) g,
+       LATERAL (SELECT (ARRAY['Health Care', 'Fintech', 'Retail Goods', 'Big  Data'])[1 + g % 4] AS industry,
+                       (ARRAY['Google Cloud', 'AWS', 'Azure'])[1 + g % 3] AS tech) b;
   CREATE VIEW rules_features WITH (security_invoker = true) AS
   SELECT account_id, engineering_role_count, has_open_engineering_roles, total_open_roles,
          has_engineering_blog, company_size, funding_amount_usd,
@@ -111,14 +123,15 @@ my $batch_q = q{
   SET extra_float_digits = 3;
   SELECT string_agg(concat_ws('|', s.account_id, s.score, s.priority, s.probability, s.model,
                               s.model_version, s.factors, s.factor_method), E'\n' ORDER BY s.o)
-  FROM icpml.icp_score_batch((SELECT array_agg(account_id ORDER BY account_id) FROM %s)
+  FROM icpml.icp_score_batch((SELECT array_agg(%s ORDER BY %s) FROM %s)
                              || ARRAY[-1, NULL]::bigint[])
        WITH ORDINALITY AS s(account_id, score, priority, probability, model, model_version,
                             factors, factor_method, o)};
 sub compare
 {
-	my ($relation, $what, $exact) = @_;
-	my $q = sprintf($batch_q, $relation);
+	my ($relation, $what, $exact, $key) = @_;
+	$key //= 'account_id';
+	my $q = sprintf($batch_q, $key, $key, $relation);
 	my $t0 = time;
 	my @c = split /\n/, $node->safe_psql('app', $q);
 	my $tc = time - $t0;
@@ -211,6 +224,18 @@ is($node->safe_psql('hosted', q{SELECT icpml.scorer_info()->>'model'}), 'rules',
 like($err, qr/model version 999 does not exist/, 'an unknown version is an error');
 ($rc, $out, $err) = $node->psql('app', q{SELECT icpml.export_scorer_sql(relation => 'x; DROP TABLE feat')});
 like($err, qr/is not a table or view name/, 'a relation that is not a name is refused');
+
+# a model trained with fold_text: the exported scorer folds text as the C path does
+$node->safe_psql('app', q{
+  SET icpml.nthread = 1;
+  SELECT version FROM icpml.train_icp_model(relation => 'public.messy', key_column => 'lead_id',
+    label_column => 'won', folds => 3, n_rounds => 30, encoding => '{"fold_text": true}',
+    deploy => 'always');
+});
+is($node->safe_psql('app', q{SELECT spec->'encoding'->>'fold_text' FROM icpml.models WHERE status = 'deployed'}),
+	'true', 'the deployed model folds text');
+install($node->safe_psql('app', 'SELECT icpml.export_scorer_sql()'), 'folded_scorer');
+compare('messy', 'fold_text', 1, 'lead_id');
 
 $node->stop;
 done_testing();

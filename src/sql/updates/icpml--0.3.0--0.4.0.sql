@@ -1424,3 +1424,47 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) TO icpml_admin;
 GRANT EXECUTE ON FUNCTION icpml.export_scorer_sql(integer, text, boolean) TO icpml_jobs;
+
+-- ---------------------------------------------------------------------------
+-- Parameters and text as users write them (#14 item 4): XGBoost's aliases in
+-- params, more whitelisted parameters, and train_icp_model(encoding => ...)
+-- (fold_text, max_levels, max_tags, min_count), recorded in the spec.  A new
+-- argument: DROP + CREATE.
+-- ---------------------------------------------------------------------------
+DROP FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text);
+
+CREATE FUNCTION icpml.train_icp_model(
+  relation        text    DEFAULT NULL,
+  key_column      text    DEFAULT NULL,
+  label_column    text    DEFAULT 'is_fit',
+  exclude_columns text[]  DEFAULT '{}',
+  folds           integer DEFAULT 5,
+  n_rounds        integer DEFAULT 100,
+  params          jsonb   DEFAULT '{}',
+  search          boolean DEFAULT false,
+  seed            integer DEFAULT 42,
+  deploy          text    DEFAULT 'best',
+  encoding        jsonb   DEFAULT '{}')
+RETURNS TABLE (version integer, deployed boolean, deploy_reason text,
+               n_rows bigint, n_positive bigint,
+               cv_roc_auc double precision, cv_pr_auc double precision,
+               cv_log_loss double precision, cv_brier double precision,
+               cv_precision_at_10 double precision, cv_lift_at_10 double precision,
+               rules_cv_roc_auc double precision, seconds double precision)
+AS 'MODULE_PATHNAME', 'train_icp_model'
+LANGUAGE C VOLATILE
+ROWS 1;
+
+COMMENT ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) IS
+  'Train the ICP model on the labelled rows of a relation (default icpml.feature_relation, read as the caller): stratified k-fold CV of the model and of the rules on the same folds, refit on all rows, store as a new version, deploy by policy best/always/never; params takes XGBoost''s names and aliases, encoding how text becomes levels (fold_text, max_levels, max_tags, min_count)';
+
+REVOKE ALL ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) FROM PUBLIC;
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
+    GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) TO service_role;
+  END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) TO icpml_admin;
+GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) TO icpml_jobs;
