@@ -5,6 +5,9 @@
 -- level limits as options.
 \set VERBOSITY default
 SET icpml.nthread = 1;
+SET client_min_messages = warning;
+TRUNCATE icpml.models, icpml.deployments RESTART IDENTITY;
+RESET client_min_messages;
 
 CREATE TABLE messy (
   lead_id bigint PRIMARY KEY,
