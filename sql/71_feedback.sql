@@ -1,6 +1,7 @@
 -- Feedback: rewards by trigger and in batch, exactly once per impression,
--- expiry, the reward map, online state == rebuilt state (also with
--- forgetting), and lists that change with what users do.
+-- expiry, the reward map, the reward over the window (a funnel of
+-- interactions: the best, a capped sum, the first), online state == rebuilt
+-- state (also with forgetting), and lists that change with what users do.
 \set VERBOSITY default
 SET icpml.nthread = 1;
 \i sql/include/reference_schema.sql
@@ -36,7 +37,9 @@ SELECT l1.rank, r.status, r.reward, r.reward_interaction_id IS NOT NULL AS attri
 FROM l1 JOIN icpml.recommendations r USING (recommendation_id) ORDER BY l1.rank;
 SELECT scope, n FROM icpml.bandit_state ORDER BY scope;
 
--- a second interaction with the same account: the impression is already final
+-- a second, better interaction with the same account within the window:
+-- the impression's reward becomes the better one (reward_aggregate 'max'),
+-- and the state's count does not change (b alone takes the difference)
 INSERT INTO user_interactions (user_id, account_id, interaction_type)
 SELECT '00000000-0000-0000-0000-00000000000a', account_id, 'meeting' FROM l1 WHERE rank = 1;
 -- another user's interaction with a listed account, and one with an account
@@ -52,8 +55,8 @@ SELECT '00000000-0000-0000-0000-00000000000a', account_id, 'meeting', now() - in
 FROM l1 WHERE rank = 2;
 SELECT scope, n FROM icpml.bandit_state ORDER BY scope;
 
--- several interactions in one statement: each impression once, the first
--- interaction (in created_at, interaction_id order) decides its reward
+-- several interactions in one statement: each impression counted once,
+-- the best of its interactions is its reward
 INSERT INTO user_interactions (user_id, account_id, interaction_type)
 SELECT '00000000-0000-0000-0000-00000000000a', l1.account_id, t.type
 FROM l1 JOIN (VALUES (2, 1, 'view'), (3, 2, 'save'), (3, 3, 'view')) AS t(rank, ord, type) USING (rank)
@@ -103,6 +106,57 @@ SELECT status, count(*), sum(reward) AS total_reward FROM icpml.recommendations 
 SELECT (SELECT n FROM icpml.bandit_state WHERE scope = 'global')
      = (SELECT count(*) FROM icpml.recommendations WHERE status <> 'pending') AS one_update_each;
 
+-- the funnel of one recommendation: view, research, contact (each its own
+-- statement) end with the contact's reward; the impression is counted once
+-- in the shared and the user's state, its account's feedback sums the
+-- reward once, and every interaction is in the event log with the change it
+-- made; a dismissal later changes nothing
+SELECT icpml.enable_online_feedback();
+CREATE TEMP TABLE n0 AS SELECT n FROM icpml.bandit_state WHERE scope = 'global';
+CREATE TEMP TABLE l3 AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000d', 3, policy => 'greedy');
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, 'view' FROM l3 WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, 'research' FROM l3 WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, 'contact' FROM l3 WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, 'dismiss' FROM l3 WHERE rank = 1;
+SELECT l3.rank, r.status, r.reward FROM l3 JOIN icpml.recommendations r USING (recommendation_id)
+ORDER BY l3.rank;
+SELECT e.interaction_type, e.reward, round(e.delta::numeric, 6) AS delta,
+       e.update_seq = r.finalize_seq AS first, e.update_seq IS NULL AS no_change
+FROM l3 JOIN icpml.recommendations r USING (recommendation_id)
+JOIN icpml.feedback_events e USING (recommendation_id)
+ORDER BY e.interaction_id;
+SELECT (SELECT n FROM icpml.bandit_state WHERE scope = 'global') - (SELECT n FROM n0) AS global_updates,
+       (SELECT n FROM icpml.bandit_state WHERE scope = 'user:00000000-0000-0000-0000-00000000000d') AS user_updates,
+       (SELECT round(f.reward::numeric, 6) = (SELECT round(sum(r.reward)::numeric, 6) FROM icpml.recommendations r
+                                                WHERE r.account_id = f.account_id AND r.status <> 'pending')
+        FROM icpml.account_feedback f JOIN l3 USING (account_id) WHERE l3.rank = 1) AS account_sums_rewards;
+-- a capped sum (here 0.1 + 0.3 + 0.7, at most 0.9), and the first
+-- interaction alone (0.3.0's rule)
+UPDATE icpml.bandit_settings SET reward_aggregate = 'sum', reward_cap = 0.9;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, t FROM l3, unnest(ARRAY['view', 'research']) AS t
+WHERE rank = 2;
+SELECT r.reward FROM l3 JOIN icpml.recommendations r USING (recommendation_id) WHERE l3.rank = 2;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, 'contact' FROM l3 WHERE rank = 2;
+UPDATE icpml.bandit_settings SET reward_aggregate = 'first';
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000d', account_id, t FROM l3, unnest(ARRAY['view', 'meeting']) AS t
+WHERE rank = 3;
+SELECT l3.rank, r.status, round(r.reward::numeric, 6) AS reward FROM l3 JOIN icpml.recommendations r USING (recommendation_id)
+WHERE l3.rank > 1 ORDER BY l3.rank;
+UPDATE icpml.bandit_settings SET reward_aggregate = DEFAULT, reward_cap = DEFAULT;
+-- nothing was left queued: with no contention each writer folds its own update
+SELECT count(*) AS queued FROM icpml.bandit_queue;
+-- the batch does not count any of them again
+SELECT rewarded, improved FROM icpml.process_feedback();
+SELECT icpml.disable_online_feedback();
+
 -- online == rebuild
 CREATE TEMP TABLE online AS SELECT * FROM icpml.bandit_state;
 SELECT icpml.rebuild_bandit_state();
@@ -113,8 +167,9 @@ SELECT scope, o.n = r.n AS same_n,
 FROM online o FULL JOIN icpml.bandit_state r USING (scope) ORDER BY scope;
 
 -- what users do changes the state and the lists: many rounds of Thompson
--- sampling, users saving the devtools accounts shown to them and only
--- viewing the rest, with forgetting (gamma < 1) and frequent refactoring
+-- sampling, users viewing every account shown to them and then saving the
+-- devtools ones (a later, better reward), with forgetting (gamma < 1) and
+-- frequent refactoring
 UPDATE icpml.bandit_settings SET gamma = 0.97, refactor_every = 3;
 SELECT icpml.rebuild_bandit_state() AS replayed;
 SELECT icpml.enable_online_feedback();
@@ -129,10 +184,16 @@ BEGIN
   FOR i IN 1..30 LOOP
     u := CASE WHEN i % 2 = 0 THEN '00000000-0000-0000-0000-00000000000a'::uuid
               ELSE '00000000-0000-0000-0000-00000000000b'::uuid END;
-    INSERT INTO user_interactions (user_id, account_id, interaction_type)
-    SELECT u, r.account_id, CASE WHEN a.industry = 'devtools' THEN 'save' ELSE 'view' END
+    CREATE TEMP TABLE round_list AS
+    SELECT r.account_id, a.industry
     FROM icpml.recommend_accounts(u, 3, policy => 'thompson', seed => i) r
     JOIN account_signals a USING (account_id);
+    INSERT INTO user_interactions (user_id, account_id, interaction_type)
+    SELECT u, account_id, 'view' FROM round_list;
+    -- then the devtools accounts are saved: a later, better reward
+    INSERT INTO user_interactions (user_id, account_id, interaction_type)
+    SELECT u, account_id, 'save' FROM round_list WHERE industry = 'devtools';
+    DROP TABLE round_list;
   END LOOP;
 END
 $$;

@@ -55,6 +55,17 @@ typedef enum BanditPolicy
 
 #define BANDIT_NPOLICIES (POLICY_RANDOM + 1)
 
+/*
+ * How an impression's reward follows from the interactions attributed to
+ * it within the window (bandit_settings.reward_aggregate).
+ */
+typedef enum BanditRewardAggregate
+{
+	REWARD_MAX,					/* the best one */
+	REWARD_SUM,					/* their sum, at most reward_cap */
+	REWARD_FIRST				/* the first one (0.3.0) */
+} BanditRewardAggregate;
+
 /* icpml.bandit_settings and icpml.reward_map, cached per backend. */
 typedef struct BanditSettings
 {
@@ -85,6 +96,18 @@ typedef struct BanditSettings
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;
+	/*
+	 * Feedback (feedback.c): the reward aggregate, whether writers queue
+	 * their updates of the shared state, how long an interaction waits for
+	 * a list being served to its user.  has_feedback_log is false when the
+	 * installed SQL predates icpml.feedback_events (0.3.0 objects with this
+	 * library): online feedback then waits for ALTER EXTENSION UPDATE.
+	 */
+	bool		has_feedback_log;
+	BanditRewardAggregate reward_aggregate;
+	double		reward_cap;
+	bool		queue_updates;
+	int			attribution_wait_ms;
 	/*
 	 * The running experiment (icpml.experiments), experiment NULL when none;
 	 * has_experiments false when the installed SQL predates experiments
@@ -162,6 +185,7 @@ extern void BanditStateInitPrior(BanditState *s, const char *scope, int d,
 								 const BanditSettings *cfg);
 extern void BanditStateUpdate(BanditState *s, const double *x, double r,
 							  const BanditSettings *cfg);
+extern void BanditStateAddReward(BanditState *s, const double *x, double delta);
 extern double BanditExamination(const BanditSettings *cfg, int rank);
 extern double BanditPriorLambda(const BanditSettings *cfg, const char *scope);
 extern void BanditUserScope(const pg_uuid_t *user, char *scope);
@@ -169,11 +193,14 @@ extern void BanditUserScope(const pg_uuid_t *user, char *scope);
 /*
  * State storage (inside SPI_connect; the caller has switched to the
  * extension owner).  Load returns false when the row does not exist (the
- * state is then the prior).  for_update locks the row; for the global row
- * a missing row is created first so that it can be locked.
+ * state is then the prior).  for_update locks the row; a missing row is
+ * created first so that it can be locked.  LoadIfFree locks it only if no
+ * one else holds it (false then).
  */
 extern bool BanditStateLoad(BanditState *s, const char *scope, bool for_update,
 							bool with_a, const BanditSettings *cfg);
+extern bool BanditStateLoadIfFree(BanditState *s, const char *scope,
+								  const BanditSettings *cfg);
 extern void BanditStateStore(BanditState *s);
 
 #endif							/* ICPML_BANDIT_H */

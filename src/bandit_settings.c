@@ -108,6 +108,7 @@ BanditCheckSettings(const BanditSettings *cfg)
 	BanditCheckRange("position_bias", cfg->position_bias, 0.0, 4.0);
 	BanditCheckRange("personalization_prior", cfg->personalization_prior,
 					 BANDIT_MIN_LAMBDA, BANDIT_MAX_LAMBDA);
+	BanditCheckRange("reward_cap", cfg->reward_cap, nextafter(0.0, 1.0), BANDIT_MAX_ABS_REWARD);
 }
 
 /* Load icpml.bandit_settings and icpml.reward_map (inside SPI_connect). */
@@ -124,11 +125,13 @@ BanditLoadSettings(void)
 	bool		isnull;
 	char	   *policy;
 	bool		cfg_has_experiments;
+	bool		cfg_has_feedback_log;
 
 	CatalogRegisterInvalidation(BanditInvalidate);
 	(void) CatalogRelid("bandit_settings");
 	(void) CatalogRelid("reward_map");
 	cfg_has_experiments = OidIsValid(CatalogRelidIfExists("experiments"));
+	cfg_has_feedback_log = OidIsValid(CatalogRelidIfExists("feedback_events"));
 
 	if (bandit_cxt == NULL)
 		bandit_cxt = AllocSetContextCreate(TopMemoryContext, "icpml bandit settings",
@@ -182,6 +185,42 @@ BanditLoadSettings(void)
 	for (i = 0; i < (uint64) cfg.n_technologies; i++)
 		cfg.technology_lengths[i] = strlen(cfg.technologies[i]);
 	cfg.personalization_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
+
+	/* feedback settings; 0.3.0's objects have none: its behaviour */
+	cfg.has_feedback_log = cfg_has_feedback_log;
+	cfg.reward_aggregate = REWARD_FIRST;
+	cfg.reward_cap = 1.0;
+	cfg.queue_updates = false;
+	cfg.attribution_wait_ms = 0;
+	if (cfg.has_feedback_log)
+	{
+		char	   *aggregate;
+		Interval   *wait;
+
+		ret = SPI_execute("SELECT reward_aggregate, reward_cap, state_updates, attribution_wait"
+						  " FROM icpml.bandit_settings", true, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "reading icpml.bandit_settings failed (please report a bug)");
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		aggregate = SPI_getvalue(tup, desc, 1);
+		if (strcmp(aggregate, "max") == 0)
+			cfg.reward_aggregate = REWARD_MAX;
+		else if (strcmp(aggregate, "sum") == 0)
+			cfg.reward_aggregate = REWARD_SUM;
+		else if (strcmp(aggregate, "first") == 0)
+			cfg.reward_aggregate = REWARD_FIRST;
+		else
+			elog(ERROR, "unknown reward_aggregate \"%s\" in icpml.bandit_settings (please report a bug)",
+				 aggregate);
+		cfg.reward_cap = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+		cfg.queue_updates = strcmp(SPI_getvalue(tup, desc, 3), "queued") == 0;
+		wait = DatumGetIntervalP(SPI_getbinval(tup, desc, 4, &isnull));
+		/* at most a minute (CHECK): no overflow */
+		cfg.attribution_wait_ms = (int) Max(0, Min(60000,
+												   (wait->time + (int64) wait->day * USECS_PER_DAY +
+													(int64) wait->month * 30 * USECS_PER_DAY) / 1000));
+	}
 	BanditCheckSettings(&cfg);
 
 	ret = SPI_execute("SELECT interaction_type, reward FROM icpml.reward_map"

@@ -33,6 +33,7 @@
 
 static SPIPlanPtr plan_load = NULL;
 static SPIPlanPtr plan_load_lock = NULL;
+static SPIPlanPtr plan_load_skip = NULL;
 static SPIPlanPtr plan_insert_prior = NULL;
 static SPIPlanPtr plan_store = NULL;
 
@@ -159,6 +160,21 @@ BanditStateUpdate(BanditState *s, const double *x, double r, const BanditSetting
 	s->dirty = true;
 }
 
+/*
+ * A change of an observation's reward already counted in the state: b +=
+ * delta x (A, n and the factor do not change; nor does forgetting apply:
+ * it is not a new observation).
+ */
+void
+BanditStateAddReward(BanditState *s, const double *x, double delta)
+{
+	int			i;
+
+	for (i = 0; i < s->d; i++)
+		s->b[i] += delta * x[i];
+	s->dirty = true;
+}
+
 /* Copy a float8[] of exactly n elements into out; ERROR otherwise. */
 static void
 BanditReadArray(Datum d, double *out, int n, const char *scope, const char *what)
@@ -199,69 +215,41 @@ BanditMakeArray(const double *v, int rows, bool square)
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* Read (and optionally lock) a state row; false when there is none. */
-bool
-BanditStateLoad(BanditState *s, const char *scope, bool for_update, bool with_a,
-				const BanditSettings *cfg)
+/* Insert a state row at the prior unless it exists (so that it can be locked). */
+static void
+BanditStateInsertPrior(Datum scope_text, const char *scope, const BanditSettings *cfg)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			itypes[5] = {TEXTOID, INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+	Datum		iargs[5];
+	BanditState prior;
 	int			ret;
-	HeapTuple	tup;
-	TupleDesc	desc;
+
+	if (plan_insert_prior == NULL)
+		plan_insert_prior = CatalogKeepPlan("INSERT INTO icpml.bandit_state"
+											" (scope, dim, a, b, chol, version)"
+											" VALUES ($1, $2, $3, $4, $5,"
+											" pg_catalog.nextval('icpml.bandit_state_version_seq'))"
+											" ON CONFLICT (scope) DO NOTHING", 5, itypes, 0);
+	BanditStateInitPrior(&prior, scope, BANDIT_DIM, cfg);
+	iargs[0] = scope_text;
+	iargs[1] = Int32GetDatum(BANDIT_DIM);
+	iargs[2] = BanditMakeArray(prior.A, BANDIT_DIM, true);
+	iargs[3] = BanditMakeArray(prior.b, BANDIT_DIM, false);
+	iargs[4] = BanditMakeArray(prior.L, BANDIT_DIM, true);
+	ret = SPI_execute_plan(plan_insert_prior, iargs, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "creating bandit state \"%s\" failed: %s", scope, SPI_result_code_string(ret));
+}
+
+/* Fill a state from the row SPI just read. */
+static void
+BanditStateFromRow(BanditState *s, const char *scope, bool with_a)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
 	bool		isnull;
 	int			d;
-	SPIPlanPtr	plan;
 
-	if (plan_load == NULL)
-		plan_load = CatalogKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
-									" FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.=) $1", 1, argtypes, 0);
-	if (plan_load_lock == NULL)
-		plan_load_lock = CatalogKeepPlan("SELECT dim, a, b, chol, n, updates_since_refactor, version"
-										 " FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-										 1, argtypes, 0);
-	plan = for_update ? plan_load_lock : plan_load;
-	args[0] = CStringGetTextDatum(scope);
-
-	ret = SPI_execute_plan(plan, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading icpml.bandit_state failed: %s", SPI_result_code_string(ret));
-
-	if (SPI_processed == 0 && for_update && strcmp(scope, "global") == 0)
-	{
-		/* create the global row at the prior so that it can be locked */
-		Oid			itypes[5] = {TEXTOID, INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
-		Datum		iargs[5];
-		BanditState prior;
-
-		if (plan_insert_prior == NULL)
-			plan_insert_prior = CatalogKeepPlan("INSERT INTO icpml.bandit_state"
-												" (scope, dim, a, b, chol, version)"
-												" VALUES ($1, $2, $3, $4, $5,"
-												" pg_catalog.nextval('icpml.bandit_state_version_seq'))"
-												" ON CONFLICT (scope) DO NOTHING", 5, itypes, 0);
-		BanditStateInitPrior(&prior, scope, BANDIT_DIM, cfg);
-		iargs[0] = args[0];
-		iargs[1] = Int32GetDatum(BANDIT_DIM);
-		iargs[2] = BanditMakeArray(prior.A, BANDIT_DIM, true);
-		iargs[3] = BanditMakeArray(prior.b, BANDIT_DIM, false);
-		iargs[4] = BanditMakeArray(prior.L, BANDIT_DIM, true);
-		ret = SPI_execute_plan(plan_insert_prior, iargs, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "creating the global bandit state failed: %s", SPI_result_code_string(ret));
-		ret = SPI_execute_plan(plan, args, NULL, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "locking the global bandit state failed (please report a bug)");
-	}
-
-	if (SPI_processed == 0)
-	{
-		BanditStateInitPrior(s, scope, BANDIT_DIM, cfg);
-		return false;
-	}
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
 	d = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 	if (d != BANDIT_DIM)
 		ereport(ERROR,
@@ -278,6 +266,89 @@ BanditStateLoad(BanditState *s, const char *scope, bool for_update, bool with_a,
 	s->updates_since_refactor = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 	s->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 	s->exists = true;
+}
+
+#define BANDIT_LOAD_COLUMNS "SELECT dim, a, b, chol, n, updates_since_refactor, version" \
+	" FROM icpml.bandit_state WHERE scope OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Read (and optionally lock) a state row; false when there is none.  A row
+ * to lock that does not exist is created at the prior first, so that two
+ * writers of a new scope queue on it instead of both inserting.
+ */
+bool
+BanditStateLoad(BanditState *s, const char *scope, bool for_update, bool with_a,
+				const BanditSettings *cfg)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			ret;
+	SPIPlanPtr	plan;
+
+	if (plan_load == NULL)
+		plan_load = CatalogKeepPlan(BANDIT_LOAD_COLUMNS, 1, argtypes, 0);
+	if (plan_load_lock == NULL)
+		plan_load_lock = CatalogKeepPlan(BANDIT_LOAD_COLUMNS " FOR UPDATE", 1, argtypes, 0);
+	plan = for_update ? plan_load_lock : plan_load;
+	args[0] = CStringGetTextDatum(scope);
+
+	ret = SPI_execute_plan(plan, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading icpml.bandit_state failed: %s", SPI_result_code_string(ret));
+
+	if (SPI_processed == 0 && for_update)
+	{
+		BanditStateInsertPrior(args[0], scope, cfg);
+		ret = SPI_execute_plan(plan, args, NULL, false, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "locking bandit state \"%s\" failed (please report a bug)", scope);
+	}
+
+	if (SPI_processed == 0)
+	{
+		BanditStateInitPrior(s, scope, BANDIT_DIM, cfg);
+		return false;
+	}
+	BanditStateFromRow(s, scope, with_a);
+	return true;
+}
+
+/*
+ * Lock and read a state row (with A) unless another transaction holds its
+ * lock: false then, and nothing is read.  Created at the prior first when
+ * missing.
+ */
+bool
+BanditStateLoadIfFree(BanditState *s, const char *scope, const BanditSettings *cfg)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			ret;
+
+	if (plan_load_skip == NULL)
+		plan_load_skip = CatalogKeepPlan(BANDIT_LOAD_COLUMNS " FOR UPDATE SKIP LOCKED", 1, argtypes, 0);
+	args[0] = CStringGetTextDatum(scope);
+	ret = SPI_execute_plan(plan_load_skip, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading icpml.bandit_state failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+	{
+		/* locked by someone else (then go), or missing: create it, look again */
+		if (plan_load == NULL)
+			plan_load = CatalogKeepPlan(BANDIT_LOAD_COLUMNS, 1, argtypes, 0);
+		ret = SPI_execute_plan(plan_load, args, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading icpml.bandit_state failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed > 0)
+			return false;
+		BanditStateInsertPrior(args[0], scope, cfg);
+		ret = SPI_execute_plan(plan_load_skip, args, NULL, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading icpml.bandit_state failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			return false;
+	}
+	BanditStateFromRow(s, scope, true);
 	return true;
 }
 

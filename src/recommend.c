@@ -66,6 +66,7 @@
 #include "catalog.h"
 #include "context.h"
 #include "experiments.h"
+#include "feedback.h"
 #include "icpml.h"
 #include "policy.h"
 #include "recommend.h"
@@ -957,6 +958,8 @@ RecommendLog(RecommendCall *call, int64 *ids)
 		nulls[10] = nulls[11] = 'n';
 	}
 
+	/* attribution by commit order: feedback for this user waits for this list */
+	FeedbackLockServing(call->user);
 	CatalogSwitchToOwner(&owner);
 	ret = SPI_execute_plan(call->cfg->has_experiments ? plan_log : plan_log_pre_experiments,
 						   args, nulls, false, 0);

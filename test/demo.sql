@@ -82,6 +82,18 @@ FROM next_list ORDER BY rank;
 \echo 'intent, fatigue, the user''s history, industry/technology slots, what all users did with it):'
 SELECT s->>'signal' AS signal, s->>'value' AS value, s->>'contribution' AS contribution
 FROM next_list, jsonb_array_elements(reason->'top_signals') s WHERE rank = 1;
+\echo 'a funnel on that account (view, research, contact): the impression''s reward becomes the best'
+\echo 'interaction''s, and it still counts once in the bandit (later ones change b only)'
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT :'demo_user', account_id, 'view' FROM next_list WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT :'demo_user', account_id, 'research' FROM next_list WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT :'demo_user', account_id, 'contact' FROM next_list WHERE rank = 1;
+SELECT e.interaction_type, e.reward, round(e.delta::numeric, 2) AS change, r.reward AS impression_reward
+FROM next_list l JOIN icpml.recommendations r USING (recommendation_id)
+JOIN icpml.feedback_events e USING (recommendation_id)
+WHERE l.rank = 1 ORDER BY e.interaction_id;
 \echo 'the vocabulary of the industry and technology slots (filled by the first score_all()):'
 SELECT array_to_string(industries, ', ') AS industries, array_to_string(technologies[1:8], ', ') || ', ...' AS technologies
 FROM icpml.bandit_settings;
@@ -104,7 +116,7 @@ BEGIN
   END LOOP;
 END
 $$;
-SELECT icpml.process_feedback(as_of => now() + interval '8 days') AS "finalized (rewarded, expired)";
+SELECT icpml.process_feedback(as_of => now() + interval '8 days') AS "finalized (rewarded, expired, improved, folded)";
 SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS reward_rate,
        round(ci_low::numeric, 3) AS ci_low, round(ci_high::numeric, 3) AS ci_high,
        round(lift::numeric, 3) AS lift, round(p_value::numeric, 4) AS p_value,

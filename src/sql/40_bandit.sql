@@ -42,7 +42,13 @@ CREATE TABLE icpml.bandit_settings (
   industries             text[] CHECK (pg_catalog.cardinality(industries) <= 12),
   technologies           text[] CHECK (pg_catalog.cardinality(technologies) <= 24),
   personalization_prior  double precision NOT NULL DEFAULT 300.0
-                           CHECK (personalization_prior >= 1e-6 AND personalization_prior <= 1e9)
+                           CHECK (personalization_prior >= 1e-6 AND personalization_prior <= 1e9),
+  reward_aggregate       text NOT NULL DEFAULT 'max' CHECK (reward_aggregate IN ('max', 'sum', 'first')),
+  reward_cap             double precision NOT NULL DEFAULT 1.0
+                           CHECK (reward_cap > 0 AND reward_cap <= 1000),
+  state_updates          text NOT NULL DEFAULT 'queued' CHECK (state_updates IN ('queued', 'immediate')),
+  attribution_wait       interval NOT NULL DEFAULT '5 seconds'
+                           CHECK (attribution_wait >= '0' AND attribution_wait <= '1 minute')
 );
 
 COMMENT ON TABLE icpml.bandit_settings IS
@@ -87,6 +93,14 @@ COMMENT ON COLUMN icpml.bandit_settings.industries IS
   'Industry vocabulary: context slot i is 1 for accounts of industries[i] (at most 12; NULL until set_bandit_vocabulary() or score_all() fills it)';
 COMMENT ON COLUMN icpml.bandit_settings.technologies IS
   'Technology vocabulary: context slot i is 1 when the account''s tech_stack holds technologies[i] (at most 24)';
+COMMENT ON COLUMN icpml.bandit_settings.reward_aggregate IS
+  'Reward of an impression from the interactions attributed to it within reward_window: max (the best one), sum (capped at reward_cap) or first (the first one only); a later interaction that changes it updates the bandit by the difference, the impression still counts once';
+COMMENT ON COLUMN icpml.bandit_settings.reward_cap IS
+  'reward_aggregate sum: an impression''s reward is at most this';
+COMMENT ON COLUMN icpml.bandit_settings.state_updates IS
+  'How feedback updates the shared model: queued (writers append to icpml.bandit_queue, whoever holds the shared row folds it; no writer waits for another) or immediate (each writer updates it under its row lock, in order); forgetting (gamma < 1) is always immediate';
+COMMENT ON COLUMN icpml.bandit_settings.attribution_wait IS
+  'Longest an interaction waits for a list being served to the same user to commit before it is attributed (0: never wait; the list''s impressions are then not seen by it)';
 
 INSERT INTO icpml.bandit_settings DEFAULT VALUES;
 
@@ -168,6 +182,12 @@ CREATE TABLE icpml.recommendations (
 
 COMMENT ON TABLE icpml.recommendations IS
   'Every served recommendation (one row per listed account) with its context vector and propensity; status pending -> rewarded (an interaction within reward_window) or expired (reward 0); finalize_seq orders the state updates';
+COMMENT ON COLUMN icpml.recommendations.reward IS
+  'The impression''s reward: the aggregate (bandit_settings.reward_aggregate) of the interactions attributed to it so far (icpml.feedback_events); 0 when it expired, NULL while pending';
+COMMENT ON COLUMN icpml.recommendations.reward_interaction_id IS
+  'The interaction that last changed the reward';
+COMMENT ON COLUMN icpml.recommendations.finalized_at IS
+  'When the impression was first rewarded or expired (its reward may still rise within reward_window)';
 COMMENT ON COLUMN icpml.recommendations.experiment IS
   'The experiment (icpml.experiments) that chose the policy of this row; NULL outside experiments';
 COMMENT ON COLUMN icpml.recommendations.variant IS
@@ -175,10 +195,13 @@ COMMENT ON COLUMN icpml.recommendations.variant IS
 COMMENT ON COLUMN icpml.recommendations.source IS
   'The retrieval source the account came from (e.g. icp, affinity, fresh, explore); NULL when not logged (rows served before sources existed)';
 
-CREATE INDEX recommendations_pending_idx ON icpml.recommendations
-  (user_id, account_id, served_at DESC) WHERE status = 'pending';
+-- attribution: the most recent open impression of (user, account)
+CREATE INDEX recommendations_open_idx ON icpml.recommendations
+  (user_id, account_id, recommendation_id DESC) WHERE status <> 'expired';
 CREATE INDEX recommendations_pending_served_idx ON icpml.recommendations
   (served_at) WHERE status = 'pending';
+CREATE INDEX recommendations_rewarded_served_idx ON icpml.recommendations
+  (served_at) WHERE status = 'rewarded';
 CREATE INDEX recommendations_reward_interaction_idx ON icpml.recommendations
   (reward_interaction_id) WHERE reward_interaction_id IS NOT NULL;
 CREATE INDEX recommendations_user_finalized_idx ON icpml.recommendations
@@ -214,13 +237,14 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION icpml.feedback_trigger() IS
   'AFTER INSERT statement trigger on the interactions relation: rewards pending recommendations and updates the bandit once per impression';
 
-CREATE FUNCTION icpml.process_feedback(as_of timestamptz DEFAULT now())
-RETURNS TABLE(rewarded bigint, expired bigint)
+CREATE FUNCTION icpml.process_feedback(as_of timestamptz DEFAULT now(),
+                                       attribute boolean DEFAULT true)
+RETURNS TABLE(rewarded bigint, expired bigint, improved bigint, folded bigint)
 AS 'MODULE_PATHNAME', 'process_feedback'
 LANGUAGE C VOLATILE STRICT;
 
-COMMENT ON FUNCTION icpml.process_feedback(timestamptz) IS
-  'Batch feedback (pg_cron): attribute interactions up to as_of not yet attributed, expire impressions older than reward_window with reward 0';
+COMMENT ON FUNCTION icpml.process_feedback(timestamptz, boolean) IS
+  'Batch feedback (pg_cron): attribute interactions up to as_of not yet attributed (unless attribute => false), expire impressions older than reward_window with reward 0, fold the queued updates into the shared model; returns impressions rewarded, expired, rewards improved, queued updates folded';
 
 CREATE FUNCTION icpml.rebuild_bandit_state()
 RETURNS bigint
@@ -392,6 +416,7 @@ BEGIN
     END IF;
     IF reset THEN
       DELETE FROM icpml.bandit_state;
+      DELETE FROM icpml.bandit_queue;
     END IF;
     UPDATE icpml.bandit_settings AS s SET industries = v_ind, technologies = v_tech;
   END IF;

@@ -5,8 +5,9 @@
 --   settings     rule_weights, rule_settings, bandit_settings, reward_map
 --   models       models, deployments, training_runs (20_models.sql)
 --   scores       account_scores (score_all() can rebuild it)
---   recommender  bandit_state, account_feedback, recommendations (the log
---                the state is rebuilt from), experiments
+--   recommender  bandit_state, account_feedback, recommendations and
+--                feedback_events (the log the state is rebuilt from),
+--                bandit_queue, experiments
 --
 -- CREATE EXTENSION inserts the default settings rows before a restore copies
 -- the dumped rows in, so a row a COPY brings in replaces the row with its key
@@ -66,3 +67,5 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_recommendation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_finalize_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.experiments', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.feedback_events', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_queue', '');

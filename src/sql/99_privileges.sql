@@ -114,6 +114,8 @@ ALTER TABLE icpml.bandit_state ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.account_feedback ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.recommendations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.experiments ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.feedback_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.bandit_queue ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators ON icpml.rule_weights TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.rule_settings TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.models TO icpml_admin USING (true) WITH CHECK (true);
@@ -126,6 +128,8 @@ CREATE POLICY administrators ON icpml.bandit_state TO icpml_admin USING (true) W
 CREATE POLICY administrators ON icpml.account_feedback TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.recommendations TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.experiments TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.feedback_events TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.bandit_queue TO icpml_admin USING (true) WITH CHECK (true);
 
 -- Supabase's roles when present, then icpml's own (in this order: an
 -- update appends the same grants in the same order to existing objects).

@@ -38,7 +38,7 @@ SELECT ok(NOT has_function_privilege('authenticated', 'icpml.grant_admin(name)',
 SELECT ok(has_function_privilege('authenticated', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'authenticated can get recommendations');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.recommendations', 'select,insert,update'), 'authenticated cannot read or forge the recommendation log');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.bandit_state', 'select,update'), 'authenticated cannot read or change bandit state');
-SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(timestamp with time zone)', 'execute'), 'authenticated cannot run batch feedback');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(timestamp with time zone, boolean)', 'execute'), 'authenticated cannot run batch feedback');
 SELECT ok(NOT has_function_privilege('anon', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'anon cannot get recommendations');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.start_experiment(text, text[], double precision[], text)', 'execute'), 'authenticated cannot start experiments');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.experiments', 'select,insert,update'), 'authenticated cannot read or change experiments');

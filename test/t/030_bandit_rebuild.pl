@@ -1,7 +1,10 @@
 # Many sessions at once recommend accounts and insert interactions with what
-# they were shown (online feedback by trigger): every impression is
-# finalized once, the state counts each exactly once, the state rebuilt from
-# the log equals the online state, and all of it survives a restart.
+# they were shown (online feedback by trigger), then a later, better one for
+# the first account (a funnel): every impression is finalized once and ends
+# with its best reward, the state counts each exactly once (the shared state's
+# updates queued and folded by whichever writer holds its row), the state
+# rebuilt from the log equals the online state, and all of it survives a
+# restart.
 use strict;
 use warnings;
 use IPC::Run;
@@ -49,13 +52,20 @@ for my $s (1 .. 6)
 	  DECLARE i int;
 	  BEGIN
 	    FOR i IN 1..$rounds LOOP
-	      INSERT INTO interactions (user_id, account_id, interaction_type)
-	      SELECT '00000000-0000-0000-0000-00000000000$s', r.account_id,
-	             (ARRAY['view', 'save', 'contact', 'research', 'dismiss'])[1 + (r.account_id + i) % 5]
+	      CREATE TEMP TABLE list AS
+	      SELECT r.rank, r.account_id
 	      FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000$s', 5,
 	                                    policy => (ARRAY['linucb', 'thompson', 'epsilon_greedy'])[1 + i % 3],
-	                                    seed => $s * 1000 + i) r
-	      WHERE r.rank <= 3;
+	                                    seed => $s * 1000 + i) r;
+	      COMMIT;
+	      INSERT INTO interactions (user_id, account_id, interaction_type)
+	      SELECT '00000000-0000-0000-0000-00000000000$s', account_id,
+	             (ARRAY['view', 'save', 'research', 'dismiss'])[1 + (account_id + i) % 4]
+	      FROM list WHERE rank <= 3;
+	      COMMIT;
+	      INSERT INTO interactions (user_id, account_id, interaction_type)
+	      SELECT '00000000-0000-0000-0000-00000000000$s', account_id, 'meeting' FROM list WHERE rank = 1;
+	      DROP TABLE list;
 	      COMMIT;
 	    END LOOP;
 	  END
@@ -81,14 +91,23 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM icpml.recommendations WHERE status = 'rewarded'"),
 	6 * $rounds * 3, 'each shown-and-acted-on impression was rewarded');
 is($node->safe_psql('postgres',
-		'SELECT count(reward_interaction_id) - count(DISTINCT reward_interaction_id) FROM icpml.recommendations'),
+		'SELECT count(*) - count(DISTINCT interaction_id) FROM icpml.feedback_events'),
 	0, 'no interaction rewarded two impressions');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM icpml.recommendations WHERE rank = 1 AND reward IS DISTINCT FROM 1"),
+	0, 'every first account ends with its best reward (the meeting)');
+cmp_ok($node->safe_psql('postgres',
+		"SELECT count(*) FROM icpml.feedback_events AS e JOIN icpml.recommendations AS r USING (recommendation_id)
+		 WHERE e.update_seq <> r.finalize_seq"),
+	'>', 0, 'later interactions raised rewards');
 
 # expire the rest in batch; the trigger and the batch agree on the counts
 $node->safe_psql('postgres', "SELECT icpml.process_feedback(now() + interval '8 days')");
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM icpml.recommendations WHERE status = 'pending'"),
 	0, 'nothing pending after the window');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM icpml.bandit_queue'),
+	0, 'every queued update of the shared state was folded');
 is($node->safe_psql('postgres', "SELECT n FROM icpml.bandit_state WHERE scope = 'global'"),
 	$served, 'the global state counts every impression exactly once');
 is($node->safe_psql('postgres',

@@ -1468,3 +1468,180 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) TO icpml_admin;
 GRANT EXECUTE ON FUNCTION icpml.train_icp_model(text, text, text, text[], integer, integer, jsonb, boolean, integer, text, jsonb) TO icpml_jobs;
+
+-- ---------------------------------------------------------------------------
+-- Feedback (#9.5, #9.7, #11.1): attribution by commit order (the log's own
+-- sequence, a barrier on lists being served), an impression's reward over
+-- its window (max, capped sum or first; later changes update b only, each
+-- logged in icpml.feedback_events), and updates of the shared model queued
+-- in icpml.bandit_queue and folded in batches.  Pending and rewarded
+-- impressions keep their state; 0.3.0's rewarded impressions have no events
+-- (rebuild_bandit_state replays their reward).
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.bandit_settings
+  ADD COLUMN reward_aggregate text NOT NULL DEFAULT 'max' CHECK (reward_aggregate IN ('max', 'sum', 'first')),
+  ADD COLUMN reward_cap double precision NOT NULL DEFAULT 1.0
+    CHECK (reward_cap > 0 AND reward_cap <= 1000),
+  ADD COLUMN state_updates text NOT NULL DEFAULT 'queued' CHECK (state_updates IN ('queued', 'immediate')),
+  ADD COLUMN attribution_wait interval NOT NULL DEFAULT '5 seconds'
+    CHECK (attribution_wait >= '0' AND attribution_wait <= '1 minute');
+COMMENT ON COLUMN icpml.bandit_settings.reward_aggregate IS
+  'Reward of an impression from the interactions attributed to it within reward_window: max (the best one), sum (capped at reward_cap) or first (the first one only); a later interaction that changes it updates the bandit by the difference, the impression still counts once';
+COMMENT ON COLUMN icpml.bandit_settings.reward_cap IS
+  'reward_aggregate sum: an impression''s reward is at most this';
+COMMENT ON COLUMN icpml.bandit_settings.state_updates IS
+  'How feedback updates the shared model: queued (writers append to icpml.bandit_queue, whoever holds the shared row folds it; no writer waits for another) or immediate (each writer updates it under its row lock, in order); forgetting (gamma < 1) is always immediate';
+COMMENT ON COLUMN icpml.bandit_settings.attribution_wait IS
+  'Longest an interaction waits for a list being served to the same user to commit before it is attributed (0: never wait; the list''s impressions are then not seen by it)';
+COMMENT ON COLUMN icpml.recommendations.reward IS
+  'The impression''s reward: the aggregate (bandit_settings.reward_aggregate) of the interactions attributed to it so far (icpml.feedback_events); 0 when it expired, NULL while pending';
+COMMENT ON COLUMN icpml.recommendations.reward_interaction_id IS
+  'The interaction that last changed the reward';
+COMMENT ON COLUMN icpml.recommendations.finalized_at IS
+  'When the impression was first rewarded or expired (its reward may still rise within reward_window)';
+
+DROP INDEX icpml.recommendations_pending_idx;
+-- attribution: the most recent open impression of (user, account)
+CREATE INDEX recommendations_open_idx ON icpml.recommendations
+  (user_id, account_id, recommendation_id DESC) WHERE status <> 'expired';
+CREATE INDEX recommendations_rewarded_served_idx ON icpml.recommendations
+  (served_at) WHERE status = 'rewarded';
+
+CREATE TABLE icpml.feedback_events (
+  recommendation_id bigint NOT NULL,
+  interaction_id    bigint NOT NULL,
+  interaction_type  text NOT NULL,
+  reward            double precision NOT NULL,
+  delta             double precision NOT NULL,
+  update_seq        bigint,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (recommendation_id, interaction_id)
+);
+
+CREATE INDEX feedback_events_interaction_idx ON icpml.feedback_events (interaction_id);
+
+COMMENT ON TABLE icpml.feedback_events IS
+  'Every interaction attributed to an impression: its reward (reward_map), the change it made to the impression''s reward (delta) and the state update that change was (update_seq: the impression''s finalize_seq for the first, a later number from recommendations_finalize_seq for an improvement, NULL when it changed nothing)';
+
+CREATE TABLE icpml.bandit_queue (
+  update_seq        bigint PRIMARY KEY,
+  recommendation_id bigint NOT NULL,
+  first             boolean NOT NULL,
+  reward            double precision NOT NULL
+);
+
+COMMENT ON TABLE icpml.bandit_queue IS
+  'Updates of the shared (global) bandit state not yet folded into it: the first reward of an impression (first: counted in A and b) or the change of its reward (b only); folded in update_seq order by whoever holds the global state row (a feedback writer, process_feedback, rebuild_bandit_state)';
+
+SELECT pg_catalog.pg_extension_config_dump('icpml.feedback_events', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_queue', '');
+ALTER TABLE icpml.feedback_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.bandit_queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY administrators ON icpml.feedback_events TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.bandit_queue TO icpml_admin USING (true) WITH CHECK (true);
+
+DROP FUNCTION icpml.process_feedback(timestamptz);
+CREATE FUNCTION icpml.process_feedback(as_of timestamptz DEFAULT now(),
+                                       attribute boolean DEFAULT true)
+RETURNS TABLE(rewarded bigint, expired bigint, improved bigint, folded bigint)
+AS 'MODULE_PATHNAME', 'process_feedback'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION icpml.process_feedback(timestamptz, boolean) IS
+  'Batch feedback (pg_cron): attribute interactions up to as_of not yet attributed (unless attribute => false), expire impressions older than reward_window with reward 0, fold the queued updates into the shared model; returns impressions rewarded, expired, rewards improved, queued updates folded';
+REVOKE ALL ON FUNCTION icpml.process_feedback(timestamptz, boolean) FROM PUBLIC;
+
+-- a reset of the vocabulary also drops the queued updates
+CREATE OR REPLACE FUNCTION icpml.set_bandit_vocabulary(
+  industries text[] DEFAULT NULL,
+  technologies text[] DEFAULT NULL,
+  reset boolean DEFAULT false)
+RETURNS TABLE(industry_slots text[], technology_slots text[])
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+  rel pg_catalog.regclass;
+  v_ind pg_catalog.text[] := industries;
+  v_tech pg_catalog.text[] := technologies;
+  old_ind pg_catalog.text[];
+  old_tech pg_catalog.text[];
+  learned boolean;
+BEGIN
+  IF v_ind IS NULL OR v_tech IS NULL THEN
+    rel := COALESCE(pg_catalog.current_setting('icpml.feature_relation', true),
+                    'public.account_features')::pg_catalog.regclass;
+  END IF;
+  IF v_ind IS NULL THEN
+    v_ind := '{}';
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'industry'
+                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+      EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT f.industry::pg_catalog.text AS v,'
+        ' pg_catalog.count(*) AS n FROM %s AS f WHERE f.industry IS NOT NULL GROUP BY 1'
+        ' ORDER BY 2 DESC, 1 LIMIT 12) AS s', rel) INTO v_ind;
+    END IF;
+  END IF;
+  IF v_tech IS NULL THEN
+    v_tech := '{}';
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'tech_stack'
+                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+      EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT t.v, pg_catalog.count(*) AS n'
+        ' FROM %s AS f, pg_catalog.unnest(f.tech_stack::pg_catalog.text[]) AS t(v)'
+        ' WHERE t.v IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 24) AS s', rel) INTO v_tech;
+    END IF;
+  END IF;
+  v_ind := COALESCE(v_ind, '{}');
+  v_tech := COALESCE(v_tech, '{}');
+  IF pg_catalog.cardinality(v_ind) OPERATOR(pg_catalog.>) 12
+     OR pg_catalog.cardinality(v_tech) OPERATOR(pg_catalog.>) 24 THEN
+    RAISE EXCEPTION 'too many vocabulary entries: % industries, % technologies',
+        pg_catalog.cardinality(v_ind), pg_catalog.cardinality(v_tech)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The context has 12 industry slots and 24 technology slots; pass the most common ones.';
+  END IF;
+  IF pg_catalog.array_position(v_ind, NULL) IS NOT NULL OR pg_catalog.array_position(v_tech, NULL) IS NOT NULL
+     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_ind)
+         FROM pg_catalog.unnest(v_ind) AS e)
+     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_tech)
+         FROM pg_catalog.unnest(v_tech) AS e) THEN
+    RAISE EXCEPTION 'vocabulary entries must be distinct and not NULL'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+
+  SELECT s.industries, s.technologies INTO old_ind, old_tech
+  FROM icpml.bandit_settings AS s FOR UPDATE;
+  -- "IS DISTINCT FROM", spelt with the qualified operator
+  IF (old_ind IS NULL) OPERATOR(pg_catalog.<>) (v_ind IS NULL)
+     OR (old_tech IS NULL) OPERATOR(pg_catalog.<>) (v_tech IS NULL)
+     OR old_ind OPERATOR(pg_catalog.<>) v_ind OR old_tech OPERATOR(pg_catalog.<>) v_tech THEN
+    learned := EXISTS (SELECT FROM icpml.bandit_state AS st WHERE st.n OPERATOR(pg_catalog.>) 0);
+    IF learned AND (old_ind IS NOT NULL OR old_tech IS NOT NULL) AND NOT reset THEN
+      RAISE EXCEPTION 'the bandit has learned with another vocabulary'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Pass reset => true to restart the bandit from its prior (icpml.recommendations is kept), or keep the current vocabulary.';
+    END IF;
+    IF reset THEN
+      DELETE FROM icpml.bandit_state;
+      DELETE FROM icpml.bandit_queue;
+    END IF;
+    UPDATE icpml.bandit_settings AS s SET industries = v_ind, technologies = v_tech;
+  END IF;
+  RETURN QUERY SELECT v_ind, v_tech;
+END
+$$;
+
+-- the new objects to Supabase's roles when present, then icpml's own (the
+-- order of a fresh install)
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
+    PERFORM icpml.grant_admin('service_role');
+  END IF;
+END
+$$;
+SELECT icpml.grant_admin('icpml_admin');
+SELECT icpml.grant_admin('icpml_jobs');
