@@ -495,6 +495,7 @@ class ProductionWorld:
             self.exam = W.W.copy()
         self.fit_weight = tastes["fit_weight"]
         self.niche = tastes["niche"]
+        self.segments = np.where(self.niche, "niche", "others")
         self.icp_source = data["icp_source"]
 
         eps = np.random.default_rng([seed, W.STREAM_EPS]).standard_normal((self.n_users, self.n_accounts))

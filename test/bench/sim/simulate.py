@@ -404,6 +404,8 @@ class Run:
                                            "recall_unscored", "rounds")}
         counts = defaultdict(int)
         checks = dict(shown_excluded=0, shown_outside_candidates=0)
+        segments = getattr(world, "segments", None)     # a label per user (production: niche / others)
+        seg_recall = defaultdict(lambda: [0.0, 0])
         queue = defaultdict(list)           # round -> [(user, account_id, type)]
         impressions = []                    # (user, account_id, true reward), in serving order
         wall = [None] * T                   # wall-clock time of each round's call
@@ -472,6 +474,9 @@ class Run:
             if best.size:
                 acc["recall"][w] += cand[best].mean()
                 acc["recall_unscored"][w] += (~world.scored[best]).mean()
+                if segments is not None:
+                    seg_recall[segments[u]][0] += cand[best].mean()
+                    seg_recall[segments[u]][1] += 1
             acc["rounds"][w] += 1
             for o in self.observers:
                 o.on_round(self)
@@ -489,6 +494,7 @@ class Run:
                    oracle=float(acc["oracle"].sum()), oracle_cand=float(acc["oracle_cand"].sum()),
                    recall=float(acc["recall"].sum() / max(1, acc["rounds"].sum())),
                    recall_unscored=float(acc["recall_unscored"].sum() / max(1, acc["rounds"].sum())),
+                   recall_by_segment={k: v[0] / v[1] for k, v in sorted(seg_recall.items()) if v[1]},
                    windows={n: [round(float(x), 4) for x in v] for n, v in acc.items()},
                    window=args.window, logged=dict(counts), world_stats=dict(world.stats),
                    elapsed_s=elapsed, ms_per_round=1000 * elapsed / T,
@@ -673,6 +679,12 @@ def report(args, results, desc, settings, scenario):
                                     for p in prod) + ".")
     if scenario.name == "production":
         out.append("")
+        segs = sorted({k for p in order for k in by[p].get("recall_by_segment", {})})
+        if segs:
+            out.append("Candidate recall by user segment: " + "; ".join(
+                f"{p} " + ", ".join(f"{k} {100 * by[p]['recall_by_segment'].get(k, 0):.1f} %" for k in segs)
+                for p in order) + ".")
+            out.append("")
         out.append("Share of users' true top 10 that had arrived but was not scored yet (invisible to retrieval): "
                    + ", ".join(f"{p} {100 * by[p]['recall_unscored']:.1f} %" for p in order) + ". "
                    + "Shown while the user's funnel on it was still running (no value): "
