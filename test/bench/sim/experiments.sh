@@ -57,7 +57,7 @@ fi
 
 if [ "${REUSE_LOGS:-0}" != 1 ]; then
   say "simulator: $rounds rounds ($PRE_DAYS + $DAYS days of $ROUNDS_PER_DAY) × {$POLICIES}"
-  "$PY" "$here/simulate.py" --rounds "$rounds" --seed "$SEED" --policies "$POLICIES" --reference "" \
+  "$PY" "$here/simulate.py" --scenario classic --rounds "$rounds" --seed "$SEED" --policies "$POLICIES" --reference "" \
         --base-db "$base" --db-prefix icpml_exp --keep-dbs --json "$OUT/sim.json" | tee "$OUT/sim.md"
 fi
 
