@@ -171,6 +171,52 @@ ModelStoreLockVersion(int32 version)
 				 errhint("List the stored versions with SELECT * FROM icpml.list_models().")));
 }
 
+/* The dataset of a version: what deploys and the policy compare. */
+typedef struct ModelStoreDataset
+{
+	char	   *dataset;		/* md5 (icpml.models.dataset) */
+	char	   *relation;
+	char	   *key;
+	char	   *label;
+} ModelStoreDataset;
+
+/* Read a version's dataset (into the current context); false if unknown. */
+static bool
+ModelStoreGetDataset(int32 version, ModelStoreDataset *out)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(version)};
+
+	memset(out, 0, sizeof(*out));
+	ModelStoreExec("SELECT m.dataset, m.spec OPERATOR(pg_catalog.->>) 'relation',"
+				   " m.spec OPERATOR(pg_catalog.->>) 'key', m.label_column"
+				   " FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
+				   1, types, values, NULL, false);
+	if (SPI_processed == 0)
+		return false;
+	out->dataset = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	out->relation = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	out->key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	out->label = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	return true;
+}
+
+/* Do two datasets differ?  (NULL datasets, from hand-made rows, never match.) */
+static bool
+ModelStoreDatasetsDiffer(const ModelStoreDataset *a, const ModelStoreDataset *b)
+{
+	return a->dataset == NULL || b->dataset == NULL || strcmp(a->dataset, b->dataset) != 0;
+}
+
+/* "relation public.x, key k, label l (dataset 1a2b3c4d)" for messages. */
+static char *
+ModelStoreDescribeDataset(const ModelStoreDataset *d)
+{
+	return psprintf("relation %s, key %s, label %s (dataset %.8s)",
+					d->relation ? d->relation : "?", d->key ? d->key : "?",
+					d->label ? d->label : "?", d->dataset ? d->dataset : "?");
+}
+
 /*
  * Make `target` the deployed version (0: none, back to the rules) in place
  * of `current` (0: none) and log it.  Leaves the new history row in
@@ -296,6 +342,7 @@ deploy_model(PG_FUNCTION_ARGS)
 	int32		version;
 	int32		current;
 	char	   *reason = ModelStoreTextArg(fcinfo, 1);
+	bool		replace_dataset = PG_NARGS() > 2 && !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
 	Datum		result = (Datum) 0;
 	bool		isnull = true;
 
@@ -310,6 +357,27 @@ deploy_model(PG_FUNCTION_ARGS)
 				(errmsg("model version %d is already deployed", version)));
 	else
 	{
+		ModelStoreDataset want,
+					have;
+
+		/* a model of another dataset replaces the deployed one only on request */
+		if (current != 0 && ModelStoreGetDataset(version, &want) &&
+			ModelStoreGetDataset(current, &have) && ModelStoreDatasetsDiffer(&want, &have))
+		{
+			if (!replace_dataset)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("model version %d belongs to another dataset than deployed version %d",
+								version, current),
+						 errdetail("Version %d: %s. Version %d: %s.", version,
+								   ModelStoreDescribeDataset(&want), current,
+								   ModelStoreDescribeDataset(&have)),
+						 errhint("Deploy it with icpml.deploy_model(version => %d, replace_dataset => true) to score with the other dataset; icpml.account_scores keeps the old scores until the next icpml.score_all().",
+								 version)));
+			reason = psprintf("replaces version %d of another dataset (%s)%s%s", current,
+							  ModelStoreDescribeDataset(&have), reason ? ": " : "",
+							  reason ? reason : "");
+		}
 		ModelStoreValidateForDeploy(version);
 		ModelStoreSwitch(version, current, "deploy", reason, st.caller);
 		result = ModelStoreResultRow(fcinfo, &st);
@@ -397,6 +465,18 @@ rollback_model(PG_FUNCTION_ARGS)
 				 errmsg("there is no earlier deployed model version to roll back to"),
 				 errdetail("The deployment history (icpml.deployments) holds no stored version deployed before the current state."),
 				 errhint("Deploy a version with icpml.deploy_model(version => ...), or return to the rules with icpml.undeploy_model().")));
+	{
+		ModelStoreDataset want,
+					have;
+
+		/* an explicit step back: allowed across datasets, and said so */
+		if (current != 0 && ModelStoreGetDataset(target, &want) &&
+			ModelStoreGetDataset(current, &have) && ModelStoreDatasetsDiffer(&want, &have))
+			reason = psprintf("back to another dataset (%s), replacing version %d (%s)%s%s",
+							  ModelStoreDescribeDataset(&want), current,
+							  ModelStoreDescribeDataset(&have), reason ? ": " : "",
+							  reason ? reason : "");
+	}
 	ModelStoreValidateForDeploy(target);
 	ModelStoreSwitch(target, current, "rollback", reason, st.caller);
 	result = ModelStoreResultRow(fcinfo, &st);
@@ -476,7 +556,8 @@ ModelStoreHasAuc(double x)
  * TopTransactionContext.
  */
 bool
-ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
+ModelStoreApplyPolicy(int32 version, const char *policy, const ModelStoreChampion *champion,
+					  const char **reason)
 {
 	ModelStoreSession st;
 	double		auc,
@@ -484,7 +565,10 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 				current_auc = get_float8_nan();
 	int32		current;
 	bool		deploy;
+	bool		other_dataset = false;
 	char	   *why;
+	char	   *theirs = NULL,
+			   *ours = NULL;
 	MemoryContext old;
 
 	if (policy == NULL ||
@@ -506,9 +590,19 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 		Oid			types[1] = {INT4OID};
 		Datum		values[1] = {Int32GetDatum(current)};
 
+		ModelStoreDataset want,
+					have;
+
 		ModelStoreExec("SELECT m.version, m.cv_roc_auc FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
 					   1, types, values, NULL, false);
 		current_auc = ModelStoreGetFloat8(2);
+		if (ModelStoreGetDataset(version, &want) && ModelStoreGetDataset(current, &have) &&
+			ModelStoreDatasetsDiffer(&want, &have))
+		{
+			other_dataset = true;
+			ours = MemoryContextStrdup(TopTransactionContext, ModelStoreDescribeDataset(&want));
+			theirs = MemoryContextStrdup(TopTransactionContext, ModelStoreDescribeDataset(&have));
+		}
 	}
 
 	/*
@@ -530,15 +624,49 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 	else if (strcmp(policy, "always") == 0)
 	{
 		deploy = true;
-		why = current != 0
-			? psprintf("policy always: deployed version %d in place of version %d", version, current)
-			: psprintf("policy always: deployed version %d in place of the rules", version);
+		why = current == 0
+			? psprintf("policy always: deployed version %d in place of the rules", version)
+			: other_dataset
+			? psprintf("policy always: deployed version %d (%s) in place of version %d of another dataset (%s)",
+					   version, ours, current, theirs)
+			: psprintf("policy always: deployed version %d in place of version %d", version, current);
+	}
+	else if (other_dataset)
+	{
+		/* best compares models of one dataset only: another is a person's decision */
+		deploy = false;
+		why = psprintf("policy best: deployed version %d belongs to another dataset (%s) than version %d (%s), so they are not compared; not deployed (icpml.deploy_model(version => %d, replace_dataset => true) deploys it)",
+					   current, theirs, version, ours, version);
 	}
 	else if (!ModelStoreHasAuc(auc))
 	{
 		deploy = false;
 		why = psprintf("policy best: version %d has no cross-validated ROC AUC to compare; not deployed",
 					   version);
+	}
+	else if (current != 0 && champion != NULL && champion->version == current)
+	{
+		/* the deployed recipe on the candidate's own folds */
+		if (champion->same_data)
+		{
+			deploy = false;
+			why = psprintf("policy best: the same recipe and training rows as deployed version %d; version %d not deployed",
+						   current, version);
+		}
+		else if (champion->same_recipe)
+		{
+			deploy = true;
+			why = psprintf("policy best: the recipe of deployed version %d, retrained on the current rows (CV ROC AUC %.4f on these folds); deployed version %d",
+						   current, auc, version);
+		}
+		else
+		{
+			deploy = auc > champion->cv_auc;
+			why = psprintf("policy best: CV ROC AUC %.4f %s %.4f of deployed version %d's recipe on the same folds; %s",
+						   auc, deploy ? "beats" : "does not beat", champion->cv_auc, current,
+						   deploy ? psprintf("deployed version %d", version)
+						   : psprintf("version %d not deployed", version));
+		}
 	}
 	else if (current != 0)
 	{
@@ -551,7 +679,7 @@ ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason)
 		else
 		{
 			deploy = auc > current_auc;
-			why = psprintf("policy best: CV ROC AUC %.4f %s %.4f of deployed version %d; %s",
+			why = psprintf("policy best: CV ROC AUC %.4f %s %.4f of deployed version %d (each on its own folds); %s",
 						   auc, deploy ? "beats" : "does not beat", current_auc, current,
 						   deploy ? psprintf("deployed version %d", version)
 						   : psprintf("version %d not deployed", version));
@@ -602,7 +730,7 @@ apply_deploy_policy(PG_FUNCTION_ARGS)
 		elog(ERROR, "apply_deploy_policy called in a wrong context (please report a bug)");
 
 	values[0] = BoolGetDatum(ModelStoreApplyPolicy(version,
-												   ModelStoreTextArg(fcinfo, 1), &reason));
+												   ModelStoreTextArg(fcinfo, 1), NULL, &reason));
 	values[1] = CStringGetTextDatum(reason);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

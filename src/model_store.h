@@ -44,14 +44,33 @@ typedef struct ModelRecord
 extern int32 ModelStoreInsert(ModelRecord *rec);
 
 /*
- * Apply a deploy policy to a freshly inserted version: "always", "never",
- * or "best" (deploy only if rec's cv_auc beats the deployed model's, or
- * the rules' on the same folds when nothing is deployed).  Returns true if
- * deployed.  Transactional: rolled back with the caller's transaction.
- * *reason says what was compared, with the figures; it is allocated in
- * TopTransactionContext (valid until the transaction ends).
+ * The deployed model as training compares a candidate with it: its recipe
+ * (parameters, rounds, seed, text encoding) cross-validated on the
+ * candidate's own folds (train.c).
  */
-extern bool ModelStoreApplyPolicy(int32 version, const char *policy, const char **reason);
+typedef struct ModelStoreChampion
+{
+	int32		version;		/* the deployed version (same dataset) */
+	double		cv_auc;			/* its recipe's mean CV ROC AUC on these folds */
+	bool		same_recipe;	/* the candidate's recipe is the same */
+	bool		same_data;		/* ... and so are the training rows (fingerprint) */
+} ModelStoreChampion;
+
+/*
+ * Apply a deploy policy to a freshly inserted version: "always", "never",
+ * or "best".  Best compares only with a deployed model of the same dataset
+ * (relation, key, label, feature columns; a deployed model of another
+ * dataset is never replaced by best): with `champion` (its recipe on the
+ * candidate's folds) it deploys when the candidate's CV ROC AUC beats it,
+ * or when the recipe is the same and the data newer; without, it compares
+ * the stored figures.  With nothing deployed, it compares with the rules
+ * on the same folds.  Returns true if deployed.  Transactional: rolled
+ * back with the caller's transaction.  *reason says what was compared,
+ * with the figures; it is allocated in TopTransactionContext (valid until
+ * the transaction ends).
+ */
+extern bool ModelStoreApplyPolicy(int32 version, const char *policy,
+								  const ModelStoreChampion *champion, const char **reason);
 
 /*
  * The deployed model, or NULL when none is (scoring then uses the rules).

@@ -30,7 +30,9 @@
  *    "cv": {"model": {"roc_auc", "pr_auc", "log_loss", "brier",
  *                     "precision_at_10", "lift_at_10": mean over folds,
  *                     "roc_auc_folds": [per fold]},
- *           "rules": {same keys} | null},
+ *           "rules": {same keys} | null,
+ *           "deployed": {"version", "roc_auc" (its recipe on these folds),
+ *                        "same_recipe", "same_data"}   (policy best, same dataset)},
  *    "roc": [{"threshold", "fpr", "tpr"}, ... at most 101 points, OOF],
  *    "calibration": [{"bin": 1..10, "mean_predicted", "observed_rate", "n"}]
  *                   (OOF, equal-width bins; empty bins have n 0 and nulls),
@@ -334,7 +336,7 @@ TrainJsonb(const char *text)
 static Jsonb *
 TrainMetricsJsonb(const TrainArgs *a, const TrainData *d, const TrainCv *cvs, int ncv,
 				  int best, XgbBooster *booster, const MetricSet *rules_mean,
-				  const MetricSet *rules_fold)
+				  const MetricSet *rules_fold, const ModelStoreChampion *champion)
 {
 	StringInfoData js;
 	int			i;
@@ -347,6 +349,15 @@ TrainMetricsJsonb(const TrainArgs *a, const TrainData *d, const TrainCv *cvs, in
 		TrainJsonMetrics(&js, rules_mean, rules_fold, a->folds);
 	else
 		appendStringInfoString(&js, "null");
+	/* the deployed model's recipe on the same folds (deploy policy best) */
+	if (champion)
+	{
+		appendStringInfo(&js, ", \"deployed\": {\"version\": %d, \"roc_auc\": ", champion->version);
+		TrainJsonNumber(&js, champion->cv_auc);
+		appendStringInfo(&js, ", \"same_recipe\": %s, \"same_data\": %s}",
+						 champion->same_recipe ? "true" : "false",
+						 champion->same_data ? "true" : "false");
+	}
 	appendStringInfoString(&js, "}, \"roc\": ");
 	TrainJsonRoc(&js, d, cvs[best].oof);
 	appendStringInfoString(&js, ", \"calibration\": ");
@@ -393,6 +404,91 @@ TrainFingerprint(const TrainData *d)
 }
 
 /* ---------------------------------------------------------------------
+ * The deployed model, compared on the same folds (deploy policy best)
+ * --------------------------------------------------------------------- */
+
+/* Same dataset: relation, key, label, and the feature columns' names and kinds. */
+static bool
+TrainSameDataset(const TrainArgs *a, const FeatureSpec *spec, const ModelRecord *dep)
+{
+	int			c;
+
+	if (dep->label == NULL || strcmp(dep->label, a->label) != 0 ||
+		strcmp(dep->spec->relation, spec->relation) != 0 || strcmp(dep->spec->key, spec->key) != 0 ||
+		dep->spec->ncolumns != spec->ncolumns)
+		return false;
+	for (c = 0; c < spec->ncolumns; c++)
+		if (strcmp(dep->spec->columns[c].name, spec->columns[c].name) != 0 ||
+			dep->spec->columns[c].kind != spec->columns[c].kind)
+			return false;
+	return true;
+}
+
+/*
+ * For deploy policy best: when the deployed model belongs to this training's
+ * dataset, cross-validate its recipe (parameters, rounds, seed, text
+ * encoding; the levels re-counted on the current rows, as a retraining with
+ * that recipe would) on this training's folds, so the two are compared on
+ * the same rows.  When the recipe is the candidate's own, the result is the
+ * candidate's CV (nothing to run).  False when no such model is deployed.
+ * Inside SPI_connect.
+ */
+static bool
+TrainChampion(const TrainArgs *a, TrainData *d, const TrainCv *cand, MemoryContext cxt,
+			  ModelStoreChampion *out)
+{
+	ModelRecord *dep = ModelStoreLoadDeployed();
+	TrainParams p;
+	int			n_rounds;
+	int32		seed;
+	const SpecEncoding *de;
+	bool		same_encoding;
+	TrainData  *cd = d;
+	TrainCv		cv;
+
+	MemoryContextSwitchTo(cxt);
+	if (dep == NULL || !TrainSameDataset(a, d->spec, dep))
+		return false;
+	TrainParamsFromJsonb(dep->params, &p, &n_rounds, &seed);
+	de = &dep->spec->encoding;
+	same_encoding = de->fold_text == a->encoding.fold_text &&
+		de->max_levels == a->encoding.max_levels && de->max_tags == a->encoding.max_tags &&
+		de->min_count == a->encoding.min_count;
+	out->version = dep->version;
+	out->same_recipe = same_encoding && TrainParamsEqual(&p, &cand->params) &&
+		n_rounds == a->n_rounds && seed == a->seed;
+	out->same_data = out->same_recipe && dep->fingerprint != NULL &&
+		strcmp(dep->fingerprint, TrainFingerprint(d)) == 0;
+	if (out->same_recipe)
+	{
+		out->cv_auc = cand->mean.roc_auc;
+		return true;
+	}
+	if (n_rounds < 1)
+		n_rounds = a->n_rounds;
+
+	/* its encoding of the same rows (read again when it differs) */
+	if (!same_encoding)
+	{
+		FeatureSpec *spec = SpecInfer(a->relid, a->relation, a->key, a->label, a->exclude,
+									  TrainRowFilter(a), de);
+
+		MemoryContextSwitchTo(cxt);
+		if (spec->ncolumns != d->spec->ncolumns)
+			return false;		/* its encoding drops a column: not comparable */
+		cd = TrainReadData(a, spec, false, cxt);
+		MemoryContextSwitchTo(cxt);
+		cd->fold = palloc_extended(sizeof(int) * Max(cd->n, 1), MCXT_ALLOC_HUGE);
+		TrainAssignFolds(cd->keys, cd->label, cd->n, a->folds, a->seed, cd->fold);
+	}
+	memset(&cv, 0, sizeof(cv));
+	cv.params = p;
+	TrainCrossValidateRecipe(cd, a->folds, n_rounds, seed, &cv, cxt);
+	out->cv_auc = cv.mean.roc_auc;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
  * SQL entry points
  * --------------------------------------------------------------------- */
 
@@ -433,6 +529,8 @@ train_icp_model(PG_FUNCTION_ARGS)
 	ModelRecord rec;
 	const char *reason = NULL;
 	bool		deployed;
+	ModelStoreChampion champion;
+	bool		have_champion = false;
 	Datum		values[TRAIN_RESULT_NATTS];
 	bool		nulls[TRAIN_RESULT_NATTS];
 	int64		lockkey;
@@ -525,12 +623,18 @@ train_icp_model(PG_FUNCTION_ARGS)
 
 	rec.params = TrainParamsJsonb(&a, &cvs[best].params);
 
+
+	/* best: the deployed model's recipe on the same folds */
+	if (strcmp(a.deploy, "best") == 0)
+		have_champion = TrainChampion(&a, d, &cvs[best], traincxt, &champion);
+
 	rec.metrics = TrainMetricsJsonb(&a, d, cvs, ncv, best, booster, d->rules ? &rules_mean : NULL,
-									 rules_fold);
+									 rules_fold, have_champion ? &champion : NULL);
 
 	/* the model store writes as the extension owner */
 	rec.version = ModelStoreInsert(&rec);
-	deployed = ModelStoreApplyPolicy(rec.version, a.deploy, &reason);
+	deployed = ModelStoreApplyPolicy(rec.version, a.deploy, have_champion ? &champion : NULL,
+									 &reason);
 
 	SPI_finish();
 	MemoryContextSwitchTo(oldcxt);

@@ -106,6 +106,13 @@ extern void TrainSearchSetting(const TrainArgs *a, int i, TrainParams *out);
 /* Set icpml's fixed params and the chosen ones on a booster. */
 extern void TrainSetParams(XgbBooster *b, const TrainParams *p, int32 seed);
 
+/*
+ * The recipe a stored model was trained with, from its params jsonb:
+ * settable parameters (canonical names), n_rounds and seed.
+ */
+extern void TrainParamsFromJsonb(Jsonb *params, TrainParams *p, int *n_rounds, int32 *seed);
+extern bool TrainParamsEqual(const TrainParams *a, const TrainParams *b);
+
 /* Parameter i's value as XGBoost and the params jsonb write it. */
 extern char *TrainParamText(int i, double v);
 
@@ -157,6 +164,14 @@ extern XgbBooster *TrainBoost(XgbMatrix *dtrain, const TrainParams *p, int n_rou
 /* Metrics of the rows of fold f, and the mean of per-fold metrics. */
 extern void TrainFoldMetrics(const TrainData *d, const double *prob, int f, MetricSet *out);
 extern void TrainMeanMetrics(const MetricSet *per_fold, int k, MetricSet *mean);
+
+/*
+ * Cross-validate one recipe (cv->params, n_rounds boosting rounds with
+ * seed) on the folds in d->fold (0 .. folds-1): cv's OOF predictions
+ * (allocated in cxt), per-fold and mean metrics.
+ */
+extern void TrainCrossValidateRecipe(const TrainData *d, int folds, int n_rounds, int32 seed,
+									 TrainCv *cv, MemoryContext cxt);
 
 /*
  * Cross-validate every setting of the search (TrainSearchSize) into

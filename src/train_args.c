@@ -404,6 +404,54 @@ TrainParseArgs(FunctionCallInfo fcinfo, TrainArgs *a, bool training)
 	}
 }
 
+/* The recipe of a stored model from its params jsonb (see train.h). */
+void
+TrainParamsFromJsonb(Jsonb *params, TrainParams *p, int *n_rounds, int32 *seed)
+{
+	int			i;
+
+	memset(p, 0, sizeof(*p));
+	*n_rounds = 0;
+	*seed = 0;
+	if (params == NULL || !JB_ROOT_IS_OBJECT(params))
+		return;
+	for (i = -2; i < TRAIN_NPARAMS; i++)
+	{
+		const char *name = i == -2 ? "n_rounds" : i == -1 ? "seed" : TrainParamDefs[i].name;
+		JsonbValue	k,
+				   *v;
+
+		k.type = jbvString;
+		k.val.string.val = (char *) name;
+		k.val.string.len = strlen(name);
+		v = findJsonbValueFromContainer(&params->root, JB_FOBJECT, &k);
+		if (v == NULL || v->type != jbvNumeric)
+			continue;
+		if (i == -2)
+			*n_rounds = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+		else if (i == -1)
+			*seed = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+		else
+		{
+			p->set[i] = true;
+			p->value[i] = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+															 NumericGetDatum(v->val.numeric)));
+		}
+	}
+}
+
+/* Do two settings set the same parameters to the same values? */
+bool
+TrainParamsEqual(const TrainParams *a, const TrainParams *b)
+{
+	int			i;
+
+	for (i = 0; i < TRAIN_NPARAMS; i++)
+		if (a->set[i] != b->set[i] || (a->set[i] && a->value[i] != b->value[i]))
+			return false;
+	return true;
+}
+
 /* Format a parameter value for XGBoost. */
 char *
 TrainParamText(int i, double v)

@@ -186,17 +186,18 @@ TrainMeanMetrics(const MetricSet *per_fold, int k, MetricSet *mean)
 	}
 }
 
-/* Cross-validate one parameter setting: OOF predictions and fold metrics. */
-static void
-TrainCrossValidate(const TrainArgs *a, const TrainData *d, TrainCv *cv, MemoryContext cxt)
+/* Cross-validate a recipe on d's folds: OOF predictions and fold metrics (see train.h). */
+void
+TrainCrossValidateRecipe(const TrainData *d, int folds, int n_rounds, int32 seed, TrainCv *cv,
+						 MemoryContext cxt)
 {
 	int			f;
 	int64	   *tr = MemoryContextAllocExtended(cxt, sizeof(int64) * Max(d->n, 1), MCXT_ALLOC_HUGE);
 	int64	   *te = MemoryContextAllocExtended(cxt, sizeof(int64) * Max(d->n, 1), MCXT_ALLOC_HUGE);
 
 	cv->oof = MemoryContextAllocExtended(cxt, sizeof(double) * Max(d->n, 1), MCXT_ALLOC_HUGE);
-	cv->per_fold = MemoryContextAlloc(cxt, sizeof(MetricSet) * a->folds);
-	for (f = 0; f < a->folds; f++)
+	cv->per_fold = MemoryContextAlloc(cxt, sizeof(MetricSet) * folds);
+	for (f = 0; f < folds; f++)
 	{
 		MemoryContext foldcxt = AllocSetContextCreate(cxt, "icpml training fold",
 													  ALLOCSET_DEFAULT_SIZES);
@@ -218,7 +219,7 @@ TrainCrossValidate(const TrainArgs *a, const TrainData *d, TrainCv *cv, MemoryCo
 				tr[ntr++] = i;
 		}
 		dtr = TrainMatrix(d, tr, ntr);
-		b = TrainBoost(dtr, &cv->params, a->n_rounds, a->seed);
+		b = TrainBoost(dtr, &cv->params, n_rounds, seed);
 		dte = TrainMatrix(d, te, nte);
 		pred = XgbBoosterPredict(b, dte, XGB_PREDICT_VALUE, &len);
 		if (len != (uint64) nte)
@@ -231,9 +232,16 @@ TrainCrossValidate(const TrainArgs *a, const TrainData *d, TrainCv *cv, MemoryCo
 		MemoryContextDelete(foldcxt);
 		TrainFoldMetrics(d, cv->oof, f, &cv->per_fold[f]);
 	}
-	TrainMeanMetrics(cv->per_fold, a->folds, &cv->mean);
+	TrainMeanMetrics(cv->per_fold, folds, &cv->mean);
 	pfree(tr);
 	pfree(te);
+}
+
+/* Cross-validate one parameter setting of the training's arguments. */
+static void
+TrainCrossValidate(const TrainArgs *a, const TrainData *d, TrainCv *cv, MemoryContext cxt)
+{
+	TrainCrossValidateRecipe(d, a->folds, a->n_rounds, a->seed, cv, cxt);
 }
 
 /* Cross-validate every setting of the search; returns the best (see train.h). */

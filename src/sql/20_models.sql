@@ -32,6 +32,8 @@ CREATE TABLE icpml.models (
   medium_min_score  integer NOT NULL DEFAULT 5,
   cv_roc_auc        double precision,
   rules_cv_roc_auc  double precision,
+  dataset           text,
+  spec_fingerprint  text,
   CHECK (medium_min_score BETWEEN 1 AND high_min_score)
 );
 
@@ -52,6 +54,10 @@ COMMENT ON COLUMN icpml.models.score_cutoffs IS
   'Nine increasing probabilities: score = 1 + number of cut-offs at or below the probability';
 COMMENT ON COLUMN icpml.models.cv_roc_auc IS
   'Mean cross-validated ROC AUC: the yardstick of the deploy policy best';
+COMMENT ON COLUMN icpml.models.dataset IS
+  'What the model was trained on: md5 of its relation, key, label and spec_fingerprint (set by a trigger); deploy policy best compares only models of one dataset';
+COMMENT ON COLUMN icpml.models.spec_fingerprint IS
+  'md5 of the feature columns the model reads, name:kind in spec order (levels left out); set by a trigger';
 COMMENT ON COLUMN icpml.models.rules_cv_roc_auc IS
   'ROC AUC of the rule-based score on the same folds; NULL when the relation lacks the rules'' signals';
 
@@ -192,6 +198,34 @@ CREATE TRIGGER models_guard
   BEFORE INSERT OR UPDATE ON icpml.models
   FOR EACH ROW EXECUTE FUNCTION icpml.models_guard();
 
+-- The dataset a model belongs to, from its own row (so training, restores and
+-- hand-made rows agree): relation, key, label and the feature columns' names
+-- and kinds.  After models_guard (triggers fire in name order).
+CREATE FUNCTION icpml.models_dataset()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  NEW.spec_fingerprint := pg_catalog.md5(COALESCE(
+    (SELECT pg_catalog.string_agg((c.e OPERATOR(pg_catalog.->>) 'name') OPERATOR(pg_catalog.||) ':'
+                                  OPERATOR(pg_catalog.||) (c.e OPERATOR(pg_catalog.->>) 'kind'), ',' ORDER BY c.i)
+     FROM pg_catalog.jsonb_array_elements(NEW.spec OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS c(e, i)),
+    ''));
+  NEW.dataset := pg_catalog.md5(pg_catalog.concat_ws('|', NEW.spec OPERATOR(pg_catalog.->>) 'relation',
+                                                     NEW.spec OPERATOR(pg_catalog.->>) 'key',
+                                                     NEW.label_column, NEW.spec_fingerprint));
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.models_dataset() IS
+  'Trigger on icpml.models: sets dataset (md5 of relation, key, label and the feature columns) and spec_fingerprint (md5 of the columns'' names and kinds)';
+
+CREATE TRIGGER models_guard_dataset
+  BEFORE INSERT OR UPDATE ON icpml.models
+  FOR EACH ROW EXECUTE FUNCTION icpml.models_dataset();
+
 -- Backends drop their cached booster when a change commits (see catalog.c).
 CREATE TRIGGER models_invalidate
   AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON icpml.models
@@ -204,13 +238,14 @@ CREATE TRIGGER deployments_invalidate
 -- Deploying (C, model_store.c: runs as the extension owner, records the caller)
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION icpml.deploy_model(version integer, reason text DEFAULT NULL)
+CREATE FUNCTION icpml.deploy_model(version integer, reason text DEFAULT NULL,
+                                   replace_dataset boolean DEFAULT false)
 RETURNS icpml.deployments
 AS 'MODULE_PATHNAME', 'deploy_model'
 LANGUAGE C VOLATILE;
 
-COMMENT ON FUNCTION icpml.deploy_model(integer, text) IS
-  'Deploy a stored model version (the deployed one is retired); returns the history row, NULL when it was already deployed';
+COMMENT ON FUNCTION icpml.deploy_model(integer, text, boolean) IS
+  'Deploy a stored model version (the deployed one is retired); a version of another dataset than the deployed one needs replace_dataset => true, and the logged reason says what it replaces; returns the history row, NULL when it was already deployed';
 
 CREATE FUNCTION icpml.rollback_model(reason text DEFAULT NULL)
 RETURNS icpml.deployments
@@ -253,19 +288,19 @@ CREATE FUNCTION icpml.list_models()
 RETURNS TABLE (version integer, created_at timestamptz, created_by name, status text,
                relation text, label_column text, n_rows bigint, n_positive bigint,
                cv_roc_auc double precision, rules_cv_roc_auc double precision,
-               xgboost_version text, model_bytes integer)
+               xgboost_version text, model_bytes integer, key_column text, dataset text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT m.version, m.created_at, m.created_by, m.status, m.relation, m.label_column,
          m.n_rows, m.n_positive, m.cv_roc_auc, m.rules_cv_roc_auc, m.xgboost_version,
-         pg_catalog.octet_length(m.model)
+         pg_catalog.octet_length(m.model), m.key_column, pg_catalog.left(m.dataset, 8)
   FROM icpml.models AS m
   ORDER BY m.version
 $$;
 
 COMMENT ON FUNCTION icpml.list_models() IS
-  'Stored model versions, oldest first, with status, data size and cross-validated ROC AUC (model and rules)';
+  'Stored model versions, oldest first, with status, data size, cross-validated ROC AUC (model and rules) and the dataset each belongs to (the first 8 characters of icpml.models.dataset)';
 
 -- The version a reader means: the given one (which must exist) or the deployed one.
 CREATE FUNCTION icpml.model_version_or_deployed(version integer)

@@ -1645,3 +1645,84 @@ END
 $$;
 SELECT icpml.grant_admin('icpml_admin');
 SELECT icpml.grant_admin('icpml_jobs');
+-- Models belong to a dataset (#14 item 1): icpml.models.dataset and
+-- spec_fingerprint (set by a trigger, filled for existing rows here), policy
+-- best compares only models of one dataset, deploy_model(replace_dataset =>)
+-- for another, list_models shows the key and the dataset (DROP + CREATE).
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.models ADD COLUMN dataset text, ADD COLUMN spec_fingerprint text;
+COMMENT ON COLUMN icpml.models.dataset IS
+  'What the model was trained on: md5 of its relation, key, label and spec_fingerprint (set by a trigger); deploy policy best compares only models of one dataset';
+COMMENT ON COLUMN icpml.models.spec_fingerprint IS
+  'md5 of the feature columns the model reads, name:kind in spec order (levels left out); set by a trigger';
+
+-- The dataset a model belongs to, from its own row (so training, restores and
+-- hand-made rows agree): relation, key, label and the feature columns' names
+-- and kinds.  After models_guard (triggers fire in name order).
+CREATE FUNCTION icpml.models_dataset()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  NEW.spec_fingerprint := pg_catalog.md5(COALESCE(
+    (SELECT pg_catalog.string_agg((c.e OPERATOR(pg_catalog.->>) 'name') OPERATOR(pg_catalog.||) ':'
+                                  OPERATOR(pg_catalog.||) (c.e OPERATOR(pg_catalog.->>) 'kind'), ',' ORDER BY c.i)
+     FROM pg_catalog.jsonb_array_elements(NEW.spec OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS c(e, i)),
+    ''));
+  NEW.dataset := pg_catalog.md5(pg_catalog.concat_ws('|', NEW.spec OPERATOR(pg_catalog.->>) 'relation',
+                                                     NEW.spec OPERATOR(pg_catalog.->>) 'key',
+                                                     NEW.label_column, NEW.spec_fingerprint));
+  RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.models_dataset() IS
+  'Trigger on icpml.models: sets dataset (md5 of relation, key, label and the feature columns) and spec_fingerprint (md5 of the columns'' names and kinds)';
+
+CREATE TRIGGER models_guard_dataset
+  BEFORE INSERT OR UPDATE ON icpml.models
+  FOR EACH ROW EXECUTE FUNCTION icpml.models_dataset();
+
+-- the trigger fills them for the models that exist
+UPDATE icpml.models SET spec = spec;
+
+DROP FUNCTION icpml.deploy_model(integer, text);
+CREATE FUNCTION icpml.deploy_model(version integer, reason text DEFAULT NULL,
+                                   replace_dataset boolean DEFAULT false)
+RETURNS icpml.deployments
+AS 'MODULE_PATHNAME', 'deploy_model'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.deploy_model(integer, text, boolean) IS
+  'Deploy a stored model version (the deployed one is retired); a version of another dataset than the deployed one needs replace_dataset => true, and the logged reason says what it replaces; returns the history row, NULL when it was already deployed';
+
+DROP FUNCTION icpml.list_models();
+CREATE FUNCTION icpml.list_models()
+RETURNS TABLE (version integer, created_at timestamptz, created_by name, status text,
+               relation text, label_column text, n_rows bigint, n_positive bigint,
+               cv_roc_auc double precision, rules_cv_roc_auc double precision,
+               xgboost_version text, model_bytes integer, key_column text, dataset text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT m.version, m.created_at, m.created_by, m.status, m.relation, m.label_column,
+         m.n_rows, m.n_positive, m.cv_roc_auc, m.rules_cv_roc_auc, m.xgboost_version,
+         pg_catalog.octet_length(m.model), m.key_column, pg_catalog.left(m.dataset, 8)
+  FROM icpml.models AS m
+  ORDER BY m.version
+$$;
+
+COMMENT ON FUNCTION icpml.list_models() IS
+  'Stored model versions, oldest first, with status, data size, cross-validated ROC AUC (model and rules) and the dataset each belongs to (the first 8 characters of icpml.models.dataset)';
+
+REVOKE ALL ON FUNCTION icpml.models_dataset(), icpml.deploy_model(integer, text, boolean), icpml.list_models() FROM PUBLIC;
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
+    GRANT EXECUTE ON FUNCTION icpml.models_dataset(), icpml.deploy_model(integer, text, boolean), icpml.list_models() TO service_role;
+  END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION icpml.models_dataset(), icpml.deploy_model(integer, text, boolean), icpml.list_models() TO icpml_admin;
+GRANT EXECUTE ON FUNCTION icpml.models_dataset(), icpml.deploy_model(integer, text, boolean), icpml.list_models() TO icpml_jobs;
