@@ -160,7 +160,7 @@ FROM (SELECT c.fold, count(*) AS n, count(*) FILTER (WHERE f.is_fit) AS np
 SELECT count(*) = (SELECT count(*) FROM account_features WHERE is_fit IS NOT NULL) AS every_labelled_key
 FROM icpml.cv_folds(folds => 3);
 
--- 6. policy best: the same CV AUC does not beat the deployed model
+-- 6. policy best: the same recipe on the same rows is nothing new: not deployed
 SELECT version, deployed, regexp_replace(deploy_reason, '[0-9]+\.[0-9]+', 'N', 'g') AS deploy_reason
 FROM icpml.train_icp_model(deploy => 'best');
 

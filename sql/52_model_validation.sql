@@ -145,7 +145,8 @@ SELECT model, model_version FROM icpml.icp_score(5);
 
 -- the same gate on rollback and on the deploy policy: a version edited in
 -- the table after it was deployed once is refused, nothing changes
-SELECT version, action FROM icpml.deploy_model(version => 2);
+-- (version 2 reads fewer columns: another dataset, replaced on request)
+SELECT version, action FROM icpml.deploy_model(version => 2, replace_dataset => true);
 UPDATE icpml.models SET spec = (SELECT jsonb_set(spec, ARRAY['columns', pg_temp.col(spec, 'company_size')::text, 'kind'], '"age_days"') FROM v1)
 WHERE version = 1;
 SELECT icpml.rollback_model();

@@ -101,3 +101,5 @@ DROP VIEW account_features;
 DROP TABLE user_interactions, research_runs, sales_users, account_signals CASCADE;
 DROP SCHEMA icpml_ref CASCADE;
 RESET client_min_messages;
+-- the tests after this one number their model versions from 1
+SELECT setval('icpml.models_version_seq', 1, false);

@@ -360,6 +360,8 @@ deploy_model(PG_FUNCTION_ARGS)
 		ModelStoreDataset want,
 					have;
 
+		/* a sound model first (a corrupt one is refused as such) */
+		ModelStoreValidateForDeploy(version);
 		/* a model of another dataset replaces the deployed one only on request */
 		if (current != 0 && ModelStoreGetDataset(version, &want) &&
 			ModelStoreGetDataset(current, &have) && ModelStoreDatasetsDiffer(&want, &have))
@@ -378,7 +380,6 @@ deploy_model(PG_FUNCTION_ARGS)
 							  ModelStoreDescribeDataset(&have), reason ? ": " : "",
 							  reason ? reason : "");
 		}
-		ModelStoreValidateForDeploy(version);
 		ModelStoreSwitch(version, current, "deploy", reason, st.caller);
 		result = ModelStoreResultRow(fcinfo, &st);
 		isnull = false;

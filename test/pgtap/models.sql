@@ -29,7 +29,7 @@ SELECT set_has(
   'pg_dump keeps models, deployments and training runs');
 
 -- functions exist, with named parameters and no overloads
-SELECT has_function('icpml', 'deploy_model', ARRAY['integer', 'text']);
+SELECT has_function('icpml', 'deploy_model', ARRAY['integer', 'text', 'boolean']);
 SELECT has_function('icpml', 'rollback_model', ARRAY['text']);
 SELECT has_function('icpml', 'undeploy_model', ARRAY['text']);
 SELECT has_function('icpml', 'delete_model', ARRAY['integer']);
@@ -43,11 +43,11 @@ SELECT has_function('icpml', 'schedule_retraining', ARRAY['text', 'text', 'text'
 SELECT has_function('icpml', 'unschedule_retraining', ARRAY['text', 'name']);
 SELECT is((SELECT prokind::text FROM pg_proc WHERE oid = 'icpml.run_training(text,text)'::regprocedure),
           'p', 'run_training is a procedure (it commits between steps)');
-SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'icpml.deploy_model(integer,text)'::regprocedure),
-          ARRAY['version', 'reason'], 'deploy_model has named parameters');
+SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'icpml.deploy_model(integer,text,boolean)'::regprocedure),
+          ARRAY['version', 'reason', 'replace_dataset'], 'deploy_model has named parameters');
 
 -- volatility: writers VOLATILE, readers STABLE
-SELECT volatility_is('icpml', 'deploy_model', ARRAY['integer', 'text'], 'volatile', 'deploy_model is VOLATILE');
+SELECT volatility_is('icpml', 'deploy_model', ARRAY['integer', 'text', 'boolean'], 'volatile', 'deploy_model is VOLATILE');
 SELECT volatility_is('icpml', 'rollback_model', ARRAY['text'], 'volatile', 'rollback_model is VOLATILE');
 SELECT volatility_is('icpml', 'undeploy_model', ARRAY['text'], 'volatile', 'undeploy_model is VOLATILE');
 SELECT volatility_is('icpml', 'delete_model', ARRAY['integer'], 'volatile', 'delete_model is VOLATILE');
@@ -72,7 +72,7 @@ SELECT ok(has_table_privilege('service_role', 'icpml.models', 'select'), 'servic
 SELECT ok(has_table_privilege('service_role', 'icpml.training_history', 'select'), 'service_role reads the training history');
 
 -- administration: not for authenticated (nor anon), for service_role
-SELECT ok(NOT has_function_privilege('authenticated', 'icpml.deploy_model(integer,text)', 'execute'), 'authenticated cannot deploy');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.deploy_model(integer,text,boolean)', 'execute'), 'authenticated cannot deploy');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.rollback_model(text)', 'execute'), 'authenticated cannot roll back');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.undeploy_model(text)', 'execute'), 'authenticated cannot undeploy');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.delete_model(integer)', 'execute'), 'authenticated cannot delete models');
@@ -87,7 +87,7 @@ SELECT ok(NOT has_function_privilege('authenticated', 'icpml.unschedule_retraini
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.run_training(text,text)', 'execute'), 'authenticated cannot run training');
 SELECT ok(NOT has_function_privilege('anon', 'icpml.run_training(text,text)', 'execute'), 'anon cannot run training');
 SELECT ok(NOT has_function_privilege('public', 'icpml.run_training(text,text)', 'execute'), 'PUBLIC cannot run training (procedures are revoked too)');
-SELECT ok(has_function_privilege('service_role', 'icpml.deploy_model(integer,text)', 'execute'), 'service_role deploys');
+SELECT ok(has_function_privilege('service_role', 'icpml.deploy_model(integer,text,boolean)', 'execute'), 'service_role deploys');
 SELECT ok(has_function_privilege('service_role', 'icpml.model_roc_curve(integer)', 'execute'), 'service_role reads evaluation outputs');
 SELECT ok(has_function_privilege('service_role', 'icpml.schedule_retraining(text,text,text,name)', 'execute'), 'service_role schedules retraining');
 SELECT ok(has_function_privilege('service_role', 'icpml.run_training(text,text)', 'execute'), 'service_role runs training');
