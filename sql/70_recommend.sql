@@ -35,18 +35,27 @@ SELECT * FROM icpml.recommend_accounts('not-a-uuid', 5);
 -- nothing was logged by the failed calls
 SELECT count(*) AS logged FROM icpml.recommendations;
 
--- no materialised scores yet: a clear error, not an empty list
-CREATE TEMP TABLE saved_scores AS SELECT * FROM icpml.account_scores;
-TRUNCATE icpml.account_scores;
-SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5);
-INSERT INTO icpml.account_scores SELECT * FROM saved_scores;
+-- before any scoring (nothing in account_scores nor account_candidates):
+-- a cold start from the rules, not an error (in a transaction rolled back,
+-- so that the rest of this file sees no impressions)
+BEGIN;
+TRUNCATE icpml.account_scores, icpml.account_candidates;
+CREATE TEMP TABLE cold_list AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5, policy => 'icp');
+SELECT r.rank, r.account_id, r.icp_score, r.priority, l.source,
+       round(r.ranking_score::numeric, 4) = round(r.score::numeric, 4) AS deprecated_score_same
+FROM cold_list AS r JOIN icpml.recommendations AS l USING (recommendation_id) ORDER BY r.rank;
+-- the same order as the rules' own ranking of the relation
+SELECT s.account_id, s.score FROM account_features AS f, icpml.icp_score(f.account_id) AS s
+ORDER BY s.probability DESC, s.account_id LIMIT 5;
+ROLLBACK;
 
 -- cold start: empty history, no state; the list follows ICP fit plus
 -- uncertainty, every row explained
 SELECT rank, account_id, icp_score, priority, round(expected_reward::numeric, 4) AS mu,
        round(exploration::numeric, 4) AS explore, reason->>'summary' AS summary
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5, policy => 'linucb');
-SELECT rank, account_id, icp_score, round(score::numeric, 4) AS score
+SELECT rank, account_id, icp_score, round(ranking_score::numeric, 4) AS ranking_score
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5, policy => 'icp');
 SELECT jsonb_object_keys(reason) AS reason_keys
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 1, policy => 'linucb')
@@ -83,7 +92,7 @@ SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5
                                        policy => 'epsilon_greedy', seed => 5);
 SELECT r.rank, r.account_id = s.account_id AS same_account, r.policy, r.status,
        array_length(r.context, 1) AS dim, r.context[1] AS bias,
-       abs(r.score - s.score) < 1e-12 AS same_score, round(r.propensity::numeric, 4) AS propensity,
+       abs(r.score - s.ranking_score) < 1e-12 AS same_score, round(r.propensity::numeric, 4) AS propensity,
        r.state_version
 FROM icpml.recommendations r JOIN served s USING (recommendation_id)
 ORDER BY r.rank;

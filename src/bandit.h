@@ -93,6 +93,11 @@ typedef struct BanditSettings
 	int			n_technologies;
 	char	  **technologies;
 	int			technology_lengths[BANDIT_MAX_TECHNOLOGIES];	/* strlen of each */
+	/* retrieval sources: shares of the candidates (retrieval.c) */
+	double		affinity_share;
+	double		fresh_share;
+	double		explore_share;
+	Interval	fresh_window;
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;

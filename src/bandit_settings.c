@@ -15,6 +15,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "bandit.h"
@@ -109,6 +110,11 @@ BanditCheckSettings(const BanditSettings *cfg)
 	BanditCheckRange("personalization_prior", cfg->personalization_prior,
 					 BANDIT_MIN_LAMBDA, BANDIT_MAX_LAMBDA);
 	BanditCheckRange("reward_cap", cfg->reward_cap, nextafter(0.0, 1.0), BANDIT_MAX_ABS_REWARD);
+	BanditCheckRange("affinity_share", cfg->affinity_share, 0.0, 1.0);
+	BanditCheckRange("fresh_share", cfg->fresh_share, 0.0, 1.0);
+	BanditCheckRange("explore_share", cfg->explore_share, 0.0, 1.0);
+	BanditCheckRange("affinity_share + fresh_share + explore_share",
+					 cfg->affinity_share + cfg->fresh_share + cfg->explore_share, 0.0, 1.0);
 }
 
 /* Load icpml.bandit_settings and icpml.reward_map (inside SPI_connect). */
@@ -126,9 +132,10 @@ BanditLoadSettings(void)
 	char	   *policy;
 	bool		cfg_has_experiments;
 	bool		cfg_has_feedback_log;
+	bool		has_sources;
 
 	CatalogRegisterInvalidation(BanditInvalidate);
-	(void) CatalogRelid("bandit_settings");
+	has_sources = get_attnum(CatalogRelid("bandit_settings"), "affinity_share") != InvalidAttrNumber;
 	(void) CatalogRelid("reward_map");
 	cfg_has_experiments = OidIsValid(CatalogRelidIfExists("experiments"));
 	cfg_has_feedback_log = OidIsValid(CatalogRelidIfExists("feedback_events"));
@@ -141,12 +148,16 @@ BanditLoadSettings(void)
 
 	CatalogSwitchToOwner(&owner);
 
-	ret = SPI_execute("SELECT default_policy, alpha, v, epsilon, lambda, candidates,"
-					  " reward_window, gamma, refactor_every, personalization,"
-					  " personalization_weight, exclude_dismissed, exclude_worked_types,"
-					  " history_limit, icp_prior, fatigue_decay, position_bias,"
-					  " coalesce(industries, '{}'), coalesce(technologies, '{}'), personalization_prior"
-					  " FROM icpml.bandit_settings", true, 0);
+	/* the retrieval sources' settings (0.4.0 SQL; before: the icp source alone) */
+	ret = SPI_execute(psprintf("SELECT default_policy, alpha, v, epsilon, lambda, candidates,"
+							   " reward_window, gamma, refactor_every, personalization,"
+							   " personalization_weight, exclude_dismissed, exclude_worked_types,"
+							   " history_limit, icp_prior, fatigue_decay, position_bias,"
+							   " coalesce(industries, '{}'), coalesce(technologies, '{}'), personalization_prior, %s"
+							   " FROM icpml.bandit_settings",
+							   has_sources ? "affinity_share, fresh_share, explore_share, fresh_window" :
+							   "0::pg_catalog.float8, 0::pg_catalog.float8, 0::pg_catalog.float8,"
+							   " '0'::pg_catalog.interval"), true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -185,6 +196,10 @@ BanditLoadSettings(void)
 	for (i = 0; i < (uint64) cfg.n_technologies; i++)
 		cfg.technology_lengths[i] = strlen(cfg.technologies[i]);
 	cfg.personalization_prior = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
+	cfg.affinity_share = DatumGetFloat8(SPI_getbinval(tup, desc, 21, &isnull));
+	cfg.fresh_share = DatumGetFloat8(SPI_getbinval(tup, desc, 22, &isnull));
+	cfg.explore_share = DatumGetFloat8(SPI_getbinval(tup, desc, 23, &isnull));
+	cfg.fresh_window = *DatumGetIntervalP(SPI_getbinval(tup, desc, 24, &isnull));
 
 	/* feedback settings; 0.3.0's objects have none: its behaviour */
 	cfg.has_feedback_log = cfg_has_feedback_log;

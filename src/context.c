@@ -80,6 +80,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 
 #include "context.h"
 #include "recommend.h"
@@ -216,33 +217,37 @@ uint32
 ContextTechnologySlots(const BanditSettings *cfg, Datum stack)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(stack);
-	Datum	   *elems;
-	bool	   *enulls;
-	int			n,
-				i,
-				j;
+	ArrayIterator it;
+	Datum		elem;
+	bool		isnull;
 	uint32		mask = 0;
+	int			j;
 
 	if (ARR_NDIM(arr) == 0 || cfg->n_technologies == 0)
 		return 0;
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-	for (i = 0; i < n; i++)
+	/* on the serving path for every candidate: no copy of the elements */
+	it = array_create_iterator(arr, 0, NULL);
+	while (array_iterate(it, &elem, &isnull))
 	{
 		text	   *t;
 		int			len;
 
-		if (enulls[i])
+		if (isnull)
 			continue;
-		t = (text *) DatumGetPointer(elems[i]);
+		t = (text *) DatumGetPointer(elem);
 		len = VARSIZE_ANY_EXHDR(t);
 		for (j = 0; j < cfg->n_technologies; j++)
 			if (cfg->technology_lengths[j] == len && memcmp(VARDATA_ANY(t), cfg->technologies[j], len) == 0)
 				mask |= (uint32) 1 << j;
 	}
+	array_free_iterator(it);
 	return mask;
 }
 
-/* User-level aggregates of the history (after the feature rows are read). */
+/*
+ * User-level aggregates of the history: its items carry their accounts'
+ * attributes (from the profile, or read by retrieval.c).
+ */
 static void
 ContextHistoryStats(RecommendCall *call)
 {
@@ -256,30 +261,27 @@ ContextHistoryStats(RecommendCall *call)
 	for (j = 0; j < call->nhist; j++)
 	{
 		RecommendHistItem *h = &call->hist[j];
-		RecommendAccount *e = hash_search(call->accounts, &h->account_id, HASH_FIND, NULL);
 		double		r = 0.0;
-		int			band;
 
-		if (e == NULL || !e->seen)
+		if (!h->known)
 			continue;			/* hidden from the caller, or gone */
 		(void) BanditReward(call->cfg, h->type, &r);
 		call->n_known++;
-		if (e->tech_known)
+		if (h->tech_known)
 		{
 			int			t;
 
 			call->n_tech_known++;
 			for (t = 0; t < CTX_NTECH_SLOTS; t++)
-				if (e->tech_slots & ((uint32) 1 << t))
+				if (h->tech_slots & ((uint32) 1 << t))
 					call->tech_count[t]++;
 		}
 		total += r;
-		band = e->row >= 0 ? call->rows[e->row].size_band : e->size_band;
-		if (band >= 0)
-			call->size_count[band]++;
-		if (e->industry >= 0)
+		if (h->size_band >= 0)
+			call->size_count[h->size_band]++;
+		if (h->industry >= 0)
 		{
-			RecommendIndustry *s = &call->industries[e->industry];
+			RecommendIndustry *s = &call->industries[h->industry];
 			int			t = ContextOwnType(h->type);
 
 			s->n++;
@@ -329,6 +331,41 @@ ContextEngagement(RecommendCall *call)
 	}
 }
 
+/*
+ * The context vectors (ncand x BANDIT_DIM doubles, up to 2.5 MB) and their
+ * non-zero indices live in buffers kept for the backend's life: a fresh
+ * allocation of that size is fresh memory from the kernel on every call,
+ * and faulting its pages in cost more than building the vectors.  Only
+ * one call uses them at a time (recommend_accounts does not nest).
+ */
+static double *ctx_x = NULL;
+static int *ctx_nz = NULL;
+static int	ctx_cap = 0;
+
+/* Point call->X, nz, nnz and eng_sd at zeroed room for call->ncand vectors. */
+static void
+ContextScratch(RecommendCall *call)
+{
+	int			n = Max(call->ncand, 1);
+
+	if (n > ctx_cap)
+	{
+		if (ctx_x != NULL)
+		{
+			pfree(ctx_x);
+			pfree(ctx_nz);
+		}
+		ctx_cap = Max(n, 1024);
+		ctx_x = MemoryContextAlloc(TopMemoryContext, sizeof(double) * ctx_cap * BANDIT_DIM);
+		ctx_nz = MemoryContextAlloc(TopMemoryContext, sizeof(int) * ctx_cap * BANDIT_DIM);
+	}
+	call->X = ctx_x;
+	memset(call->X, 0, sizeof(double) * n * BANDIT_DIM);
+	call->nz = ctx_nz;
+	call->eng_sd = palloc0(sizeof(double) * n);
+	call->nnz = palloc0(sizeof(int) * n);
+}
+
 /* The context vector of every candidate (the table above). */
 static void
 ContextVectors(RecommendCall *call)
@@ -357,10 +394,7 @@ ContextVectors(RecommendCall *call)
 		tech_lift[t] = call->n_tech_known > 0 && n_stack > 0 ?
 			(double) call->tech_count[t] / call->n_tech_known - (double) tech_cand[t] / n_stack : 0.0;
 
-	call->X = palloc0(sizeof(double) * call->ncand * BANDIT_DIM);
-	call->eng_sd = palloc0(sizeof(double) * Max(call->ncand, 1));
-	call->nz = palloc(sizeof(int) * Max(call->ncand, 1) * BANDIT_DIM);
-	call->nnz = palloc0(sizeof(int) * Max(call->ncand, 1));
+	ContextScratch(call);
 	for (c = 0; c < call->ncand; c++)
 	{
 		RecommendRow *r = &call->rows[call->cand[c]];
@@ -382,11 +416,15 @@ ContextVectors(RecommendCall *call)
 		if (r->size_band >= 0)
 			x[CTX_SIZE_BAND + r->size_band] = 1.0;
 		x[CTX_RESEARCH] = r->research;
-		for (t = 0; t < CTX_NOWN_TYPES; t++)
-			x[CTX_OWN + t] = 1.0 - exp(-r->own[t]);
+		/* most candidates have no own history: skip the exp() of a 0 */
+		if (r->own_best >= 0)
+			for (t = 0; t < CTX_NOWN_TYPES; t++)
+				x[CTX_OWN + t] = r->own[t] > 0.0 ? 1.0 - exp(-r->own[t]) : 0.0;
 		x[CTX_DISMISSED] = r->dismissed ? 1.0 : 0.0;
-		x[CTX_FATIGUE] = 1.0 - exp(-r->fatigue / 10.0);
-		x[CTX_IGNORED] = 1.0 - exp(-r->ignored / 3.0);
+		if (r->fatigue > 0.0)
+			x[CTX_FATIGUE] = 1.0 - exp(-r->fatigue / 10.0);
+		if (r->ignored > 0.0)
+			x[CTX_IGNORED] = 1.0 - exp(-r->ignored / 3.0);
 		if (r->industry_slot >= 0)
 			x[CTX_INDUSTRY_SLOT + r->industry_slot] = 1.0;
 		{

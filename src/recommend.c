@@ -1,37 +1,28 @@
 /*
- * recommend.c — recommend_accounts(user_id, k, policy, candidates, seed):
- * the entry point, the caller check, the reads, the reason and the log.
+ * recommend.c — recommend_accounts(user_id, k, policy, candidates, seed)
+ * and retrieve_candidates(user_id, candidates, seed): the entry points,
+ * the caller check, the user's history, the reason and the log.
  *
  * Phases of one call (latency does not grow with the account table):
  *
- *  1. history   the user's most recent interactions (history_limit), read
- *               as the caller from icpml.interactions_relation by its
- *               (user_id, created_at) index: user-level context features.
- *  2. retrieval the top M accounts by ICP probability from
- *               icpml.account_scores (index on probability DESC, read as the
- *               extension owner), then, as the caller, their feature rows
- *               (= ANY($1) on icpml.feature_relation: row-level security
- *               drops what the caller may not see) and the user's
- *               interactions with them (= ANY($2): dismissed or already
- *               worked accounts are excluded).  The survivors are the
- *               candidates; when fewer than max(k, M/2) survive, retrieval
- *               pages further down the score order, doubling the page,
- *               until that many survive, the table ends, 10 M accounts
- *               were scanned with at least k survivors, or 20 M accounts
- *               were scanned (then fewer than k may be listed).  The retrieval
- *               query is an index-only scan (account_id, probability) joined
- *               to icpml.account_feedback (the account_engagement evidence);
- *               the score and priority are read for the k listed rows only.
- *               Every read streams its rows to a callback (spi_scan.c).
- *               Then the user's unrewarded impressions (fatigue), as the
- *               owner.
+ *  1. the user  the user's compact profile (profile.c: one row, as the
+ *               owner) while the profile triggers are installed; otherwise
+ *               the most recent history_limit interactions, read as the
+ *               caller from icpml.interactions_relation by its (user_id,
+ *               created_at) index: the user-level context features and
+ *               the affinity source's segments.
+ *  2. retrieval M candidates from several sources, checked as the caller
+ *               (retrieval.c: sources, quotas, row-level security,
+ *               exclusions, fallbacks before any scoring).  Then the user's
+ *               unrewarded impressions (fatigue), as the owner.
  *  3. context   one vector per candidate (context.c: its entries, names
  *               and scaling).
  *  4. ranking   the shared and the user's bandit state (as the owner), then
  *               the policy (policy.c).
  *  5. logging   one INSERT of the k served rows into icpml.recommendations
- *               (as the owner) with context, score and propensity; each
- *               row's reason (jsonb) names its largest contributions.
+ *               (as the owner) with context, ranking score, propensity and
+ *               the retrieval source; each row's reason (jsonb) names its
+ *               largest contributions.
  *
  * Experiments: while one runs (icpml.experiments) and the caller passes no
  * policy, the user's hashed variant (experiments.c) chooses the policy, and
@@ -58,57 +49,34 @@
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "bandit.h"
+#include "candidates.h"
 #include "catalog.h"
 #include "context.h"
 #include "experiments.h"
 #include "feedback.h"
 #include "icpml.h"
 #include "policy.h"
+#include "profile.h"
 #include "recommend.h"
 #include "relation.h"
 #include "rules.h"
 #include "signals.h"
 #include "spi_scan.h"
 
-#define RECOMMEND_MAX_CANDIDATES 5000
-#define RECOMMEND_NATTS 9
+/* Columns of recommend_accounts' result (the last, score, is deprecated). */
+#define RECOMMEND_NATTS 10
 /* impressions read for the fatigue feature (most recent first) */
 #define RECOMMEND_FATIGUE_ROWS 500
-#define RECOMMEND_MAX_PAGE 50000
 
 PG_FUNCTION_INFO_V1(recommend_accounts);
+PG_FUNCTION_INFO_V1(retrieve_candidates);
 
-/* Feature columns read for candidates and for the accounts in the history. */
-static const RelationColumn RecommendColumns[] = {
-	{"industry", TEXTOID},
-	{"engineering_role_count", FLOAT8OID},
-	{"has_open_engineering_roles", BOOLOID},
-	{"total_open_roles", FLOAT8OID},
-	{"has_engineering_blog", BOOLOID},
-	{"company_size", FLOAT8OID},
-	{"funding_date", DATEOID},
-	{"researched_at", TIMESTAMPTZOID},
-	{"tech_stack", TEXTARRAYOID},
-};
-
-static RelationReader recommend_reader = {RecommendColumns, lengthof(RecommendColumns)};
-
-/* Columns of a feature read: the key, then RecommendColumns. */
-#define RECOMMEND_NCOLS (1 + (int) lengthof(RecommendColumns))
-
-/* Plans over the interactions relation, rebuilt when the GUC changes. */
-static char *interactions_setting = NULL;
-static SPIPlanPtr plan_history = NULL;
-static SPIPlanPtr plan_own = NULL;
-static SPIPlanPtr plan_retrieve = NULL;
-static SPIPlanPtr plan_log = NULL;
-static SPIPlanPtr plan_log_pre_experiments = NULL;
-static SPIPlanPtr plan_tiers = NULL;
 static SPIPlanPtr plan_fatigue = NULL;
 
 /*
@@ -191,453 +159,6 @@ RecommendCheckCaller(const pg_uuid_t *user)
 				 errmsg("user_id %s does not match the JWT subject of the caller", scope + 5),
 				 errhint("Pass your own user id (auth.uid()); only an icpml administrator (service_role) may ask for another user's recommendations.")));
 }
-
-/* (Re)build the plans over icpml.interactions_relation when the GUC changed. */
-static void
-RecommendPreparePlans(void)
-{
-	Oid			argtypes[2] = {UUIDOID, INT4OID};
-	char	   *display;
-
-	if (plan_history != NULL && interactions_setting != NULL &&
-		strcmp(interactions_setting, icpml_interactions_relation) == 0)
-		return;
-
-	display = RelationResolveInteractions();
-	if (plan_history)
-		SPI_freeplan(plan_history);
-	if (plan_own)
-		SPI_freeplan(plan_own);
-	plan_history = plan_own = NULL;
-
-	plan_history = SpiKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
-										" i.interaction_type::pg_catalog.text,"
-										" i.created_at::pg_catalog.timestamptz FROM %s AS i"
-										" WHERE i.user_id OPERATOR(pg_catalog.=) $1 ORDER BY i.created_at DESC LIMIT $2",
-										display), 2, argtypes, 0);
-	argtypes[1] = INT8ARRAYOID;
-	plan_own = SpiKeepPlan(psprintf("SELECT i.account_id::pg_catalog.int8,"
-									" i.interaction_type::pg_catalog.text,"
-									" i.created_at::pg_catalog.timestamptz FROM %s AS i"
-									" WHERE i.user_id OPERATOR(pg_catalog.=) $1"
-									" AND i.account_id OPERATOR(pg_catalog.=) ANY ($2)",
-									display), 2, argtypes, 0);
-
-	if (interactions_setting)
-		pfree(interactions_setting);
-	interactions_setting = MemoryContextStrdup(TopMemoryContext, icpml_interactions_relation);
-}
-
-/* Age in days of a timestamptz relative to the transaction start. */
-static inline double
-RecommendAgeDays(RecommendCall *call, Datum ts)
-{
-	return (double) (call->now - DatumGetTimestampTz(ts)) / (double) USECS_PER_DAY;
-}
-
-/* One row of the history: account, interaction type, when. */
-static void
-RecommendHistoryRow(TupleTableSlot *slot, void *arg)
-{
-	RecommendCall *call = (RecommendCall *) arg;
-	RecommendHistItem *h;
-
-	if (slot->tts_isnull[0] || slot->tts_isnull[1])
-		return;
-	if (call->nhist == call->hist_cap)
-	{
-		call->hist_cap *= 2;
-		call->hist = repalloc(call->hist, sizeof(RecommendHistItem) * call->hist_cap);
-	}
-	h = &call->hist[call->nhist++];
-	h->account_id = DatumGetInt64(slot->tts_values[0]);
-	h->type = TextDatumGetCString(slot->tts_values[1]);
-	h->age_days = slot->tts_isnull[2] ? 1e9 : RecommendAgeDays(call, slot->tts_values[2]);
-	if (h->age_days <= 30.0)
-		call->n_30d++;
-}
-
-/* Phase 1: the user's recent interactions (as the caller). */
-static void
-RecommendLoadHistory(RecommendCall *call)
-{
-	Datum		args[2];
-
-	call->nhist = 0;
-	call->n_30d = 0;
-	if (call->cfg->history_limit == 0)
-		return;
-	args[0] = UUIDPGetDatum(call->user);
-	args[1] = Int32GetDatum(call->cfg->history_limit);
-	call->hist_cap = Min(call->cfg->history_limit, 64);
-	call->hist = palloc(sizeof(RecommendHistItem) * call->hist_cap);
-	(void) SpiScan(plan_history, args, false, RecommendHistoryRow, call, "the interaction history");
-}
-
-/* Find or create the hash entry of an account. */
-static RecommendAccount *
-RecommendEntry(RecommendCall *call, int64 account_id)
-{
-	bool		found;
-	RecommendAccount *e = hash_search(call->accounts, &account_id, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		e->row = -1;
-		e->seen = false;
-		e->industry = -1;
-		e->size_band = -1;
-	}
-	return e;
-}
-
-/*
- * Index of the industry name[0..len-1] in the call's industry list, adding
- * it; -1 when the list is full (RECOMMEND_MAX_INDUSTRIES distinct names).
- */
-static int
-RecommendIndustryIndex(RecommendCall *call, const char *name, int len)
-{
-	RecommendIndustry *s;
-	int			i;
-
-	for (i = 0; i < call->nindustries; i++)
-		if (call->industries[i].len == len && memcmp(call->industries[i].name, name, len) == 0)
-			return i;
-	if (call->nindustries >= RECOMMEND_MAX_INDUSTRIES)
-		return -1;
-	s = &call->industries[call->nindustries++];
-	s->name = pnstrdup(name, len);
-	s->len = len;
-	s->slot = ContextIndustrySlot(call->cfg, s->name);
-	s->n = 0;
-	s->reward = 0;
-	s->best_type = -1;
-	return i;
-}
-
-/*
- * One feature row: fills the history entry of the account and, for a
- * scanned row, the row (first sighting only).
- */
-static void
-RecommendFeatureRow(TupleTableSlot *slot, void *arg)
-{
-	RecommendCall *call = (RecommendCall *) arg;
-	Datum	   *v = slot->tts_values;
-	bool	   *isnull = slot->tts_isnull;
-	RecommendAccount *e;
-	int64		id;
-	char	   *industry = NULL;
-	int			ind = -1,
-				band;
-	uint32		tech_slots;
-
-	if (isnull[0])
-		return;
-	id = DatumGetInt64(v[0]);
-	e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-	if (e == NULL)
-		return;					/* not asked for */
-	if (e->seen && (e->row < 0 || call->rows[e->row].visible))
-		return;					/* a duplicate key: the first row counts */
-	if (!isnull[1])
-	{
-		text	   *t = DatumGetTextPP(v[1]);
-
-		ind = RecommendIndustryIndex(call, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		industry = ind >= 0 ? call->industries[ind].name : text_to_cstring(t);
-	}
-	band = SignalSizeBand(isnull[6] ? 0 : DatumGetFloat8(v[6]), isnull[6]);
-	tech_slots = 0;
-	if (!isnull[9])
-	{
-		MemoryContext old = MemoryContextSwitchTo(call->rowcxt);
-
-		tech_slots = ContextTechnologySlots(call->cfg, v[9]);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(call->rowcxt);
-	}
-	if (!e->seen)
-	{
-		e->seen = true;
-		e->size_band = band;
-		e->tech_known = !isnull[9];
-		e->tech_slots = tech_slots;
-		e->industry = ind;
-	}
-
-	/* a scanned row (possibly also in the history) */
-	if (e->row >= 0)
-	{
-		RecommendRow *r = &call->rows[e->row];
-
-		r->visible = true;
-		r->industry = industry;
-		r->ind = ind;
-		if (!SignalCount(v[2], isnull[2], &r->eng_roles))
-			r->eng_roles = -1;
-		r->hiring = !isnull[3] && DatumGetBool(v[3]);
-		if (!SignalCount(v[4], isnull[4], &r->open_roles))
-			r->open_roles = -1;
-		r->blog = !isnull[5] && DatumGetBool(v[5]);
-		r->size_band = band;
-		r->funding = 0.0;
-		if (!isnull[7] && !DATE_NOT_FINITE(DatumGetDateADT(v[7])))
-			r->funding = ContextFundingRecency((double) (call->today - DatumGetDateADT(v[7])));
-		r->research = 0.0;
-		if (!isnull[8] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[8])))
-			r->research = ContextRecencyWeight(Max(0.0, RecommendAgeDays(call, v[8])));
-		r->industry_slot = ind >= 0 ? call->industries[ind].slot :
-			industry != NULL ? ContextIndustrySlot(call->cfg, industry) : -1;
-		r->tech_known = !isnull[9];
-		r->tech_slots = tech_slots;
-	}
-}
-
-/* Read the feature rows (as the caller) of ids[0..n-1]. */
-static void
-RecommendReadFeatures(RecommendCall *call, Datum *ids, int n)
-{
-	Datum		arg;
-
-	if (n == 0)
-		return;
-	arg = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) SpiScan(RelationReaderPlan(&recommend_reader, RELATION_MANY), &arg, false,
-				   RecommendFeatureRow, call, "features");
-}
-
-/* What ReadOwn's rows refer to. */
-typedef struct RecommendOwnScan
-{
-	RecommendCall *call;
-	int			first;			/* rows before it were read already */
-} RecommendOwnScan;
-
-/* One of the user's interactions with a scanned row. */
-static void
-RecommendOwnRow(TupleTableSlot *slot, void *arg)
-{
-	RecommendOwnScan *scan = (RecommendOwnScan *) arg;
-	RecommendCall *call = scan->call;
-	int64		id;
-	RecommendAccount *e;
-	RecommendRow *r;
-	char	   *t;
-	int			ti,
-				w;
-
-	if (slot->tts_isnull[0] || slot->tts_isnull[1])
-		return;
-	id = DatumGetInt64(slot->tts_values[0]);
-	e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-	if (e == NULL || e->row < scan->first)
-		return;
-	r = &call->rows[e->row];
-	t = TextDatumGetCString(slot->tts_values[1]);
-	if (strcmp(t, "dismiss") == 0)
-		r->dismissed = true;
-	for (w = 0; w < call->cfg->n_worked_types; w++)
-		if (strcmp(t, call->cfg->worked_types[w]) == 0)
-			r->worked = true;
-	ti = ContextOwnType(t);
-	if (ti >= 0)
-	{
-		double		age = slot->tts_isnull[2] ? 1e9 : Max(0.0, RecommendAgeDays(call, slot->tts_values[2]));
-
-		r->own[ti] += ContextRecencyWeight(age);
-		if (ti > r->own_best)
-			r->own_best = ti;
-	}
-	pfree(t);
-}
-
-/* The user's interactions with the rows first..nrows-1 (as the caller). */
-static void
-RecommendReadOwn(RecommendCall *call, int first)
-{
-	Datum	   *ids;
-	Datum		args[2];
-	RecommendOwnScan scan = {call, first};
-	int			j;
-
-	if (call->nrows == first)
-		return;
-	ids = palloc(sizeof(Datum) * (call->nrows - first));
-	for (j = first; j < call->nrows; j++)
-		ids[j - first] = Int64GetDatum(call->rows[j].account_id);
-	args[0] = UUIDPGetDatum(call->user);
-	args[1] = PointerGetDatum(construct_array(ids, call->nrows - first, INT8OID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) SpiScan(plan_own, args, false, RecommendOwnRow, &scan, "the user's interactions");
-}
-
-/* Scan a plan over one of icpml's own tables as the extension owner. */
-static uint64
-RecommendOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback callback,
-				   void *arg, const char *table)
-{
-	CatalogOwnerState owner;
-	uint64		rows;
-
-	CatalogSwitchToOwner(&owner);
-	rows = SpiScan(plan, args, read_only, callback, arg, table);
-	CatalogRestoreUser(&owner);
-	return rows;
-}
-
-/* State of one retrieval page. */
-typedef struct RecommendPageScan
-{
-	RecommendCall *call;
-	Datum	   *ids;			/* feature rows to read */
-	int			nids;
-} RecommendPageScan;
-
-/* One account_scores row of a retrieval page. */
-static void
-RecommendPageRow(TupleTableSlot *slot, void *arg)
-{
-	RecommendPageScan *scan = (RecommendPageScan *) arg;
-	RecommendCall *call = scan->call;
-	RecommendRow *r;
-	RecommendAccount *e;
-	int64		id = DatumGetInt64(slot->tts_values[0]);
-
-	e = RecommendEntry(call, id);
-	if (e->row >= 0)
-		return;					/* cannot happen with a primary key */
-	if (call->nrows >= call->rows_cap)
-		elog(ERROR, "retrieval returned more rows than its page (please report a bug)");
-	r = &call->rows[call->nrows];
-	r->account_id = id;
-	e->row = call->nrows++;
-	r->probability = slot->tts_isnull[1] ? 0.0 : DatumGetFloat8(slot->tts_values[1]);
-	if (isnan(r->probability))
-		r->probability = 0.0;
-	r->icp_score = IcpmlScoreFromProbability(r->probability);
-	r->priority = NULL;			/* read for the listed rows only */
-	r->own_best = -1;
-	r->size_band = -1;
-	r->eng_roles = r->open_roles = -1;
-	r->ind = -1;
-	/* what all users did with it when it was recommended (account_feedback) */
-	r->fb_examined = r->fb_reward = 0.0;
-	if (!slot->tts_isnull[2] && !slot->tts_isnull[3] && DatumGetFloat8(slot->tts_values[2]) >= 0.0)
-	{
-		r->fb_examined = DatumGetFloat8(slot->tts_values[2]);
-		r->fb_reward = DatumGetFloat8(slot->tts_values[3]);
-	}
-	scan->ids[scan->nids++] = Int64GetDatum(r->account_id);
-}
-
-/* Phase 2: retrieval, paging down the score order when too few survive. */
-static void
-RecommendRetrieve(RecommendCall *call)
-{
-	int			page = call->M;
-	int64		offset = 0;
-	bool		first = true;
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RecommendAccount);
-	ctl.hcxt = CurrentMemoryContext;
-	call->accounts = hash_create("icpml recommend accounts", 2 * call->M + call->nhist + 16,
-								 &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	call->rows_cap = call->M;
-	call->rows = palloc0(sizeof(RecommendRow) * call->rows_cap);
-	call->cand = palloc(sizeof(int) * call->M);
-	call->ncand = 0;
-	call->nrows = 0;
-
-	if (plan_retrieve == NULL)
-	{
-		Oid			argtypes[2] = {INT4OID, INT8OID};
-
-		/* a custom plan per call: a generic LIMIT estimate could pick a sort */
-		plan_retrieve = CatalogKeepPlan("SELECT s.account_id, s.probability, f.examined, f.reward"
-										" FROM (SELECT s.account_id, s.probability"
-										" FROM icpml.account_scores AS s"
-										" ORDER BY s.probability DESC, s.account_id LIMIT $1 OFFSET $2) AS s"
-										" LEFT JOIN icpml.account_feedback AS f ON f.account_id OPERATOR(pg_catalog.=) s.account_id"
-										" ORDER BY s.probability DESC, s.account_id",
-										2, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-	}
-
-	for (;;)
-	{
-		Datum		args[2];
-		int			first_row = call->nrows,
-					nfetched,
-					j;
-		RecommendPageScan scan;
-
-		CHECK_FOR_INTERRUPTS();
-
-		/* room for a full page of rows, and of ids to read with the history's */
-		if (call->nrows + page > call->rows_cap)
-		{
-			int			newcap = call->nrows + page;
-
-			call->rows = repalloc(call->rows, sizeof(RecommendRow) * newcap);
-			memset(call->rows + call->rows_cap, 0, sizeof(RecommendRow) * (newcap - call->rows_cap));
-			call->rows_cap = newcap;
-		}
-		scan.call = call;
-		scan.ids = palloc(sizeof(Datum) * (page + (first ? call->nhist : 0)));
-		scan.nids = 0;
-
-		args[0] = Int32GetDatum(page);
-		args[1] = Int64GetDatum(offset);
-		nfetched = (int) RecommendOwnerScan(plan_retrieve, args, false, RecommendPageRow, &scan,
-											"icpml.account_scores");
-		if (nfetched == 0 && offset == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("icpml.account_scores is empty"),
-					 errhint("Materialise the ICP scores first: SELECT icpml.score_all(); schedule it to keep them fresh.")));
-		offset += nfetched;
-
-		/* the accounts of the history: their industry and size, on the first page */
-		if (first)
-			for (j = 0; j < call->nhist; j++)
-			{
-				RecommendAccount *e = RecommendEntry(call, call->hist[j].account_id);
-
-				if (e->row < 0 && !e->seen && e->industry == -1 && e->size_band != -2)
-				{
-					e->size_band = -2;	/* marks "already asked for" */
-					scan.ids[scan.nids++] = Int64GetDatum(call->hist[j].account_id);
-				}
-			}
-
-		RecommendReadFeatures(call, scan.ids, scan.nids);
-		RecommendReadOwn(call, first_row);
-
-		for (j = first_row; j < call->nrows && call->ncand < call->M; j++)
-		{
-			RecommendRow *r = &call->rows[j];
-
-			if (!r->visible || r->worked || (r->dismissed && call->cfg->exclude_dismissed))
-				continue;
-			call->cand[call->ncand++] = j;
-		}
-		first = false;
-
-		if (call->ncand >= Max(call->k, call->M / 2) || nfetched < page)
-			break;
-		if (offset >= 10 * (int64) call->M && call->ncand >= call->k)
-			break;
-		/* a caller who may see almost nothing must not scan the whole table */
-		if (offset >= 20 * (int64) call->M)
-			break;
-		page = Min(page * 2, RECOMMEND_MAX_PAGE);
-	}
-}
-
 
 /*
  * Fatigue and ignored evidence of every candidate: the user's impressions of
@@ -723,47 +244,22 @@ RecommendLoadStates(RecommendCall *call)
 }
 
 /*
- * Score and priority of the listed rows from icpml.account_scores (as the
- * owner).  A row that score_all() replaced meanwhile keeps the score derived
- * from its probability and the default tiers (8+ high, 5+ medium).
+ * The priority of listed rows that retrieval read without one (the cold
+ * start, before any scoring): the default tiers of the score (8+ high, 5+
+ * medium).
  */
-/* One account_scores row of a listed account: its score and priority. */
 static void
-RecommendTierRow(TupleTableSlot *slot, void *arg)
+RecommendFillPriorities(RecommendCall *call)
 {
-	RecommendCall *call = (RecommendCall *) arg;
-	int64		id = DatumGetInt64(slot->tts_values[0]);
-	RecommendAccount *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
-
-	if (e == NULL || e->row < 0 || slot->tts_isnull[1] || slot->tts_isnull[2])
-		return;
-	call->rows[e->row].icp_score = DatumGetInt32(slot->tts_values[1]);
-	call->rows[e->row].priority = TextDatumGetCString(slot->tts_values[2]);
-}
-
-static void
-RecommendReadTiers(RecommendCall *call)
-{
-	Datum	   *ids = palloc(sizeof(Datum) * Max(call->nchosen, 1));
-	Datum		arg;
 	int			j;
 
-	if (plan_tiers == NULL)
-	{
-		Oid			argtype = INT8ARRAYOID;
-
-		plan_tiers = CatalogKeepPlan("SELECT s.account_id, s.score, s.priority FROM icpml.account_scores AS s"
-									 " WHERE s.account_id OPERATOR(pg_catalog.=) ANY ($1)", 1, &argtype, 0);
-	}
 	for (j = 0; j < call->nchosen; j++)
 	{
 		RecommendRow *r = &call->rows[call->cand[call->chosen[j]]];
 
-		ids[j] = Int64GetDatum(r->account_id);
-		r->priority = r->icp_score >= 8 ? "high" : r->icp_score >= 5 ? "medium" : "low";
+		if (r->priority == NULL)
+			r->priority = r->icp_score >= 8 ? "high" : r->icp_score >= 5 ? "medium" : "low";
 	}
-	arg = PointerGetDatum(construct_array(ids, call->nchosen, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	(void) RecommendOwnerScan(plan_tiers, &arg, false, RecommendTierRow, call, "icpml.account_scores");
 }
 
 /* Past tense of an own interaction type, for the summary. */
@@ -884,6 +380,23 @@ RecommendCheckFinite(RecommendCall *call)
 	}
 }
 
+/*
+ * The log's INSERT for what the installed SQL has: experiments (0.3.0+) and
+ * the retrieval source (0.4.0+), as a bit mask.
+ */
+#define LOG_EXPERIMENTS 1
+#define LOG_SOURCE 2
+static SPIPlanPtr plan_logs[4];
+
+/* Does icpml.recommendations have a source column (0.4.0 SQL)? */
+static bool
+RecommendLogHasSource(void)
+{
+	Oid			relid = CatalogRelid("recommendations");
+
+	return get_attnum(relid, "source") != InvalidAttrNumber;
+}
+
 /* Phase 5: log the served rows (as the owner); fills their ids. */
 static void
 RecommendLog(RecommendCall *call, int64 *ids)
@@ -895,46 +408,53 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	Datum	   *sc = palloc(sizeof(Datum) * kk);
 	Datum	   *mu = palloc(sizeof(Datum) * kk);
 	Datum	   *pr = palloc(sizeof(Datum) * kk);
-	Datum		args[12];
-	char		nulls[12];
+	Datum	   *src = palloc(sizeof(Datum) * kk);
+	Datum		args[13];
+	char		nulls[13];
 	int			j,
 				t,
-				ret;
+				ret,
+				which = (call->cfg->has_experiments ? LOG_EXPERIMENTS : 0) |
+		(RecommendLogHasSource() ? LOG_SOURCE : 0);
 	uint64		i;
 	CatalogOwnerState owner;
 
-	if (plan_log == NULL || plan_log_pre_experiments == NULL)
+	if (plan_logs[which] == NULL)
 	{
-		Oid			argtypes[12] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
-		INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID, TEXTOID, TEXTOID};
+		Oid			argtypes[13] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
+			INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID, TEXTOID, TEXTOID,
+		TEXTARRAYOID};
 		const char *insert = "INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
-			" policy, context, score, expected_reward, propensity, state_version%s)"
+			" policy, context, score, expected_reward, propensity, state_version%s%s)"
 			" SELECT $1, u.account_id, u.rank, $4,"
 			" $5[(((u.rank OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $6) OPERATOR(pg_catalog.+) 1)"
-			" : (u.rank OPERATOR(pg_catalog.*) $6)], u.score, u.mu, u.p, $10%s"
+			" : (u.rank OPERATOR(pg_catalog.*) $6)], u.score, u.mu, u.p, $10%s%s"
 			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
-			" pg_catalog.unnest($8), pg_catalog.unnest($9)) AS u(account_id, rank, score, mu, p)"
+			" pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($13))"
+			" AS u(account_id, rank, score, mu, p, source)"
 			" ORDER BY u.rank RETURNING r.recommendation_id, r.rank";
 
-		/* the log as it is, or as it was before experiments (0.2.0 SQL) */
-		if (call->cfg->has_experiments && plan_log == NULL)
-			plan_log = CatalogKeepPlan(psprintf(insert, ", experiment, variant", ", $11, $12"),
-									   12, argtypes, 0);
-		if (!call->cfg->has_experiments && plan_log_pre_experiments == NULL)
-			plan_log_pre_experiments = CatalogKeepPlan(psprintf(insert, "", ""), 12, argtypes, 0);
+		plan_logs[which] = CatalogKeepPlan(psprintf(insert,
+													(which & LOG_EXPERIMENTS) ? ", experiment, variant" : "",
+													(which & LOG_SOURCE) ? ", source" : "",
+													(which & LOG_EXPERIMENTS) ? ", $11, $12" : "",
+													(which & LOG_SOURCE) ? ", u.source" : ""),
+										   13, argtypes, 0);
 	}
 
 	for (j = 0; j < kk; j++)
 	{
 		int			c = call->chosen[j];
+		RecommendRow *r = &call->rows[call->cand[c]];
 
-		acc[j] = Int64GetDatum(call->rows[call->cand[c]].account_id);
+		acc[j] = Int64GetDatum(r->account_id);
 		rank[j] = Int32GetDatum(j + 1);
 		for (t = 0; t < BANDIT_DIM; t++)
 			ctx[j * BANDIT_DIM + t] = Float4GetDatum((float4) call->X[c * BANDIT_DIM + t]);
 		sc[j] = Float8GetDatum(call->score[c]);
 		mu[j] = Float8GetDatum(call->mu[c]);
 		pr[j] = Float8GetDatum(call->propensity[j]);
+		src[j] = CStringGetTextDatum(RecommendSourceNames[r->source]);
 	}
 	args[0] = UUIDPGetDatum(call->user);
 	args[1] = PointerGetDatum(construct_array(acc, kk, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -946,6 +466,7 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	args[7] = PointerGetDatum(construct_array(mu, kk, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[8] = PointerGetDatum(construct_array(pr, kk, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[9] = Int64GetDatum(call->state_version);
+	args[12] = PointerGetDatum(construct_array(src, kk, TEXTOID, -1, false, TYPALIGN_INT));
 	memset(nulls, ' ', sizeof(nulls));
 	if (call->variant >= 0)
 	{
@@ -961,8 +482,7 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	/* attribution by commit order: feedback for this user waits for this list */
 	FeedbackLockServing(call->user);
 	CatalogSwitchToOwner(&owner);
-	ret = SPI_execute_plan(call->cfg->has_experiments ? plan_log : plan_log_pre_experiments,
-						   args, nulls, false, 0);
+	ret = SPI_execute_plan(plan_logs[which], args, nulls, false, 0);
 	CatalogRestoreUser(&owner);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) kk)
 		elog(ERROR, "logging recommendations failed: %s", SPI_result_code_string(ret));
@@ -977,40 +497,42 @@ RecommendLog(RecommendCall *call, int64 *ids)
 }
 
 /*
- * recommend_accounts(user_id uuid, k int, policy text, candidates int,
- * seed bigint) → table(rank, account_id, score, expected_reward,
- * exploration, icp_score, priority, reason, recommendation_id)
+ * Start a call: check the arguments shared by recommend_accounts and
+ * retrieve_candidates (user_id 0, then k, policy, candidates, seed at the
+ * given positions, -1 when the function has none), allocate the call, check
+ * the caller.  SPI is not connected yet.
  */
-Datum
-recommend_accounts(PG_FUNCTION_ARGS)
+static RecommendCall *
+RecommendBegin(FunctionCallInfo fcinfo, int k_arg, int policy_arg, int m_arg, int seed_arg)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RecommendCall *call;
-	int64		ids[RECOMMEND_MAX_K];
-	int			j;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("user_id must not be NULL"),
 				 errhint("Pass the id of the sales user to recommend accounts to.")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("k must not be NULL"),
-				 errhint("Pass how many accounts to list, 1 to %d.", RECOMMEND_MAX_K)));
-
 	call = palloc0(sizeof(RecommendCall));
 	call->user = PG_GETARG_UUID_P(0);
-	call->k = PG_GETARG_INT32(1);
-	if (call->k < 1 || call->k > RECOMMEND_MAX_K)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("k must be between 1 and %d, not %d", RECOMMEND_MAX_K, call->k),
-				 errhint("Ask for at most %d accounts per call.", RECOMMEND_MAX_K)));
-	if (!PG_ARGISNULL(2))
+	call->k = 1;
+	if (k_arg >= 0)
 	{
-		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		if (PG_ARGISNULL(k_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("k must not be NULL"),
+					 errhint("Pass how many accounts to list, 1 to %d.", RECOMMEND_MAX_K)));
+		call->k = PG_GETARG_INT32(k_arg);
+		if (call->k < 1 || call->k > RECOMMEND_MAX_K)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("k must be between 1 and %d, not %d", RECOMMEND_MAX_K, call->k),
+					 errhint("Ask for at most %d accounts per call.", RECOMMEND_MAX_K)));
+	}
+	call->policy_given = policy_arg >= 0 && !PG_ARGISNULL(policy_arg);
+	if (call->policy_given)
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(policy_arg));
 
 		if (!BanditPolicyFromName(name, &call->policy))
 			ereport(ERROR,
@@ -1018,9 +540,9 @@ recommend_accounts(PG_FUNCTION_ARGS)
 					 errmsg("unknown policy \"%s\"", name),
 					 errhint("Use linucb, thompson, greedy, epsilon_greedy, icp or random, or NULL for the configured default.")));
 	}
-	if (!PG_ARGISNULL(3))
+	if (!PG_ARGISNULL(m_arg))
 	{
-		call->M = PG_GETARG_INT32(3);
+		call->M = PG_GETARG_INT32(m_arg);
 		if (call->M < call->k || call->M > RECOMMEND_MAX_CANDIDATES)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1028,25 +550,36 @@ recommend_accounts(PG_FUNCTION_ARGS)
 							call->k, RECOMMEND_MAX_CANDIDATES, call->M),
 					 errhint("candidates is how many accounts are retrieved before ranking; the default is icpml.bandit_settings.candidates.")));
 	}
-	if (PG_ARGISNULL(4))
-		pg_prng_seed(&call->rng, pg_prng_uint64(&pg_global_prng_state));
-	else
-		pg_prng_seed(&call->rng, (uint64) PG_GETARG_INT64(4));
+	{
+		uint64		seed = PG_ARGISNULL(seed_arg) ? pg_prng_uint64(&pg_global_prng_state) :
+			(uint64) PG_GETARG_INT64(seed_arg);
+
+		/* the policy's draws and retrieval's: separate streams of one seed */
+		pg_prng_seed(&call->rng, seed);
+		pg_prng_seed(&call->retrieval_rng, seed ^ UINT64CONST(0x5bd1e9955bd1e995));
+	}
 
 	RecommendCheckCaller(call->user);
 	call->now = GetCurrentTransactionStartTimestamp();
 	call->today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
 													  TimestampTzGetDatum(call->now)));
+	return call;
+}
 
-	InitMaterializedSRF(fcinfo, 0);
-
-	SPI_connect();
+/*
+ * Phases 1 and 2 of a call, inside SPI: the settings, the policy (a
+ * running experiment's for the user when none was passed), the user,
+ * retrieval.
+ */
+static void
+RecommendRetrieve(RecommendCall *call)
+{
 	call->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml recommend row",
 										 ALLOCSET_SMALL_SIZES);
 	call->cfg = BanditGetSettings();
 	call->scaling = RulesScaling();
 	call->variant = -1;
-	if (PG_ARGISNULL(2))
+	if (!call->policy_given)
 	{
 		call->policy = call->cfg->default_policy;
 		/* a running experiment chooses the policy by the user's variant */
@@ -1059,19 +592,45 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	}
 	if (call->M == 0)
 		call->M = Max(call->k, call->cfg->candidates);
-	RecommendPreparePlans();
 
-	RecommendLoadHistory(call);
+	RetrievalRun(call);
+}
+
+/*
+ * recommend_accounts(user_id uuid, k int, policy text, candidates int,
+ * seed bigint) → table(rank, account_id, ranking_score, expected_reward,
+ * exploration, icp_score, priority, reason, recommendation_id, score)
+ * (score: the same as ranking_score, deprecated; absent with 0.3.0 SQL)
+ */
+Datum
+recommend_accounts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RecommendCall *call;
+	int64		ids[RECOMMEND_MAX_K];
+	int			j;
+
+	call = RecommendBegin(fcinfo, 1, 2, 3, 4);
+	/* with 0.3.0 SQL the result has no deprecated score: putvalues takes what the tuple descriptor has */
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
 	RecommendRetrieve(call);
 	RecommendLoadFatigue(call);
 	ContextBuild(call);
 	RecommendLoadStates(call);
 	PolicyRank(call);
+	/* an account deleted since it was scored is dropped and the rest ranked again */
+	while (RetrievalVerifyChosen(call) > 0)
+	{
+		ContextBuild(call);
+		PolicyRank(call);
+	}
 	RecommendCheckFinite(call);
 
 	if (call->nchosen > 0)
 	{
-		RecommendReadTiers(call);
+		RecommendFillPriorities(call);
 		RecommendLog(call, ids);
 	}
 
@@ -1092,9 +651,44 @@ recommend_accounts(PG_FUNCTION_ARGS)
 		values[6] = CStringGetTextDatum(r->priority);
 		values[7] = JsonbPGetDatum(RecommendReason(call, c, call->explored[j]));
 		values[8] = Int64GetDatum(ids[j]);
+		values[9] = values[2];
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * retrieve_candidates(user_id uuid, candidates int, seed bigint) →
+ * table(account_id, source, probability): what retrieval hands the policy
+ * for this user (the same accounts recommend_accounts ranks with the same
+ * seed), in retrieval order; nothing is ranked or logged.
+ */
+Datum
+retrieve_candidates(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RecommendCall *call;
+	int			j;
+
+	call = RecommendBegin(fcinfo, -1, -1, 1, 2);
+	call->check_all = true;		/* no ranking follows: check every candidate */
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	RecommendRetrieve(call);
+	for (j = 0; j < call->ncand; j++)
+	{
+		RecommendRow *r = &call->rows[call->cand[j]];
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = Int64GetDatum(r->account_id);
+		values[1] = CStringGetTextDatum(RecommendSourceNames[r->source]);
+		values[2] = Float8GetDatum(r->probability);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	SPI_finish();
 	return (Datum) 0;
 }

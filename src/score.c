@@ -31,6 +31,7 @@
 
 #include "catalog.h"
 #include "icpml.h"
+#include "candidates.h"
 #include "model_cache.h"
 #include "relation.h"
 #include "rules.h"
@@ -441,6 +442,11 @@ score_all(PG_FUNCTION_ARGS)
 		}
 		MemoryContextSwitchTo(oldcxt);
 		ScoreAllWrite(upsert, ids, scores, priorities, probs, (int) n, model, version, at);
+		/* the recommender's candidates (candidates.c), from the same batch */
+		CandidatesStore(PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						PointerGetDatum(construct_array(probs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						PointerGetDatum(construct_array(scores, n, INT4OID, 4, true, TYPALIGN_INT)),
+						PointerGetDatum(construct_array(priorities, n, TEXTOID, -1, false, TYPALIGN_INT)));
 		SPI_freetuptable(tuptable);
 		MemoryContextReset(batchcxt);
 		total += n;
@@ -456,6 +462,7 @@ score_all(PG_FUNCTION_ARGS)
 	if (SPI_execute_plan(prune, &atarg, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pruning icpml.account_scores failed");
 	CatalogRestoreUser(&owner);
+	CandidatesPrune();
 
 	ScoreAllFillVocabulary();
 

@@ -61,9 +61,14 @@ FROM icpml.account_scores GROUP BY priority ORDER BY min(score) DESC;
 \echo '== 6. Recommendations for a sales user (LinUCB over ICP fit, intent and the user''s own history)'
 SELECT user_id AS demo_user FROM sales_users ORDER BY user_id LIMIT 1 \gset
 SELECT icpml.enable_online_feedback() AS feedback_trigger_on;
-SELECT rank, account_id, round(score::numeric, 3) AS score, round(exploration::numeric, 3) AS exploration,
-       icp_score, priority, reason->>'summary' AS why
-FROM icpml.recommend_accounts(:'demo_user', 8, seed => 1);
+CREATE TEMP TABLE first_list AS SELECT * FROM icpml.recommend_accounts(:'demo_user', 8, seed => 1);
+SELECT l.rank, l.account_id, round(l.ranking_score::numeric, 3) AS ranking_score,
+       round(l.exploration::numeric, 3) AS exploration, l.icp_score, l.priority, r.source,
+       l.reason->>'summary' AS why
+FROM first_list AS l JOIN icpml.recommendations AS r USING (recommendation_id) ORDER BY l.rank;
+\echo 'where the candidates came from (icp top, the user''s own segments, fresh accounts, an exploration sample):'
+SELECT source, count(*) AS candidates FROM icpml.retrieve_candidates(:'demo_user', seed => 1)
+GROUP BY source ORDER BY min(probability) DESC;
 
 \echo
 \echo '== 7. The user acts on some of them; the bandit learns (trigger on user_interactions)'
@@ -76,7 +81,8 @@ FROM icpml.recommendations GROUP BY status ORDER BY status;
 SELECT scope, n AS updates, version FROM icpml.bandit_state ORDER BY scope LIMIT 3;
 \echo 'the next list (contacted/met accounts are excluded, dismissed ones too):'
 CREATE TEMP TABLE next_list AS SELECT * FROM icpml.recommend_accounts(:'demo_user', 8, seed => 2);
-SELECT rank, account_id, round(score::numeric, 3) AS score, icp_score, priority, reason->>'summary' AS why
+SELECT rank, account_id, round(ranking_score::numeric, 3) AS ranking_score, icp_score, priority,
+       reason->>'summary' AS why
 FROM next_list ORDER BY rank;
 \echo 'why the first one: the largest terms of its expected reward (64-entry context: ICP, signals,'
 \echo 'intent, fatigue, the user''s history, industry/technology slots, what all users did with it):'

@@ -48,7 +48,16 @@ CREATE TABLE icpml.bandit_settings (
                            CHECK (reward_cap > 0 AND reward_cap <= 1000),
   state_updates          text NOT NULL DEFAULT 'queued' CHECK (state_updates IN ('queued', 'immediate')),
   attribution_wait       interval NOT NULL DEFAULT '5 seconds'
-                           CHECK (attribution_wait >= '0' AND attribution_wait <= '1 minute')
+                           CHECK (attribution_wait >= '0' AND attribution_wait <= '1 minute'),
+  affinity_share         double precision NOT NULL DEFAULT 0.3
+                           CHECK (affinity_share BETWEEN 0 AND 1),
+  fresh_share            double precision NOT NULL DEFAULT 0.05
+                           CHECK (fresh_share BETWEEN 0 AND 1),
+  explore_share          double precision NOT NULL DEFAULT 0.05
+                           CHECK (explore_share BETWEEN 0 AND 1),
+  fresh_window           interval NOT NULL DEFAULT '30 days' CHECK (fresh_window >= '0'),
+  CONSTRAINT bandit_settings_source_shares_check
+    CHECK (affinity_share + fresh_share + explore_share <= 1)
 );
 
 COMMENT ON TABLE icpml.bandit_settings IS
@@ -91,6 +100,14 @@ COMMENT ON COLUMN icpml.bandit_settings.position_bias IS
   'Position-based model: rank r is examined with probability (1 / log2(r + 1)) ^ position_bias, and an impression updates the bandit with its context scaled by that (0 = no correction; changing it needs rebuild_bandit_state())';
 COMMENT ON COLUMN icpml.bandit_settings.industries IS
   'Industry vocabulary: context slot i is 1 for accounts of industries[i] (at most 12; NULL until set_bandit_vocabulary() or score_all() fills it)';
+COMMENT ON COLUMN icpml.bandit_settings.affinity_share IS
+  'Retrieval: share of the candidates from the user''s own segments (industries and size bands of the accounts in the user''s recent history); the icp source (top by ICP probability) takes what the three shares leave';
+COMMENT ON COLUMN icpml.bandit_settings.fresh_share IS
+  'Retrieval: share of the candidates from the newest accounts (first scored or researched within fresh_window), outside the ICP top';
+COMMENT ON COLUMN icpml.bandit_settings.explore_share IS
+  'Retrieval: share of the candidates drawn at random from outside the ICP top';
+COMMENT ON COLUMN icpml.bandit_settings.fresh_window IS
+  'Retrieval: an account counts as fresh this long after its first scoring or its latest research run';
 COMMENT ON COLUMN icpml.bandit_settings.technologies IS
   'Technology vocabulary: context slot i is 1 when the account''s tech_stack holds technologies[i] (at most 24)';
 COMMENT ON COLUMN icpml.bandit_settings.reward_aggregate IS
@@ -215,15 +232,16 @@ CREATE FUNCTION icpml.recommend_accounts(
   policy text DEFAULT NULL,
   candidates integer DEFAULT NULL,
   seed bigint DEFAULT NULL)
-RETURNS TABLE(rank integer, account_id bigint, score double precision,
+RETURNS TABLE(rank integer, account_id bigint, ranking_score double precision,
               expected_reward double precision, exploration double precision,
-              icp_score integer, priority text, reason jsonb, recommendation_id bigint)
+              icp_score integer, priority text, reason jsonb, recommendation_id bigint,
+              score double precision)
 AS 'MODULE_PATHNAME', 'recommend_accounts'
 LANGUAGE C VOLATILE
 ROWS 10;
 
 COMMENT ON FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint) IS
-  'The k (1..100) accounts this user should work next, ranked by the bandit policy over M (k..5000) candidates the caller may see; every row is logged for feedback';
+  'The k (1..100) accounts this user should work next, ranked by the bandit policy over M (k..5000) candidates the caller may see; every row is logged for feedback. ranking_score is the value the policy ranked by (not the ICP score: that is icp_score); score is the same value under its 0.3 name, deprecated, removed in 0.5';
 
 -- Statement trigger on the interactions relation (installed by
 -- enable_online_feedback): attributes new interactions to pending impressions.
@@ -310,12 +328,16 @@ BEGIN
      JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
      WHERE c.oid OPERATOR(pg_catalog.=) rel),
     (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
+  -- and the recommender's per-user profiles (42_retrieval.sql): the
+  -- triggers that keep them current, then every row built
+  PERFORM icpml.set_profile_triggers(rel, true);
+  PERFORM icpml.rebuild_user_profiles();
   RETURN rel;
 END
 $$;
 
 COMMENT ON FUNCTION icpml.enable_online_feedback() IS
-  'Install the feedback trigger on icpml.interactions_relation: new interactions reward recommendations at once';
+  'Install the feedback trigger on icpml.interactions_relation: new interactions reward recommendations at once; also builds icpml.user_profiles and installs the triggers that keep it current';
 
 CREATE FUNCTION icpml.disable_online_feedback()
 RETURNS regclass
@@ -331,6 +353,7 @@ BEGIN
                              JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
                              WHERE c.oid OPERATOR(pg_catalog.=) rel),
                             (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
+  PERFORM icpml.set_profile_triggers(rel, false);
   RETURN rel;
 END
 $$;

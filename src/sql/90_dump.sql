@@ -4,7 +4,8 @@
 --
 --   settings     rule_weights, rule_settings, bandit_settings, reward_map
 --   models       models, deployments, training_runs (20_models.sql)
---   scores       account_scores (score_all() can rebuild it)
+--   scores       account_scores (score_all() can rebuild it), account_candidates
+--   profiles     user_profiles (rebuild_user_profiles() can rebuild it)
 --   recommender  bandit_state, account_feedback, recommendations and
 --                feedback_events (the log the state is rebuilt from),
 --                bandit_queue, experiments
@@ -69,3 +70,5 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.recommendations_finalize_seq',
 SELECT pg_catalog.pg_extension_config_dump('icpml.experiments', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.feedback_events', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.account_candidates', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.user_profiles', '');

@@ -116,6 +116,8 @@ ALTER TABLE icpml.recommendations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.experiments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.feedback_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.bandit_queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.account_candidates ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.user_profiles ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators ON icpml.rule_weights TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.rule_settings TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.models TO icpml_admin USING (true) WITH CHECK (true);
@@ -130,6 +132,8 @@ CREATE POLICY administrators ON icpml.recommendations TO icpml_admin USING (true
 CREATE POLICY administrators ON icpml.experiments TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.feedback_events TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.bandit_queue TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.account_candidates TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.user_profiles TO icpml_admin USING (true) WITH CHECK (true);
 
 -- Supabase's roles when present, then icpml's own (in this order: an
 -- update appends the same grants in the same order to existing objects).

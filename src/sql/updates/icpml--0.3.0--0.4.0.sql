@@ -1636,6 +1636,324 @@ $$;
 
 -- the new objects to Supabase's roles when present, then icpml's own (the
 -- order of a fresh install)
+
+-- ---------------------------------------------------------------------------
+-- Retrieval (#11 items 3-5, #12 item 3): icpml.account_candidates (the
+-- candidates' signals, materialised by the scoring functions), user_profiles
+-- (one compact row per user, kept by triggers enable_online_feedback()
+-- installs), the retrieval sources' settings, recommend_accounts' ranking
+-- value renamed ranking_score (score stays as a deprecated last column; the
+-- result changes, so DROP + CREATE, keeping the grants).  After the update:
+-- SELECT icpml.refresh_candidates(); and, when online feedback is on,
+-- SELECT icpml.enable_online_feedback(); (docs/upgrading.md).  Until then
+-- recommend_accounts reads as 0.3.0 did.
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.bandit_settings
+  ADD COLUMN affinity_share double precision NOT NULL DEFAULT 0.3
+    CHECK (affinity_share BETWEEN 0 AND 1),
+  ADD COLUMN fresh_share double precision NOT NULL DEFAULT 0.05
+    CHECK (fresh_share BETWEEN 0 AND 1),
+  ADD COLUMN explore_share double precision NOT NULL DEFAULT 0.05
+    CHECK (explore_share BETWEEN 0 AND 1),
+  ADD COLUMN fresh_window interval NOT NULL DEFAULT '30 days' CHECK (fresh_window >= '0'),
+  ADD CONSTRAINT bandit_settings_source_shares_check
+    CHECK (affinity_share + fresh_share + explore_share <= 1);
+COMMENT ON COLUMN icpml.bandit_settings.affinity_share IS
+  'Retrieval: share of the candidates from the user''s own segments (industries and size bands of the accounts in the user''s recent history); the icp source (top by ICP probability) takes what the three shares leave';
+COMMENT ON COLUMN icpml.bandit_settings.fresh_share IS
+  'Retrieval: share of the candidates from the newest accounts (first scored or researched within fresh_window), outside the ICP top';
+COMMENT ON COLUMN icpml.bandit_settings.explore_share IS
+  'Retrieval: share of the candidates drawn at random from outside the ICP top';
+COMMENT ON COLUMN icpml.bandit_settings.fresh_window IS
+  'Retrieval: an account counts as fresh this long after its first scoring or its latest research run';
+
+CREATE TABLE icpml.account_candidates (
+  account_id        bigint PRIMARY KEY,
+  probability       double precision NOT NULL,
+  score             integer NOT NULL CHECK (score BETWEEN 1 AND 10),
+  priority          text NOT NULL CHECK (priority IN ('high', 'medium', 'low')),
+  industry          text,
+  size_band         smallint CHECK (size_band BETWEEN 0 AND 4),
+  engineering_roles real,
+  hiring            boolean,
+  open_roles        real,
+  blog              boolean,
+  funding_date      date,
+  researched_at     timestamptz,
+  tech_stack        text[],
+  signature         bigint NOT NULL,
+  explore_key       integer NOT NULL,
+  first_scored_at   timestamptz NOT NULL,
+  updated_at        timestamptz NOT NULL,
+  fresh_at          timestamptz GENERATED ALWAYS AS (GREATEST(first_scored_at, researched_at)) STORED
+);
+
+CREATE INDEX account_candidates_probability_idx
+  ON icpml.account_candidates (probability DESC, account_id);
+CREATE INDEX account_candidates_segment_idx
+  ON icpml.account_candidates (industry, size_band, probability DESC, account_id);
+CREATE INDEX account_candidates_fresh_idx
+  ON icpml.account_candidates (fresh_at DESC, account_id);
+CREATE INDEX account_candidates_explore_idx
+  ON icpml.account_candidates (explore_key, account_id);
+
+COMMENT ON TABLE icpml.account_candidates IS
+  'What recommend_accounts retrieves from: every scored account with its probability, score and priority and the raw signals of the recommender''s context, as of its last scoring (the scoring functions write it; icpml.refresh_candidates() re-reads it)';
+COMMENT ON COLUMN icpml.account_candidates.size_band IS
+  'Company size band 0..4 (under 50, 50-199, 200-999, 1000-4999, 5000 and more); NULL when unknown';
+COMMENT ON COLUMN icpml.account_candidates.signature IS
+  'A hash of the row''s values: a rescore that changes nothing does not rewrite the row';
+COMMENT ON COLUMN icpml.account_candidates.explore_key IS
+  'A fixed hash of the account id: the "explore" source reads a random run of accounts in this order';
+COMMENT ON COLUMN icpml.account_candidates.first_scored_at IS
+  'When the account was first scored (with fresh_at, the "fresh" source); -infinity for the accounts of the table''s first fill';
+COMMENT ON COLUMN icpml.account_candidates.updated_at IS
+  'When the row''s values last changed';
+COMMENT ON COLUMN icpml.account_candidates.fresh_at IS
+  'The later of first_scored_at and researched_at: new accounts and fresh research come first in the "fresh" source';
+
+CREATE FUNCTION icpml.refresh_candidates()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'refresh_candidates'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.refresh_candidates() IS
+  'Re-read the recommender''s signals of every account in icpml.account_scores from icpml.feature_relation (as the caller) into icpml.account_candidates, without rescoring; returns the rows written';
+
+CREATE TABLE icpml.user_profiles (
+  user_id           uuid PRIMARY KEY,
+  valid             boolean NOT NULL DEFAULT true,
+  types             text[] NOT NULL DEFAULT '{}',
+  sticky_types      text[] NOT NULL DEFAULT '{}',
+  sticky_accounts   bigint[] NOT NULL DEFAULT '{}',
+  sticky_masks      integer[] NOT NULL DEFAULT '{}',
+  industries        text[] NOT NULL DEFAULT '{}',
+  technologies      text[] NOT NULL DEFAULT '{}',
+  recent_accounts   bigint[] NOT NULL DEFAULT '{}',
+  recent_types      smallint[] NOT NULL DEFAULT '{}',
+  recent_at         timestamptz[] NOT NULL DEFAULT '{}',
+  recent_industries smallint[] NOT NULL DEFAULT '{}',
+  recent_size_bands smallint[] NOT NULL DEFAULT '{}',
+  recent_techs      bigint[] NOT NULL DEFAULT '{}',
+  updated_at        timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER TABLE icpml.user_profiles
+  ALTER COLUMN sticky_accounts SET STORAGE EXTERNAL,
+  ALTER COLUMN sticky_masks SET STORAGE EXTERNAL,
+  ALTER COLUMN recent_accounts SET STORAGE EXTERNAL,
+  ALTER COLUMN recent_at SET STORAGE EXTERNAL,
+  ALTER COLUMN recent_techs SET STORAGE EXTERNAL;
+
+COMMENT ON TABLE icpml.user_profiles IS
+  'One row per sales user, what recommend_accounts needs to know about the user in one read: the accounts the user dismissed or worked (sticky_*, all time) and the user''s most recent interactions with the attributes of those accounts (recent_*); kept current by the icpml_profile trigger on the interactions relation (enable_online_feedback() installs it and builds the rows)';
+COMMENT ON COLUMN icpml.user_profiles.valid IS
+  'false after an UPDATE or DELETE of the user''s interactions: recommend_accounts reads the interactions themselves until icpml.rebuild_user_profiles() rebuilds the row';
+COMMENT ON COLUMN icpml.user_profiles.types IS
+  'The interaction types of recent_types (recent_types[i] indexes this array, 0-based)';
+COMMENT ON COLUMN icpml.user_profiles.sticky_types IS
+  'The interaction types that exclude an account (dismiss and bandit_settings.exclude_worked_types when the row was built): bit i of sticky_masks is sticky_types[i + 1]';
+COMMENT ON COLUMN icpml.user_profiles.sticky_accounts IS
+  'Every account the user ever had an interaction of a sticky type with, sorted; sticky_masks says which types';
+COMMENT ON COLUMN icpml.user_profiles.recent_accounts IS
+  'The user''s most recent interactions (at least 1000, or bandit_settings.history_limit), newest first: account, type, time, and the account''s industry (index into industries, -1 unknown), size band (-1 unknown) and technologies (bits of technologies) when the interaction was recorded';
+
+CREATE FUNCTION icpml.profile_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'profile_trigger'
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION icpml.profile_trigger() IS
+  'Statement triggers on the interactions relation (enable_online_feedback() installs them): new interactions update their users'' rows of icpml.user_profiles; an UPDATE or DELETE marks the users'' rows for a rebuild; TRUNCATE empties the table';
+
+-- Install or drop the four profile triggers on the interactions relation;
+-- enable_online_feedback() (which then builds every profile with
+-- rebuild_user_profiles()) and disable_online_feedback() call it.  The
+-- caller must own the relation.
+CREATE FUNCTION icpml.set_profile_triggers(rel regclass, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  nsp pg_catalog.name;
+  tab pg_catalog.name;
+  trg pg_catalog.name;
+BEGIN
+  SELECT n.nspname, c.relname INTO nsp, tab FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  WHERE c.oid OPERATOR(pg_catalog.=) rel;
+  FOR trg IN SELECT t.tgname FROM pg_catalog.pg_trigger AS t
+             WHERE t.tgrelid OPERATOR(pg_catalog.=) rel
+               AND t.tgname OPERATOR(pg_catalog.=) ANY (ARRAY['icpml_profile_insert', 'icpml_profile_update',
+                                                             'icpml_profile_delete', 'icpml_profile_truncate'])
+  LOOP
+    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %I.%I', trg, nsp, tab);
+  END LOOP;
+  IF NOT enabled THEN
+    RETURN;
+  END IF;
+  EXECUTE pg_catalog.format('CREATE TRIGGER icpml_profile_insert AFTER INSERT ON %I.%I'
+    ' REFERENCING NEW TABLE AS icpml_new FOR EACH STATEMENT EXECUTE FUNCTION icpml.profile_trigger()', nsp, tab);
+  EXECUTE pg_catalog.format('CREATE TRIGGER icpml_profile_update AFTER UPDATE ON %I.%I'
+    ' REFERENCING OLD TABLE AS icpml_old NEW TABLE AS icpml_new FOR EACH STATEMENT'
+    ' EXECUTE FUNCTION icpml.profile_trigger()', nsp, tab);
+  EXECUTE pg_catalog.format('CREATE TRIGGER icpml_profile_delete AFTER DELETE ON %I.%I'
+    ' REFERENCING OLD TABLE AS icpml_old FOR EACH STATEMENT EXECUTE FUNCTION icpml.profile_trigger()', nsp, tab);
+  EXECUTE pg_catalog.format('CREATE TRIGGER icpml_profile_truncate AFTER TRUNCATE ON %I.%I'
+    ' FOR EACH STATEMENT EXECUTE FUNCTION icpml.profile_trigger()', nsp, tab);
+END
+$$;
+
+COMMENT ON FUNCTION icpml.set_profile_triggers(regclass, boolean) IS
+  'Install (enabled => true) or drop the triggers that keep icpml.user_profiles current on an interactions relation; enable_online_feedback() and disable_online_feedback() call it (after installing, rebuild_user_profiles() builds the rows)';
+
+CREATE FUNCTION icpml.rebuild_user_profiles(only_invalid boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rebuild_user_profiles'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION icpml.rebuild_user_profiles(boolean) IS
+  'Rebuild icpml.user_profiles from the interactions relation (read as the caller: run it as a role that sees every interaction); only_invalid => true rebuilds only the rows an UPDATE or DELETE invalidated; returns the users rebuilt';
+
+CREATE FUNCTION icpml.retrieve_candidates(
+  user_id uuid,
+  candidates integer DEFAULT NULL,
+  seed bigint DEFAULT NULL)
+RETURNS TABLE(account_id bigint, source text, probability double precision)
+AS 'MODULE_PATHNAME', 'retrieve_candidates'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION icpml.retrieve_candidates(uuid, integer, bigint) IS
+  'The candidates recommend_accounts(user_id, candidates => M, seed => s) would rank, with the source that admitted each, without ranking or logging anything: what retrieval does for a user';
+
+-- recommend_accounts: the same grants after DROP + CREATE (your own roles' too)
+SELECT pg_catalog.set_config('icpml_update.recommend_grants',
+  COALESCE((SELECT pg_catalog.array_agg(r.rolname::pg_catalog.text ORDER BY a.n)::pg_catalog.text
+            FROM pg_catalog.pg_proc AS p,
+                 pg_catalog.aclexplode(p.proacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n),
+                 pg_catalog.pg_roles AS r
+            WHERE p.oid OPERATOR(pg_catalog.=) 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)'::pg_catalog.regprocedure
+              AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+              AND r.oid OPERATOR(pg_catalog.=) a.grantee AND a.grantee OPERATOR(pg_catalog.<>) p.proowner), '{}'),
+  true);
+DROP FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint);
+CREATE FUNCTION icpml.recommend_accounts(
+  user_id uuid,
+  k integer DEFAULT 10,
+  policy text DEFAULT NULL,
+  candidates integer DEFAULT NULL,
+  seed bigint DEFAULT NULL)
+RETURNS TABLE(rank integer, account_id bigint, ranking_score double precision,
+              expected_reward double precision, exploration double precision,
+              icp_score integer, priority text, reason jsonb, recommendation_id bigint,
+              score double precision)
+AS 'MODULE_PATHNAME', 'recommend_accounts'
+LANGUAGE C VOLATILE
+ROWS 10;
+
+COMMENT ON FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint) IS
+  'The k (1..100) accounts this user should work next, ranked by the bandit policy over M (k..5000) candidates the caller may see; every row is logged for feedback. ranking_score is the value the policy ranked by (not the ICP score: that is icp_score); score is the same value under its 0.3 name, deprecated, removed in 0.5';
+REVOKE ALL ON FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint) FROM PUBLIC;
+DO $$
+DECLARE
+  g pg_catalog.text;
+BEGIN
+  FOREACH g IN ARRAY pg_catalog.current_setting('icpml_update.recommend_grants')::pg_catalog.text[] LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION icpml.recommend_accounts(uuid, integer, text, integer, bigint) TO %I', g);
+  END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION icpml.enable_online_feedback()
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  rel pg_catalog.regclass;
+  col pg_catalog.text;
+  typ pg_catalog.oid;
+  base pg_catalog.oid;
+  kind pg_catalog."char";
+BEGIN
+  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
+                  'public.user_interactions')::pg_catalog.regclass;
+  FOREACH col IN ARRAY ARRAY['interaction_id', 'user_id', 'account_id', 'interaction_type', 'created_at']::pg_catalog.text[] LOOP
+    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) col
+      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'column "%" does not exist in interactions relation %', col, rel
+        USING ERRCODE = 'undefined_column',
+              HINT = 'The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.';
+    END IF;
+    -- the trigger reads these columns as the extension owner: built-in
+    -- types (or domains over them) only
+    LOOP
+      SELECT t.typtype, t.typbasetype INTO kind, base FROM pg_catalog.pg_type AS t
+      WHERE t.oid OPERATOR(pg_catalog.=) typ;
+      EXIT WHEN kind OPERATOR(pg_catalog.<>) 'd';
+      typ := base;
+    END LOOP;
+    IF typ OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid THEN
+      RAISE EXCEPTION 'column "%" of interactions relation % has a user-defined type', col, rel
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'The online feedback trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).';
+    END IF;
+  END LOOP;
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
+                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
+                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
+                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
+  EXECUTE pg_catalog.format(
+    'CREATE TRIGGER icpml_feedback AFTER INSERT ON %I.%I REFERENCING NEW TABLE AS icpml_new '
+    'FOR EACH STATEMENT EXECUTE FUNCTION icpml.feedback_trigger()',
+    (SELECT n.nspname FROM pg_catalog.pg_class AS c
+     JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.oid OPERATOR(pg_catalog.=) rel),
+    (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
+  -- and the recommender's per-user profiles (42_retrieval.sql): the
+  -- triggers that keep them current, then every row built
+  PERFORM icpml.set_profile_triggers(rel, true);
+  PERFORM icpml.rebuild_user_profiles();
+  RETURN rel;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.enable_online_feedback() IS
+  'Install the feedback trigger on icpml.interactions_relation: new interactions reward recommendations at once; also builds icpml.user_profiles and installs the triggers that keep it current';
+
+CREATE OR REPLACE FUNCTION icpml.disable_online_feedback()
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  rel pg_catalog.regclass;
+BEGIN
+  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
+                  'public.user_interactions')::pg_catalog.regclass;
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
+                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
+                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
+                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
+  PERFORM icpml.set_profile_triggers(rel, false);
+  RETURN rel;
+END
+$$;
+
+REVOKE ALL ON FUNCTION icpml.refresh_candidates(), icpml.profile_trigger(),
+  icpml.set_profile_triggers(regclass, boolean), icpml.rebuild_user_profiles(boolean),
+  icpml.retrieve_candidates(uuid, integer, bigint) FROM PUBLIC;
+ALTER TABLE icpml.account_candidates ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.user_profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY administrators ON icpml.account_candidates TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.user_profiles TO icpml_admin USING (true) WITH CHECK (true);
+SELECT pg_catalog.pg_extension_config_dump('icpml.account_candidates', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.user_profiles', '');
 DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
