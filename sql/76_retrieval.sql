@@ -101,8 +101,10 @@ SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5
 SELECT r.source, count(*) AS n FROM listed JOIN icpml.recommendations AS r USING (recommendation_id)
 GROUP BY r.source ORDER BY r.source;
 -- the shares: settings, checked
+\set VERBOSITY terse
 UPDATE icpml.bandit_settings SET affinity_share = 0.9, fresh_share = 0.2;
 UPDATE icpml.bandit_settings SET explore_share = 1.5;
+\set VERBOSITY default
 UPDATE icpml.bandit_settings SET affinity_share = 0, fresh_share = 0, explore_share = 0;
 SELECT source, count(*) AS n
 FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 100, seed => 1)
