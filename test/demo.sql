@@ -136,10 +136,13 @@ WHERE metric IN ('served', 'exploration', 'propensity_ess', 'reward_slope', 'sta
    OR (metric = 'reward_by_rank' AND scope IN ('1', '5'));
 
 \echo
-\echo '== 9. Nightly retraining with pg_cron'
+\echo '== 9. Maintenance that runs itself: one call schedules the jobs with pg_cron'
 CREATE EXTENSION IF NOT EXISTS pg_cron;
-SELECT icpml.schedule_retraining(cron => '0 3 * * *') AS cron_job_id;
-SELECT jobname, schedule, command FROM cron.job;
+SELECT job_name, schedule, command FROM icpml.schedule_maintenance();
+SELECT jobname, username AS runs_as FROM cron.job ORDER BY jobname;
+\echo 'a run of the feedback job by hand, as pg_cron does it every minute (expiry, the queued updates)'
+CALL icpml.run_maintenance(job => 'feedback', triggered_by => 'manual');
+SELECT job, status, result FROM icpml.maintenance_history LIMIT 1;
 
 \echo
 \echo '== 10. Backups: pg_dump keeps what icpml knows (extension configuration tables)'

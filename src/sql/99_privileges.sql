@@ -8,7 +8,8 @@
 --   icpml_admin     everything: its members are icpml's administrators
 --                   (icpml.grant_admin() makes a role one)
 --   icpml_jobs      an administrator that is not a superuser: pg_cron jobs
---                   that schedule_retraining() creates run as it
+--                   that schedule_retraining() and schedule_maintenance()
+--                   create run as it
 --
 -- Roles that do not exist (plain PostgreSQL) are skipped; grant the same to
 -- your own roles with icpml.grant_scoring(role) and icpml.grant_admin(role).
@@ -118,6 +119,7 @@ ALTER TABLE icpml.feedback_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.bandit_queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.account_candidates ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.user_profiles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.maintenance_runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators ON icpml.rule_weights TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.rule_settings TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.models TO icpml_admin USING (true) WITH CHECK (true);
@@ -134,6 +136,7 @@ CREATE POLICY administrators ON icpml.feedback_events TO icpml_admin USING (true
 CREATE POLICY administrators ON icpml.bandit_queue TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.account_candidates TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.user_profiles TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.maintenance_runs TO icpml_admin USING (true) WITH CHECK (true);
 
 -- Supabase's roles when present, then icpml's own (in this order: an
 -- update appends the same grants in the same order to existing objects).
