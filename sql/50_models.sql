@@ -60,7 +60,8 @@ FROM icpml.list_models();
 
 -- describe: everything but the blob, plus its size
 SELECT jsonb_pretty(icpml.describe_model(version => 1)
-                    - 'created_at' - 'created_by' - 'metrics' - 'spec');
+                    - 'created_at' - 'created_by' - 'metrics' - 'spec'
+                    #- '{card,data_window,trained_at}');
 SELECT icpml.describe_model(version => 1) ? 'model' AS has_blob;
 SELECT icpml.describe_model(version => 99);
 -- nothing deployed yet: the default (deployed) version is an error

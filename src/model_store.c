@@ -741,11 +741,11 @@ int32
 ModelStoreInsert(ModelRecord *rec)
 {
 	ModelStoreSession st;
-	Oid			types[18] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
+	Oid			types[20] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
 		JSONBOID, JSONBOID, INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID,
-	FLOAT8ARRAYOID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID};
-	Datum		values[18];
-	char		nulls[18];
+		FLOAT8ARRAYOID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID, JSONBOID, BYTEAOID};
+	Datum		values[20];
+	char		nulls[20];
 	Datum		cutoffs[ICPML_NSCORE_CUTOFFS];
 	bytea	   *blob;
 	int			i;
@@ -787,6 +787,9 @@ ModelStoreInsert(ModelRecord *rec)
 	nulls[16] = isnan(rec->cv_auc) ? 'n' : ' ';
 	values[17] = Float8GetDatum(rec->rules_cv_auc);
 	nulls[17] = isnan(rec->rules_cv_auc) ? 'n' : ' ';
+	STORE_JSONB(18, rec->training_stats);
+	values[19] = PointerGetDatum(rec->training_labels);
+	nulls[19] = rec->training_labels ? ' ' : 'n';
 #undef STORE_TEXT
 #undef STORE_JSONB
 
@@ -795,10 +798,10 @@ ModelStoreInsert(ModelRecord *rec)
 	ModelStoreExec("INSERT INTO icpml.models (created_by, relation, key_column, label_column, model,"
 				   " spec, params, metrics, n_rows, n_positive, seed, data_fingerprint,"
 				   " xgboost_version, score_cutoffs, high_min_score, medium_min_score,"
-				   " cv_roc_auc, rules_cv_roc_auc)"
+				   " cv_roc_auc, rules_cv_roc_auc, training_stats, training_labels)"
 				   " VALUES (CAST($1 AS pg_catalog.name), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-				   " $12, $13, $14, $15, $16, $17, $18) RETURNING version",
-				   18, types, values, nulls, false);
+				   " $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING version",
+				   20, types, values, nulls, false);
 	version = ModelStoreGetInt32(0, 1, &isnull);
 	ModelStoreEnd(&st);
 
@@ -1141,4 +1144,39 @@ verify_model(PG_FUNCTION_ARGS)
 	values[5] = Float8GetDatum(res.max_probability_diff);
 	values[6] = Float8GetDatum(res.max_shap_sum_diff);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* See model_store.h: the training statistics model_health compares with. */
+void
+ModelStoreLoadHealth(int32 version, ModelStoreHealth *out)
+{
+	ModelStoreSession st;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(version)};
+	bool		isnull;
+	Datum		d;
+	MemoryContext old;
+
+	memset(out, 0, sizeof(*out));
+	ModelStoreBegin(&st);
+	(void) CatalogRelid("models");
+	ModelStoreExec("SELECT m.training_stats, m.training_labels,"
+				   " pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) m.created_at)"
+				   " OPERATOR(pg_catalog./) 86400.0"
+				   " FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) $1",
+				   1, types, values, NULL, true);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("model version %d does not exist", version),
+				 errhint("List the stored versions with SELECT * FROM icpml.list_models().")));
+	old = MemoryContextSwitchTo(st.outer);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	out->training_stats = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	out->training_labels = isnull ? NULL : DatumGetByteaPCopy(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	out->age_days = isnull ? 0 : DatumGetFloat8(d);
+	MemoryContextSwitchTo(old);
+	ModelStoreEnd(&st);
 }

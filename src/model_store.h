@@ -38,7 +38,21 @@ typedef struct ModelRecord
 	int32		medium_min_score;
 	double		cv_auc;			/* mean CV ROC AUC: the deploy policy's yardstick */
 	double		rules_cv_auc;	/* the rules on the same folds, NaN when not applicable */
+	/* written by training only (not loaded: see ModelStoreLoadHealth) */
+	Jsonb	   *training_stats; /* the population it scored (health.c) */
+	bytea	   *training_labels;	/* the (key, label) pairs it was trained on */
 } ModelRecord;
+
+/* What model_health needs beyond the record: the training statistics. */
+typedef struct ModelStoreHealth
+{
+	Jsonb	   *training_stats; /* NULL for models trained before icpml 0.4.0 */
+	bytea	   *training_labels;	/* NULL likewise */
+	double		age_days;		/* since the model was trained */
+} ModelStoreHealth;
+
+/* Load a version's training statistics (as the extension owner); ERROR if unknown. */
+extern void ModelStoreLoadHealth(int32 version, ModelStoreHealth *out);
 
 /* Insert a new version (status 'trained'); returns its version number. */
 extern int32 ModelStoreInsert(ModelRecord *rec);

@@ -56,6 +56,7 @@
 #include "utils/memutils.h"
 
 #include "icpml.h"
+#include "health.h"
 #include "metrics.h"
 #include "model_store.h"
 #include "rules.h"
@@ -622,6 +623,23 @@ train_icp_model(PG_FUNCTION_ARGS)
 	rec.rules_cv_auc = d->rules ? rules_mean.roc_auc : get_float8_nan();
 
 	rec.params = TrainParamsJsonb(&a, &cvs[best].params);
+
+	/*
+	 * The population the model scores (every row of the relation, as the
+	 * caller) and the labels it learnt from: what model_health compares with.
+	 */
+	{
+		TreeModel  *tree = TreeModelFromBooster(booster, d->nfeat);
+		HealthStats *hst = HealthStatsFromTraining(spec, d->x, d->n, d->nfeat);
+
+		guclevel = TrainReadSettings();
+		HealthScan(hst, a.relation, a.relid, a.key, NULL, tree, &rec, NULL, NULL, NULL, NULL);
+		AtEOXact_GUC(true, guclevel);
+		MemoryContextSwitchTo(traincxt);
+		rec.training_stats = HealthStatsToJsonb(hst, d->n, d->npos);
+		rec.training_labels = HealthLabelsEncode(d->keys, d->label, d->n);
+		TreeModelFree(tree);
+	}
 
 
 	/* best: the deployed model's recipe on the same folds */

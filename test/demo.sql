@@ -1,8 +1,9 @@
 -- icpml demo: what `test/run demo` shows.  Loads generated reference data,
 -- scores accounts with the rules, trains and deploys a model, scores again,
 -- recommends accounts to a sales user and learns from what the user does,
--- runs an A/B experiment between two policies, schedules retraining and
--- lists what a backup keeps.
+-- runs an A/B experiment between two policies, watches the model for drift,
+-- schedules retraining when it is needed, lists what a backup keeps and
+-- exports the model as plain SQL for hosted Supabase.
 \set ON_ERROR_STOP 1
 \pset footer off
 SET client_min_messages = warning;
@@ -136,19 +137,46 @@ WHERE metric IN ('served', 'exploration', 'propensity_ess', 'reward_slope', 'sta
    OR (metric = 'reward_by_rank' AND scope IN ('1', '5'));
 
 \echo
-\echo '== 9. Maintenance that runs itself: one call schedules the jobs with pg_cron'
+\echo '== 9. Watching the model after deployment'
+\echo 'icpml.model_health(): the accounts as they are now, against what the model saw at training'
+SELECT check_name, item, round(statistic::numeric, 3) AS psi_or_change, status, detail
+FROM icpml.model_health() WHERE check_name IN ('drift', 'summary') AND (status <> 'ok' OR item = 'company_size');
+\echo 'a copy of the accounts where companies grew sixfold and a third moved to a new industry: drift'
+CREATE VIEW demo_shifted AS
+SELECT account_id, CASE WHEN account_id % 3 = 0 THEN 'crypto' ELSE industry END AS industry,
+       engineering_role_count, has_open_engineering_roles, total_open_roles, has_engineering_blog,
+       company_size * 6 AS company_size, funding_amount_usd, funding_date, tech_stack, researched_at, is_fit
+FROM account_features;
+SELECT check_name, item, round(statistic::numeric, 2) AS psi, status, detail
+FROM icpml.model_health(relation => 'demo_shifted') WHERE status NOT IN ('ok', 'too few');
+DROP VIEW demo_shifted;
+\echo 'the model card a reviewer reads before a deploy (icpml.describe_model()->card):'
+SELECT c->'dataset'->>'relation' AS relation, c->'rows' AS rows, round((c->>'label_rate')::numeric, 3) AS label_rate,
+       round((c->'cv'->'model'->>'roc_auc')::numeric, 3) AS cv_auc, c->'top_features'->0->>'feature' AS top_feature,
+       c->'data_window'->'dates'->'researched_at' AS research_window
+FROM (SELECT icpml.describe_model()->'card' AS c) AS x;
+\echo
+\echo '== 10. Maintenance that runs itself: one call schedules the jobs with pg_cron'
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 SELECT job_name, schedule, command FROM icpml.schedule_maintenance();
 SELECT jobname, username AS runs_as FROM cron.job ORDER BY jobname;
 \echo 'a run of the feedback job by hand, as pg_cron does it every minute (expiry, the queued updates)'
 CALL icpml.run_maintenance(job => 'feedback', triggered_by => 'manual');
 SELECT job, status, result FROM icpml.maintenance_history LIMIT 1;
+\echo 'retrain only when model_health says so (drift, decay on new labels, or age): the same job, replaced'
+SELECT icpml.schedule_retraining(cron => '0 3 * * *', retrain => 'needed') AS cron_job_id;
+SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'icpml-retrain';
 
 \echo
-\echo '== 10. Backups: pg_dump keeps what icpml knows (extension configuration tables)'
+\echo '== 11. Backups: pg_dump keeps what icpml knows (extension configuration tables)'
 SELECT c.relname AS "table",
        (xpath('/table/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass), false, false, '')))[1]::text::bigint AS "rows"
 FROM pg_extension e, unnest(e.extconfig) AS cfg(oid) JOIN pg_class c ON c.oid = cfg.oid
 WHERE e.extname = 'icpml' AND c.relkind = 'r' ORDER BY 1;
+\echo
+\echo '== 12. Hosted Supabase: the deployed model as plain SQL (icpml.export_scorer_sql())'
+SELECT pg_size_pretty(octet_length(icpml.export_scorer_sql())::bigint) AS script,
+       (SELECT count(*) FROM regexp_matches(icpml.export_scorer_sql(), 'CREATE OR REPLACE FUNCTION', 'g')) AS functions;
+\echo 'apply it to a database without icpml (a Supabase migration): icp_score there gives these probabilities to the last bit'
 \echo
 \echo 'Done. Everything above ran inside PostgreSQL: see README.md for the reference.'

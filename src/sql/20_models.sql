@@ -34,6 +34,8 @@ CREATE TABLE icpml.models (
   rules_cv_roc_auc  double precision,
   dataset           text,
   spec_fingerprint  text,
+  training_stats    jsonb,
+  training_labels   bytea,
   CHECK (medium_min_score BETWEEN 1 AND high_min_score)
 );
 
@@ -80,7 +82,7 @@ CREATE TABLE icpml.training_runs (
   started_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   finished_at    timestamptz,
   status         text NOT NULL DEFAULT 'running'
-                   CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned')),
+                   CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned', 'skipped')),
   triggered_by   text NOT NULL CHECK (triggered_by IN ('manual', 'schedule')),
   deploy_policy  text NOT NULL,
   run_by         name NOT NULL DEFAULT CURRENT_USER,
@@ -90,11 +92,14 @@ CREATE TABLE icpml.training_runs (
   deploy_reason  text,
   metrics        jsonb,
   error          text,
+  reason         text,
   CHECK ((status = 'running') = (finished_at IS NULL))
 );
 
 COMMENT ON TABLE icpml.training_runs IS
-  'One row per icpml.run_training() call (scheduled or manual): start, end, outcome, model version, metrics, error';
+  'One row per icpml.run_training() call (scheduled or manual): start, end, outcome, model version, metrics, error, and why it trained or was skipped';
+COMMENT ON COLUMN icpml.training_runs.reason IS
+  'Why the run trained (retrain => always, or model_health''s verdict with retrain => needed) or was skipped (status skipped)';
 
 -- pg_dump keeps the models, the history and the run log with the extension.
 SELECT pg_catalog.pg_extension_config_dump('icpml.models', '');
@@ -333,20 +338,82 @@ $$;
 COMMENT ON FUNCTION icpml.model_version_or_deployed(integer) IS
   'The given model version if it exists, the deployed one when NULL; an error otherwise';
 
+-- The model card describe_model adds: what a reviewer reads before a deploy.
+CREATE FUNCTION icpml.model_card(version integer)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'dataset', pg_catalog.jsonb_build_object(
+      'id', m.dataset, 'relation', m.spec OPERATOR(pg_catalog.->>) 'relation',
+      'key', m.spec OPERATOR(pg_catalog.->>) 'key', 'label', m.label_column,
+      'feature_columns', pg_catalog.jsonb_array_length(m.spec OPERATOR(pg_catalog.->) 'columns'),
+      'features', pg_catalog.jsonb_array_length(m.spec OPERATOR(pg_catalog.->) 'features'),
+      'encoding', COALESCE(m.spec OPERATOR(pg_catalog.->) 'encoding',
+                           '{"fold_text": false, "max_levels": 64, "max_tags": 32, "min_count": 5}'::pg_catalog.jsonb)),
+    'data_window', pg_catalog.jsonb_build_object(
+      'trained_at', m.created_at,
+      'population_as_of', m.training_stats OPERATOR(pg_catalog.->) 'as_of',
+      'dates', (SELECT pg_catalog.jsonb_object_agg(c OPERATOR(pg_catalog.->>) 'name', c OPERATOR(pg_catalog.->) 'window')
+                FROM pg_catalog.jsonb_array_elements(m.training_stats OPERATOR(pg_catalog.->) 'columns') AS c
+                WHERE c OPERATOR(pg_catalog.?) 'window')),
+    'rows', pg_catalog.jsonb_build_object(
+      'labelled', m.n_rows, 'positive', m.n_positive,
+      'population', m.training_stats OPERATOR(pg_catalog.->) 'rows'),
+    'label_rate', m.n_positive::pg_catalog.float8 OPERATOR(pg_catalog./) NULLIF(m.n_rows, 0),
+    'cv', (m.metrics OPERATOR(pg_catalog.->) 'cv')
+          OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('folds', m.metrics OPERATOR(pg_catalog.->) 'folds'),
+    'top_features', (SELECT pg_catalog.jsonb_agg(f.e ORDER BY f.i)
+                     FROM pg_catalog.jsonb_array_elements(
+                            CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'importance') OPERATOR(pg_catalog.=) 'array'
+                                 THEN m.metrics OPERATOR(pg_catalog.->) 'importance' ELSE '[]'::pg_catalog.jsonb END)
+                          WITH ORDINALITY AS f(e, i)
+                     WHERE f.i OPERATOR(pg_catalog.<=) 10),
+    'training_statistics', (
+      SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'column', c.e OPERATOR(pg_catalog.->>) 'name', 'kind', c.e OPERATOR(pg_catalog.->>) 'kind',
+               'missing', c.e OPERATOR(pg_catalog.->) 'missing')
+             OPERATOR(pg_catalog.||) CASE
+               WHEN c.e OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) ANY (ARRAY['numeric', 'age_days'])
+                 THEN pg_catalog.jsonb_build_object('deciles', c.e OPERATOR(pg_catalog.->) 'edges')
+               WHEN c.e OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) 'boolean'
+                 THEN pg_catalog.jsonb_build_object('true', (c.e OPERATOR(pg_catalog.->) 'shares') OPERATOR(pg_catalog.->) 0)
+               ELSE pg_catalog.jsonb_build_object('top', (
+                 SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('value', l.v, 'share', l.s) ORDER BY l.s DESC, l.i)
+                 FROM (SELECT lv.v, (c.e OPERATOR(pg_catalog.->) 'shares' OPERATOR(pg_catalog.->>) (lv.i OPERATOR(pg_catalog.-) 1)::integer)::pg_catalog.float8 AS s, lv.i
+                       FROM pg_catalog.jsonb_array_elements_text(s.sc OPERATOR(pg_catalog.->) 'levels') WITH ORDINALITY AS lv(v, i)
+                       ORDER BY 2 DESC, lv.i LIMIT 5) AS l))
+             END ORDER BY c.i)
+      FROM pg_catalog.jsonb_array_elements(m.training_stats OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS c(e, i)
+      LEFT JOIN pg_catalog.jsonb_array_elements(m.spec OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS s(sc, j)
+             ON s.j OPERATOR(pg_catalog.=) c.i),
+    'scores_at_training', m.training_stats OPERATOR(pg_catalog.->) 'scores',
+    'score_cutoffs', pg_catalog.to_jsonb(m.score_cutoffs),
+    'params', m.params,
+    'xgboost_version', m.xgboost_version)
+  FROM icpml.models AS m
+  WHERE m.version OPERATOR(pg_catalog.=) model_card.version
+$$;
+
+COMMENT ON FUNCTION icpml.model_card(integer) IS
+  'A model version''s card (describe_model''s "card"): dataset and text encoding, data window, row counts, label rate, cross-validated metrics (model, rules, deployed recipe), top features, training statistics per column, score distribution at training, parameters, XGBoost version';
+
 CREATE FUNCTION icpml.describe_model(version integer DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'model')
+  SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'model' OPERATOR(pg_catalog.-) 'training_labels')
          OPERATOR(pg_catalog.||)
-         pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model))
+         pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model),
+                                       'card', icpml.model_card(m.version))
   FROM icpml.models AS m
   WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(describe_model.version)
 $$;
 
 COMMENT ON FUNCTION icpml.describe_model(integer) IS
-  'Everything stored about a model version (the deployed one by default) except the blob, plus the blob size in model_bytes';
+  'Everything stored about a model version (the deployed one by default) except the blob and the training labels, plus the blob size in model_bytes and its model card in card (icpml.model_card)';
 
 CREATE FUNCTION icpml.model_roc_curve(version integer DEFAULT NULL)
 RETURNS TABLE (threshold double precision, fpr double precision, tpr double precision)

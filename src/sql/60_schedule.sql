@@ -23,7 +23,8 @@ COMMENT ON FUNCTION icpml.training_lock_key() IS
   'Advisory lock key held while a model trains: hashtext(''icpml.train_icp_model'')';
 
 CREATE PROCEDURE icpml.run_training(deploy text DEFAULT 'best',
-                                    triggered_by text DEFAULT 'schedule')
+                                    triggered_by text DEFAULT 'schedule',
+                                    retrain text DEFAULT 'always')
 LANGUAGE plpgsql
 -- No SET clause and no SECURITY DEFINER: either would forbid the COMMITs
 -- below.  It runs as the caller, and every function, operator and type it
@@ -38,6 +39,12 @@ DECLARE
   v_message   pg_catalog.text;
   v_detail    pg_catalog.text;
   v_hint      pg_catalog.text;
+  v_reason    pg_catalog.text;
+  v_needed    boolean := true;
+  v_why       pg_catalog.text;
+  v_model     record;
+  v_params    pg_catalog.jsonb;
+  v_exclude   pg_catalog.text[];
 BEGIN
   IF run_training.deploy IS NULL
      OR NOT run_training.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
@@ -50,6 +57,12 @@ BEGIN
     RAISE EXCEPTION 'triggered_by must be ''manual'' or ''schedule'', not "%"', run_training.triggered_by
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Leave it out for scheduled runs; pass triggered_by => ''manual'' otherwise.';
+  END IF;
+  IF run_training.retrain IS NULL
+     OR NOT run_training.retrain OPERATOR(pg_catalog.=) ANY (ARRAY['always', 'needed']) THEN
+    RAISE EXCEPTION 'retrain must be ''always'' or ''needed'', not "%"', run_training.retrain
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''needed'' trains only when icpml.retraining_needed() says so (drift, decay on new labels, or age).';
   END IF;
 
   -- Fails here, before any lock is taken, when called inside a transaction
@@ -89,8 +102,62 @@ BEGIN
   COMMIT;   -- the 'running' row is visible while the model trains
 
   BEGIN
-    SELECT pg_catalog.to_jsonb(t) INTO v_result
-      FROM icpml.train_icp_model(deploy => run_training.deploy) AS t;
+    -- the deployed model's recipe is what retraining repeats
+    SELECT m.version, m.spec, m.label_column, m.params INTO v_model
+      FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
+
+    -- whether to train at all
+    IF run_training.retrain OPERATOR(pg_catalog.=) 'always' THEN
+      v_reason := 'retrain => always';
+    ELSIF v_model.version IS NULL THEN
+      v_reason := 'retrain => needed: no model is deployed';
+    ELSE
+      BEGIN
+        SELECT h.needed, h.reason INTO v_needed, v_why FROM icpml.retraining_needed(v_model.version) AS h;
+        v_reason := pg_catalog.format('retrain => needed: %s (model_health of version %s)',
+                                      CASE WHEN v_needed THEN v_why ELSE 'not needed: ' OPERATOR(pg_catalog.||) v_why END,
+                                      v_model.version);
+      EXCEPTION WHEN OTHERS THEN
+        -- a health check that fails does not stop the schedule
+        GET STACKED DIAGNOSTICS v_why = MESSAGE_TEXT;
+        v_needed := true;
+        v_reason := 'retrain => needed: the health check failed (' OPERATOR(pg_catalog.||) v_why OPERATOR(pg_catalog.||) '); trained';
+      END;
+    END IF;
+
+    IF v_needed AND v_model.version IS NULL THEN
+      SELECT pg_catalog.to_jsonb(t) INTO v_result
+        FROM icpml.train_icp_model(deploy => run_training.deploy) AS t;
+    ELSIF v_needed THEN
+      -- the same columns as the deployed model: the relation's others are left out
+      v_exclude := ARRAY(
+        SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(v_model.spec OPERATOR(pg_catalog.->>) 'relation')
+          AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+          AND a.attname::pg_catalog.text OPERATOR(pg_catalog.<>) (v_model.spec OPERATOR(pg_catalog.->>) 'key')
+          AND a.attname::pg_catalog.text OPERATOR(pg_catalog.<>) v_model.label_column
+          AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(v_model.spec OPERATOR(pg_catalog.->) 'columns') AS c
+                          WHERE c OPERATOR(pg_catalog.->>) 'name' OPERATOR(pg_catalog.=) a.attname::pg_catalog.text)
+        ORDER BY a.attnum);
+      v_params := v_model.params OPERATOR(pg_catalog.-)
+                  ARRAY['objective', 'tree_method', 'seed', 'n_rounds', 'folds', 'search']::pg_catalog.text[];
+      IF COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'search')::boolean, false) THEN
+        v_params := v_params OPERATOR(pg_catalog.-) ARRAY['max_depth', 'eta']::pg_catalog.text[];
+      END IF;
+      SELECT pg_catalog.to_jsonb(t) INTO v_result
+        FROM icpml.train_icp_model(
+               relation => v_model.spec OPERATOR(pg_catalog.->>) 'relation',
+               key_column => v_model.spec OPERATOR(pg_catalog.->>) 'key',
+               label_column => v_model.label_column,
+               exclude_columns => v_exclude,
+               folds => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'folds')::integer, 5),
+               n_rounds => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'n_rounds')::integer, 100),
+               params => v_params,
+               search => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'search')::boolean, false),
+               seed => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'seed')::integer, 42),
+               deploy => run_training.deploy,
+               encoding => COALESCE(v_model.spec OPERATOR(pg_catalog.->) 'encoding', '{}'::pg_catalog.jsonb)) AS t;
+    END IF;
   EXCEPTION
     WHEN OTHERS OR query_canceled THEN
       GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
@@ -98,7 +165,11 @@ BEGIN
   END;
 
   BEGIN
-    IF v_state IS NULL THEN
+    IF v_state IS NULL AND NOT v_needed THEN
+      UPDATE icpml.training_runs AS r
+         SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(), reason = v_reason
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
+    ELSIF v_state IS NULL THEN
       -- train_icp_model's row: version, deployed, deploy_reason, cv_* figures
       v_version := (v_result OPERATOR(pg_catalog.->>) 'version')::integer;
       UPDATE icpml.training_runs AS r
@@ -109,11 +180,12 @@ BEGIN
              metrics = COALESCE(
                          (SELECT m.metrics OPERATOR(pg_catalog.->) 'cv' FROM icpml.models AS m
                            WHERE m.version OPERATOR(pg_catalog.=) v_version),
-                         v_result)
+                         v_result),
+             reason = v_reason
        WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
     ELSE
       UPDATE icpml.training_runs AS r
-         SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
+         SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), reason = v_reason,
              error = v_message
        WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
     END IF;
@@ -142,10 +214,10 @@ END
 $$;
 
 -- REVOKE ... ON ALL FUNCTIONS (99_privileges.sql) does not cover procedures.
-REVOKE ALL ON PROCEDURE icpml.run_training(text, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE icpml.run_training(text, text, text) FROM PUBLIC;
 
-COMMENT ON PROCEDURE icpml.run_training(text, text) IS
-  'Train a model with icpml.train_icp_model(deploy => ...) and record the run in icpml.training_runs; never overlaps another training; call outside a transaction block';
+COMMENT ON PROCEDURE icpml.run_training(text, text, text) IS
+  'Train a model (the deployed model''s recipe: relation, key, label, columns, parameters, encoding; the defaults when none is deployed) with icpml.train_icp_model(deploy => ...) and record the run and why in icpml.training_runs; retrain => needed trains only when icpml.retraining_needed() says so (else the run is skipped); never overlaps another training; call outside a transaction block';
 
 -- security_invoker: reading the view is reading icpml.training_runs as
 -- oneself (grants and row-level security of the reader, not of the owner)
@@ -156,7 +228,7 @@ CREATE VIEW icpml.training_history WITH (security_invoker = true) AS
          r.deploy_reason,
          (r.metrics OPERATOR(pg_catalog.#>>) '{model,roc_auc}')::double precision AS cv_roc_auc,
          (r.metrics OPERATOR(pg_catalog.#>>) '{rules,roc_auc}')::double precision AS rules_cv_roc_auc,
-         r.error
+         r.error, r.reason
   FROM icpml.training_runs AS r
   ORDER BY r.run_id DESC;
 
@@ -185,7 +257,8 @@ COMMENT ON FUNCTION icpml.require_pg_cron() IS
 CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
                                           deploy text DEFAULT 'best',
                                           job_name text DEFAULT 'icpml-retrain',
-                                          run_as name DEFAULT NULL)
+                                          run_as name DEFAULT NULL,
+                                          retrain text DEFAULT 'always')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -195,6 +268,7 @@ DECLARE
   v_super boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
                       WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
   v_role pg_catalog.name;
+  v_command pg_catalog.text;
 BEGIN
   v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(COALESCE(schedule_retraining.cron, '')), '\s+');
   IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) OPERATOR(pg_catalog.<>) 5
@@ -210,6 +284,15 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
   END IF;
+  IF schedule_retraining.retrain IS NULL
+     OR NOT schedule_retraining.retrain OPERATOR(pg_catalog.=) ANY (ARRAY['always', 'needed']) THEN
+    RAISE EXCEPTION 'retrain must be ''always'' or ''needed'', not "%"', schedule_retraining.retrain
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''needed'' trains only when icpml.retraining_needed() says so (drift, decay on new labels, or age).';
+  END IF;
+  v_command := pg_catalog.format('CALL icpml.run_training(deploy => %L%s)', schedule_retraining.deploy,
+                                 CASE WHEN schedule_retraining.retrain OPERATOR(pg_catalog.=) 'needed'
+                                      THEN ', retrain => ''needed''' ELSE '' END);
   IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name OPERATOR(pg_catalog.=) '' THEN
     RAISE EXCEPTION 'job_name must not be empty'
       USING ERRCODE = 'invalid_parameter_value',
@@ -235,7 +318,7 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'Leave run_as out: the job then runs as you.';
   END IF;
-  IF NOT pg_catalog.has_function_privilege(v_role, 'icpml.run_training(text, text)', 'EXECUTE') THEN
+  IF NOT pg_catalog.has_function_privilege(v_role, 'icpml.run_training(text, text, text)', 'EXECUTE') THEN
     RAISE EXCEPTION 'role "%" may not run icpml.run_training()', v_role
       USING ERRCODE = 'insufficient_privilege',
             HINT = pg_catalog.format('Make it an administrator: SELECT icpml.grant_admin(%L).', v_role);
@@ -245,20 +328,16 @@ BEGIN
   -- pg_cron replaces the role's job of the same name
   IF v_role OPERATOR(pg_catalog.=) CURRENT_USER THEN
     RETURN cron.schedule(schedule_retraining.job_name,
-                         pg_catalog.array_to_string(v_fields, ' '),
-                         pg_catalog.format('CALL icpml.run_training(deploy => %L)',
-                                           schedule_retraining.deploy));
+                         pg_catalog.array_to_string(v_fields, ' '), v_command);
   END IF;
   RETURN cron.schedule_in_database(schedule_retraining.job_name,
                                    pg_catalog.array_to_string(v_fields, ' '),
-                                   pg_catalog.format('CALL icpml.run_training(deploy => %L)',
-                                                     schedule_retraining.deploy),
-                                   pg_catalog.current_database(), v_role);
+                                   v_command, pg_catalog.current_database(), v_role);
 END
 $$;
 
-COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text, name) IS
-  'Schedule CALL icpml.run_training(deploy => ...) with pg_cron (five-field cron schedule, GMT) to run as run_as (default: icpml_jobs when a superuser schedules, the caller otherwise; never a superuser); returns the job id; rescheduling a job name replaces it';
+COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text, name, text) IS
+  'Schedule CALL icpml.run_training(deploy => ..., retrain => ...) with pg_cron (five-field cron schedule, GMT) to run as run_as (default: icpml_jobs when a superuser schedules, the caller otherwise; never a superuser); retrain => needed trains only when model_health says so; returns the job id; rescheduling a job name replaces it';
 
 CREATE FUNCTION icpml.unschedule_retraining(job_name text DEFAULT 'icpml-retrain',
                                             run_as name DEFAULT NULL)

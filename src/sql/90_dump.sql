@@ -2,7 +2,8 @@
 -- Backups: what pg_dump keeps.  Extension tables are not dumped unless they
 -- are registered as configuration tables; these are, with their sequences:
 --
---   settings     rule_weights, rule_settings, bandit_settings, reward_map
+--   settings     rule_weights, rule_settings, bandit_settings, reward_map,
+--                health_settings
 --   models       models, deployments, training_runs (20_models.sql)
 --   scores       account_scores (score_all() can rebuild it), account_candidates
 --   profiles     user_profiles (rebuild_user_profiles() can rebuild it)
@@ -36,6 +37,8 @@ BEGIN
     DELETE FROM icpml.bandit_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
   ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'reward_map' THEN
     DELETE FROM icpml.reward_map AS t WHERE t.interaction_type OPERATOR(pg_catalog.=) NEW.interaction_type;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'health_settings' THEN
+    DELETE FROM icpml.health_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
   ELSE
     RAISE EXCEPTION 'icpml.replace_settings_row() is not a trigger of %', TG_TABLE_NAME
       USING ERRCODE = 'triggered_action_exception';
@@ -55,6 +58,8 @@ CREATE TRIGGER bandit_settings_replace BEFORE INSERT ON icpml.bandit_settings
   FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
 CREATE TRIGGER reward_map_replace BEFORE INSERT ON icpml.reward_map
   FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+CREATE TRIGGER health_settings_replace BEFORE INSERT ON icpml.health_settings
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
 
 SELECT pg_catalog.pg_extension_config_dump('icpml.rule_weights', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.rule_settings', '');
@@ -72,3 +77,4 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.feedback_events', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.account_candidates', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.user_profiles', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.health_settings', '');

@@ -105,6 +105,7 @@ COMMENT ON FUNCTION icpml.grant_admin(name) IS
 -- row, anyone else who was granted a table by mistake sees none.
 ALTER TABLE icpml.rule_weights ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.rule_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.health_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.models ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.deployments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.training_runs ENABLE ROW LEVEL SECURITY;
@@ -122,6 +123,7 @@ ALTER TABLE icpml.user_profiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.maintenance_runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators ON icpml.rule_weights TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.rule_settings TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.health_settings TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.models TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.deployments TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.training_runs TO icpml_admin USING (true) WITH CHECK (true);

@@ -39,9 +39,9 @@ SELECT has_function('icpml', 'describe_model', ARRAY['integer']);
 SELECT has_function('icpml', 'model_roc_curve', ARRAY['integer']);
 SELECT has_function('icpml', 'model_calibration', ARRAY['integer']);
 SELECT has_function('icpml', 'model_feature_importance', ARRAY['integer']);
-SELECT has_function('icpml', 'schedule_retraining', ARRAY['text', 'text', 'text', 'name']);
+SELECT has_function('icpml', 'schedule_retraining', ARRAY['text', 'text', 'text', 'name', 'text']);
 SELECT has_function('icpml', 'unschedule_retraining', ARRAY['text', 'name']);
-SELECT is((SELECT prokind::text FROM pg_proc WHERE oid = 'icpml.run_training(text,text)'::regprocedure),
+SELECT is((SELECT prokind::text FROM pg_proc WHERE oid = 'icpml.run_training(text,text,text)'::regprocedure),
           'p', 'run_training is a procedure (it commits between steps)');
 SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'icpml.deploy_model(integer,text,boolean)'::regprocedure),
           ARRAY['version', 'reason', 'replace_dataset'], 'deploy_model has named parameters');
@@ -52,7 +52,7 @@ SELECT volatility_is('icpml', 'rollback_model', ARRAY['text'], 'volatile', 'roll
 SELECT volatility_is('icpml', 'undeploy_model', ARRAY['text'], 'volatile', 'undeploy_model is VOLATILE');
 SELECT volatility_is('icpml', 'delete_model', ARRAY['integer'], 'volatile', 'delete_model is VOLATILE');
 SELECT volatility_is('icpml', 'apply_deploy_policy', ARRAY['integer', 'text'], 'volatile', 'apply_deploy_policy is VOLATILE');
-SELECT volatility_is('icpml', 'schedule_retraining', ARRAY['text', 'text', 'text', 'name'], 'volatile', 'schedule_retraining is VOLATILE');
+SELECT volatility_is('icpml', 'schedule_retraining', ARRAY['text', 'text', 'text', 'name', 'text'], 'volatile', 'schedule_retraining is VOLATILE');
 SELECT volatility_is('icpml', 'unschedule_retraining', ARRAY['text', 'name'], 'volatile', 'unschedule_retraining is VOLATILE');
 SELECT volatility_is('icpml', 'list_models', ARRAY[]::text[], 'stable', 'list_models is STABLE');
 SELECT volatility_is('icpml', 'describe_model', ARRAY['integer'], 'stable', 'describe_model is STABLE');
@@ -82,15 +82,15 @@ SELECT ok(NOT has_function_privilege('authenticated', 'icpml.describe_model(inte
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.model_roc_curve(integer)', 'execute'), 'authenticated cannot read ROC curves');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.model_calibration(integer)', 'execute'), 'authenticated cannot read calibration');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.model_feature_importance(integer)', 'execute'), 'authenticated cannot read feature importance');
-SELECT ok(NOT has_function_privilege('authenticated', 'icpml.schedule_retraining(text,text,text,name)', 'execute'), 'authenticated cannot schedule retraining');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.schedule_retraining(text,text,text,name,text)', 'execute'), 'authenticated cannot schedule retraining');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.unschedule_retraining(text,name)', 'execute'), 'authenticated cannot unschedule retraining');
-SELECT ok(NOT has_function_privilege('authenticated', 'icpml.run_training(text,text)', 'execute'), 'authenticated cannot run training');
-SELECT ok(NOT has_function_privilege('anon', 'icpml.run_training(text,text)', 'execute'), 'anon cannot run training');
-SELECT ok(NOT has_function_privilege('public', 'icpml.run_training(text,text)', 'execute'), 'PUBLIC cannot run training (procedures are revoked too)');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.run_training(text,text,text)', 'execute'), 'authenticated cannot run training');
+SELECT ok(NOT has_function_privilege('anon', 'icpml.run_training(text,text,text)', 'execute'), 'anon cannot run training');
+SELECT ok(NOT has_function_privilege('public', 'icpml.run_training(text,text,text)', 'execute'), 'PUBLIC cannot run training (procedures are revoked too)');
 SELECT ok(has_function_privilege('service_role', 'icpml.deploy_model(integer,text,boolean)', 'execute'), 'service_role deploys');
 SELECT ok(has_function_privilege('service_role', 'icpml.model_roc_curve(integer)', 'execute'), 'service_role reads evaluation outputs');
-SELECT ok(has_function_privilege('service_role', 'icpml.schedule_retraining(text,text,text,name)', 'execute'), 'service_role schedules retraining');
-SELECT ok(has_function_privilege('service_role', 'icpml.run_training(text,text)', 'execute'), 'service_role runs training');
+SELECT ok(has_function_privilege('service_role', 'icpml.schedule_retraining(text,text,text,name,text)', 'execute'), 'service_role schedules retraining');
+SELECT ok(has_function_privilege('service_role', 'icpml.run_training(text,text,text)', 'execute'), 'service_role runs training');
 
 -- SECURITY DEFINER readers pin search_path; the C writers switch to the owner themselves
 SELECT is(

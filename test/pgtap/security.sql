@@ -110,7 +110,7 @@ SELECT ok((SELECT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls AND NOT rolc
 SELECT ok(pg_has_role('icpml_jobs', 'icpml_admin', 'MEMBER'), 'icpml_jobs is an administrator');
 SELECT ok(pg_has_role('service_role', 'icpml_admin', 'MEMBER'), 'service_role is an administrator');
 SELECT ok(NOT pg_has_role('authenticated', 'icpml_admin', 'MEMBER'), 'authenticated is not');
-SELECT ok(has_function_privilege('icpml_jobs', 'icpml.run_training(text,text)', 'execute'), 'icpml_jobs may run the training');
+SELECT ok(has_function_privilege('icpml_jobs', 'icpml.run_training(text,text,text)', 'execute'), 'icpml_jobs may run the training');
 
 -- the resource settings (the library defines them)
 SELECT ok(icpml.xgboost_version() IS NOT NULL, 'the library is loaded');
@@ -121,8 +121,8 @@ SELECT ok(has_parameter_privilege('icpml_admin', 'icpml.nthread', 'SET')
 SELECT ok(NOT has_parameter_privilege('authenticated', 'icpml.nthread', 'SET'), 'authenticated may not');
 
 -- scheduling defaults to a role that is not the caller's superuser self
-SELECT is((SELECT pg_get_function_arguments('icpml.schedule_retraining(text,text,text,name)'::regprocedure)),
-          'cron text DEFAULT ''0 3 * * *''::text, deploy text DEFAULT ''best''::text, job_name text DEFAULT ''icpml-retrain''::text, run_as name DEFAULT NULL::name',
+SELECT is((SELECT pg_get_function_arguments('icpml.schedule_retraining(text,text,text,name,text)'::regprocedure)),
+          'cron text DEFAULT ''0 3 * * *''::text, deploy text DEFAULT ''best''::text, job_name text DEFAULT ''icpml-retrain''::text, run_as name DEFAULT NULL::name, retrain text DEFAULT ''always''::text',
           'schedule_retraining takes run_as');
 
 -- settings in range, models checked on write

@@ -2418,3 +2418,493 @@ END
 $$;
 SELECT icpml.grant_admin('icpml_admin');
 SELECT icpml.grant_admin('icpml_jobs');
+
+-- ---------------------------------------------------------------------------
+-- Watching a deployed model (#14 items 5 and 6): training statistics and
+-- labels stored with each model, icpml.model_health() and
+-- retraining_needed() with icpml.health_settings, run_training(retrain =>
+-- 'needed') that repeats the deployed recipe and logs why it ran or was
+-- skipped (training_runs.reason, status 'skipped'), schedule_retraining(
+-- retrain =>), and the model card in describe_model.
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.models ADD COLUMN training_stats jsonb, ADD COLUMN training_labels bytea;
+ALTER TABLE icpml.training_runs ADD COLUMN reason text;
+ALTER TABLE icpml.training_runs DROP CONSTRAINT training_runs_status_check,
+  ADD CONSTRAINT training_runs_status_check
+    CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned', 'skipped'));
+COMMENT ON TABLE icpml.training_runs IS
+  'One row per icpml.run_training() call (scheduled or manual): start, end, outcome, model version, metrics, error, and why it trained or was skipped';
+COMMENT ON COLUMN icpml.training_runs.reason IS
+  'Why the run trained (retrain => always, or model_health''s verdict with retrain => needed) or was skipped (status skipped)';
+
+COMMENT ON COLUMN icpml.models.training_stats IS
+  'The population the model scored at training (every row of its relation): per feature column its distribution (bins at the labelled rows'' deciles, level and token shares, missing share) and data window, the share of each score and tier, row and label counts; model_health compares with it';
+COMMENT ON COLUMN icpml.models.training_labels IS
+  'The (key, label) pairs the model was trained on (8-byte big-endian key, one byte 0/1, in key order), so that model_health tells new labels apart';
+
+CREATE TABLE icpml.health_settings (
+  singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  psi_watch        double precision NOT NULL DEFAULT 0.1 CHECK (psi_watch > 0),
+  psi_alert        double precision NOT NULL DEFAULT 0.25,
+  auc_drop         double precision NOT NULL DEFAULT 0.05 CHECK (auc_drop >= 0),
+  brier_rise       double precision NOT NULL DEFAULT 0.03 CHECK (brier_rise >= 0),
+  calibration_gap  double precision NOT NULL DEFAULT 0.15 CHECK (calibration_gap > 0),
+  min_new_labels   integer NOT NULL DEFAULT 50 CHECK (min_new_labels > 0),
+  max_model_age    interval DEFAULT '30 days',
+  CHECK (psi_alert >= psi_watch)
+);
+
+COMMENT ON TABLE icpml.health_settings IS
+  'One row: the thresholds of model_health (PSI watch and alert, AUC drop, Brier rise, calibration gap, new labels needed) and the age after which retraining is due anyway (NULL: never)';
+
+INSERT INTO icpml.health_settings DEFAULT VALUES;
+
+CREATE FUNCTION icpml.model_health(version integer DEFAULT NULL, relation text DEFAULT NULL)
+RETURNS TABLE (check_name text, item text, training double precision,
+               current double precision, statistic double precision, n bigint,
+               status text, detail text)
+AS 'MODULE_PATHNAME', 'model_health'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION icpml.model_health(integer, text) IS
+  'How a model (the deployed one by default) fares on its relation now (or another with its columns), read as the caller: drift of every feature (PSI) and of the score tiers against training, ROC AUC, Brier and calibration per tier on labels that arrived after training, and whether retraining is needed (the summary row); thresholds in icpml.health_settings';
+
+CREATE FUNCTION icpml.retraining_needed(version integer DEFAULT NULL,
+                                        OUT needed boolean, OUT reason text)
+RETURNS record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT h.status OPERATOR(pg_catalog.=) 'needed', h.detail
+  FROM icpml.model_health(retraining_needed.version) AS h
+  WHERE h.check_name OPERATOR(pg_catalog.=) 'summary'
+$$;
+
+COMMENT ON FUNCTION icpml.retraining_needed(integer) IS
+  'model_health''s verdict for a model (the deployed one by default): whether retraining is needed (a feature drifted, new labels show decay, or the model is older than health_settings.max_model_age) and why';
+
+CREATE OR REPLACE FUNCTION icpml.replace_settings_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- only a COPY (how pg_dump's data is restored); INSERT keeps its meaning
+  -- (a duplicate key fails, ON CONFLICT works)
+  IF pg_catalog.current_query() OPERATOR(pg_catalog.!~*) '^\s*copy\s' THEN
+    RETURN NEW;
+  END IF;
+  IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_weights' THEN
+    DELETE FROM icpml.rule_weights AS t WHERE t.factor OPERATOR(pg_catalog.=) NEW.factor;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_settings' THEN
+    DELETE FROM icpml.rule_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'bandit_settings' THEN
+    DELETE FROM icpml.bandit_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'reward_map' THEN
+    DELETE FROM icpml.reward_map AS t WHERE t.interaction_type OPERATOR(pg_catalog.=) NEW.interaction_type;
+  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'health_settings' THEN
+    DELETE FROM icpml.health_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
+  ELSE
+    RAISE EXCEPTION 'icpml.replace_settings_row() is not a trigger of %', TG_TABLE_NAME
+      USING ERRCODE = 'triggered_action_exception';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER health_settings_replace BEFORE INSERT ON icpml.health_settings
+  FOR EACH ROW EXECUTE FUNCTION icpml.replace_settings_row();
+SELECT pg_catalog.pg_extension_config_dump('icpml.health_settings', '');
+ALTER TABLE icpml.health_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY administrators ON icpml.health_settings TO icpml_admin USING (true) WITH CHECK (true);
+
+-- The model card describe_model adds: what a reviewer reads before a deploy.
+CREATE FUNCTION icpml.model_card(version integer)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'dataset', pg_catalog.jsonb_build_object(
+      'id', m.dataset, 'relation', m.spec OPERATOR(pg_catalog.->>) 'relation',
+      'key', m.spec OPERATOR(pg_catalog.->>) 'key', 'label', m.label_column,
+      'feature_columns', pg_catalog.jsonb_array_length(m.spec OPERATOR(pg_catalog.->) 'columns'),
+      'features', pg_catalog.jsonb_array_length(m.spec OPERATOR(pg_catalog.->) 'features'),
+      'encoding', COALESCE(m.spec OPERATOR(pg_catalog.->) 'encoding',
+                           '{"fold_text": false, "max_levels": 64, "max_tags": 32, "min_count": 5}'::pg_catalog.jsonb)),
+    'data_window', pg_catalog.jsonb_build_object(
+      'trained_at', m.created_at,
+      'population_as_of', m.training_stats OPERATOR(pg_catalog.->) 'as_of',
+      'dates', (SELECT pg_catalog.jsonb_object_agg(c OPERATOR(pg_catalog.->>) 'name', c OPERATOR(pg_catalog.->) 'window')
+                FROM pg_catalog.jsonb_array_elements(m.training_stats OPERATOR(pg_catalog.->) 'columns') AS c
+                WHERE c OPERATOR(pg_catalog.?) 'window')),
+    'rows', pg_catalog.jsonb_build_object(
+      'labelled', m.n_rows, 'positive', m.n_positive,
+      'population', m.training_stats OPERATOR(pg_catalog.->) 'rows'),
+    'label_rate', m.n_positive::pg_catalog.float8 OPERATOR(pg_catalog./) NULLIF(m.n_rows, 0),
+    'cv', (m.metrics OPERATOR(pg_catalog.->) 'cv')
+          OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('folds', m.metrics OPERATOR(pg_catalog.->) 'folds'),
+    'top_features', (SELECT pg_catalog.jsonb_agg(f.e ORDER BY f.i)
+                     FROM pg_catalog.jsonb_array_elements(
+                            CASE WHEN pg_catalog.jsonb_typeof(m.metrics OPERATOR(pg_catalog.->) 'importance') OPERATOR(pg_catalog.=) 'array'
+                                 THEN m.metrics OPERATOR(pg_catalog.->) 'importance' ELSE '[]'::pg_catalog.jsonb END)
+                          WITH ORDINALITY AS f(e, i)
+                     WHERE f.i OPERATOR(pg_catalog.<=) 10),
+    'training_statistics', (
+      SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'column', c.e OPERATOR(pg_catalog.->>) 'name', 'kind', c.e OPERATOR(pg_catalog.->>) 'kind',
+               'missing', c.e OPERATOR(pg_catalog.->) 'missing')
+             OPERATOR(pg_catalog.||) CASE
+               WHEN c.e OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) ANY (ARRAY['numeric', 'age_days'])
+                 THEN pg_catalog.jsonb_build_object('deciles', c.e OPERATOR(pg_catalog.->) 'edges')
+               WHEN c.e OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) 'boolean'
+                 THEN pg_catalog.jsonb_build_object('true', (c.e OPERATOR(pg_catalog.->) 'shares') OPERATOR(pg_catalog.->) 0)
+               ELSE pg_catalog.jsonb_build_object('top', (
+                 SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('value', l.v, 'share', l.s) ORDER BY l.s DESC, l.i)
+                 FROM (SELECT lv.v, (c.e OPERATOR(pg_catalog.->) 'shares' OPERATOR(pg_catalog.->>) (lv.i OPERATOR(pg_catalog.-) 1)::integer)::pg_catalog.float8 AS s, lv.i
+                       FROM pg_catalog.jsonb_array_elements_text(s.sc OPERATOR(pg_catalog.->) 'levels') WITH ORDINALITY AS lv(v, i)
+                       ORDER BY 2 DESC, lv.i LIMIT 5) AS l))
+             END ORDER BY c.i)
+      FROM pg_catalog.jsonb_array_elements(m.training_stats OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS c(e, i)
+      LEFT JOIN pg_catalog.jsonb_array_elements(m.spec OPERATOR(pg_catalog.->) 'columns') WITH ORDINALITY AS s(sc, j)
+             ON s.j OPERATOR(pg_catalog.=) c.i),
+    'scores_at_training', m.training_stats OPERATOR(pg_catalog.->) 'scores',
+    'score_cutoffs', pg_catalog.to_jsonb(m.score_cutoffs),
+    'params', m.params,
+    'xgboost_version', m.xgboost_version)
+  FROM icpml.models AS m
+  WHERE m.version OPERATOR(pg_catalog.=) model_card.version
+$$;
+
+COMMENT ON FUNCTION icpml.model_card(integer) IS
+  'A model version''s card (describe_model''s "card"): dataset and text encoding, data window, row counts, label rate, cross-validated metrics (model, rules, deployed recipe), top features, training statistics per column, score distribution at training, parameters, XGBoost version';
+
+CREATE OR REPLACE FUNCTION icpml.describe_model(version integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'model' OPERATOR(pg_catalog.-) 'training_labels')
+         OPERATOR(pg_catalog.||)
+         pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model),
+                                       'card', icpml.model_card(m.version))
+  FROM icpml.models AS m
+  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(describe_model.version)
+$$;
+
+COMMENT ON FUNCTION icpml.describe_model(integer) IS
+  'Everything stored about a model version (the deployed one by default) except the blob and the training labels, plus the blob size in model_bytes and its model card in card (icpml.model_card)';
+
+DROP PROCEDURE icpml.run_training(text, text);
+CREATE PROCEDURE icpml.run_training(deploy text DEFAULT 'best',
+                                    triggered_by text DEFAULT 'schedule',
+                                    retrain text DEFAULT 'always')
+LANGUAGE plpgsql
+-- No SET clause and no SECURITY DEFINER: either would forbid the COMMITs
+-- below.  It runs as the caller, and every function, operator and type it
+-- names is schema-qualified instead.
+AS $$
+DECLARE
+  v_run_key   constant bigint := pg_catalog.hashtext('icpml.run_training')::bigint;
+  v_run_id    bigint;
+  v_result    pg_catalog.jsonb;
+  v_version   integer;
+  v_state     pg_catalog.text;
+  v_message   pg_catalog.text;
+  v_detail    pg_catalog.text;
+  v_hint      pg_catalog.text;
+  v_reason    pg_catalog.text;
+  v_needed    boolean := true;
+  v_why       pg_catalog.text;
+  v_model     record;
+  v_params    pg_catalog.jsonb;
+  v_exclude   pg_catalog.text[];
+BEGIN
+  IF run_training.deploy IS NULL
+     OR NOT run_training.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
+    RAISE EXCEPTION 'unknown deploy policy "%"', run_training.deploy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
+  END IF;
+  IF run_training.triggered_by IS NULL
+     OR NOT run_training.triggered_by OPERATOR(pg_catalog.=) ANY (ARRAY['manual', 'schedule']) THEN
+    RAISE EXCEPTION 'triggered_by must be ''manual'' or ''schedule'', not "%"', run_training.triggered_by
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave it out for scheduled runs; pass triggered_by => ''manual'' otherwise.';
+  END IF;
+  IF run_training.retrain IS NULL
+     OR NOT run_training.retrain OPERATOR(pg_catalog.=) ANY (ARRAY['always', 'needed']) THEN
+    RAISE EXCEPTION 'retrain must be ''always'' or ''needed'', not "%"', run_training.retrain
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''needed'' trains only when icpml.retraining_needed() says so (drift, decay on new labels, or age).';
+  END IF;
+
+  -- Fails here, before any lock is taken, when called inside a transaction
+  -- block (the COMMITs below need their own transactions).
+  COMMIT;
+
+  -- The run lock is held across this procedure's transactions (session
+  -- level) and released on every way out; a backend that exits releases it.
+  BEGIN
+    IF NOT pg_catalog.pg_try_advisory_lock(v_run_key) THEN
+      RAISE EXCEPTION 'another icpml.run_training() is in progress'
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'See the row with status ''running'' in icpml.training_history; only one training runs at a time.';
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(icpml.training_lock_key()) THEN
+      RAISE EXCEPTION 'a model is being trained in another session'
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'Wait for that icpml.train_icp_model() call to finish; only one training runs at a time.';
+    END IF;
+
+    -- Nobody trains (both locks are ours): a 'running' row is left over
+    -- from a run whose backend exited.
+    UPDATE icpml.training_runs AS r
+       SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
+           error = 'the run ended without recording an outcome (its backend exited)'
+     WHERE r.status OPERATOR(pg_catalog.=) 'running';
+
+    INSERT INTO icpml.training_runs (triggered_by, deploy_policy)
+    VALUES (run_training.triggered_by, run_training.deploy)
+    RETURNING run_id INTO v_run_id;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      -- session-level advisory locks survive the rollback: release ours
+      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+      RAISE;
+  END;
+  COMMIT;   -- the 'running' row is visible while the model trains
+
+  BEGIN
+    -- the deployed model's recipe is what retraining repeats
+    SELECT m.version, m.spec, m.label_column, m.params INTO v_model
+      FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
+
+    -- whether to train at all
+    IF run_training.retrain OPERATOR(pg_catalog.=) 'always' THEN
+      v_reason := 'retrain => always';
+    ELSIF v_model.version IS NULL THEN
+      v_reason := 'retrain => needed: no model is deployed';
+    ELSE
+      BEGIN
+        SELECT h.needed, h.reason INTO v_needed, v_why FROM icpml.retraining_needed(v_model.version) AS h;
+        v_reason := pg_catalog.format('retrain => needed: %s (model_health of version %s)',
+                                      CASE WHEN v_needed THEN v_why ELSE 'not needed: ' OPERATOR(pg_catalog.||) v_why END,
+                                      v_model.version);
+      EXCEPTION WHEN OTHERS THEN
+        -- a health check that fails does not stop the schedule
+        GET STACKED DIAGNOSTICS v_why = MESSAGE_TEXT;
+        v_needed := true;
+        v_reason := 'retrain => needed: the health check failed (' OPERATOR(pg_catalog.||) v_why OPERATOR(pg_catalog.||) '); trained';
+      END;
+    END IF;
+
+    IF v_needed AND v_model.version IS NULL THEN
+      SELECT pg_catalog.to_jsonb(t) INTO v_result
+        FROM icpml.train_icp_model(deploy => run_training.deploy) AS t;
+    ELSIF v_needed THEN
+      -- the same columns as the deployed model: the relation's others are left out
+      v_exclude := ARRAY(
+        SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(v_model.spec OPERATOR(pg_catalog.->>) 'relation')
+          AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+          AND a.attname::pg_catalog.text OPERATOR(pg_catalog.<>) (v_model.spec OPERATOR(pg_catalog.->>) 'key')
+          AND a.attname::pg_catalog.text OPERATOR(pg_catalog.<>) v_model.label_column
+          AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(v_model.spec OPERATOR(pg_catalog.->) 'columns') AS c
+                          WHERE c OPERATOR(pg_catalog.->>) 'name' OPERATOR(pg_catalog.=) a.attname::pg_catalog.text)
+        ORDER BY a.attnum);
+      v_params := v_model.params OPERATOR(pg_catalog.-)
+                  ARRAY['objective', 'tree_method', 'seed', 'n_rounds', 'folds', 'search']::pg_catalog.text[];
+      IF COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'search')::boolean, false) THEN
+        v_params := v_params OPERATOR(pg_catalog.-) ARRAY['max_depth', 'eta']::pg_catalog.text[];
+      END IF;
+      SELECT pg_catalog.to_jsonb(t) INTO v_result
+        FROM icpml.train_icp_model(
+               relation => v_model.spec OPERATOR(pg_catalog.->>) 'relation',
+               key_column => v_model.spec OPERATOR(pg_catalog.->>) 'key',
+               label_column => v_model.label_column,
+               exclude_columns => v_exclude,
+               folds => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'folds')::integer, 5),
+               n_rounds => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'n_rounds')::integer, 100),
+               params => v_params,
+               search => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'search')::boolean, false),
+               seed => COALESCE((v_model.params OPERATOR(pg_catalog.->>) 'seed')::integer, 42),
+               deploy => run_training.deploy,
+               encoding => COALESCE(v_model.spec OPERATOR(pg_catalog.->) 'encoding', '{}'::pg_catalog.jsonb)) AS t;
+    END IF;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                              v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+  END;
+
+  BEGIN
+    IF v_state IS NULL AND NOT v_needed THEN
+      UPDATE icpml.training_runs AS r
+         SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(), reason = v_reason
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
+    ELSIF v_state IS NULL THEN
+      -- train_icp_model's row: version, deployed, deploy_reason, cv_* figures
+      v_version := (v_result OPERATOR(pg_catalog.->>) 'version')::integer;
+      UPDATE icpml.training_runs AS r
+         SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
+             version = v_version,
+             deployed = (v_result OPERATOR(pg_catalog.->>) 'deployed')::boolean,
+             deploy_reason = v_result OPERATOR(pg_catalog.->>) 'deploy_reason',
+             metrics = COALESCE(
+                         (SELECT m.metrics OPERATOR(pg_catalog.->) 'cv' FROM icpml.models AS m
+                           WHERE m.version OPERATOR(pg_catalog.=) v_version),
+                         v_result),
+             reason = v_reason
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
+    ELSE
+      UPDATE icpml.training_runs AS r
+         SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), reason = v_reason,
+             error = v_message
+       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
+    END IF;
+  EXCEPTION
+    WHEN OTHERS OR query_canceled THEN
+      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+      RAISE;
+  END;
+  COMMIT;
+  PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
+
+  -- A failure is recorded, then reported to the caller too (pg_cron shows
+  -- it in cron.job_run_details).
+  IF v_state IS NOT NULL THEN
+    IF v_detail OPERATOR(pg_catalog.<>) '' AND v_hint OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
+    ELSIF v_detail OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail;
+    ELSIF v_hint OPERATOR(pg_catalog.<>) '' THEN
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
+    ELSE
+      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message;
+    END IF;
+  END IF;
+END
+$$;
+
+-- REVOKE ... ON ALL FUNCTIONS (99_privileges.sql) does not cover procedures.
+REVOKE ALL ON PROCEDURE icpml.run_training(text, text, text) FROM PUBLIC;
+
+COMMENT ON PROCEDURE icpml.run_training(text, text, text) IS
+  'Train a model (the deployed model''s recipe: relation, key, label, columns, parameters, encoding; the defaults when none is deployed) with icpml.train_icp_model(deploy => ...) and record the run and why in icpml.training_runs; retrain => needed trains only when icpml.retraining_needed() says so (else the run is skipped); never overlaps another training; call outside a transaction block';
+
+DROP FUNCTION icpml.schedule_retraining(text, text, text, name);
+CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
+                                          deploy text DEFAULT 'best',
+                                          job_name text DEFAULT 'icpml-retrain',
+                                          run_as name DEFAULT NULL,
+                                          retrain text DEFAULT 'always')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_fields pg_catalog.text[];
+  v_super boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
+                      WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+  v_role pg_catalog.name;
+  v_command pg_catalog.text;
+BEGIN
+  v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(COALESCE(schedule_retraining.cron, '')), '\s+');
+  IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) OPERATOR(pg_catalog.<>) 5
+     OR v_fields[1] OPERATOR(pg_catalog.=) '' THEN
+    RAISE EXCEPTION 'cron schedule "%" does not have five fields', schedule_retraining.cron
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A schedule is minute, hour, day of month, month and day of week, separated by spaces.',
+            HINT = 'For example ''0 3 * * *'' runs every night at 03:00 (in the time zone pg_cron uses, GMT by default).';
+  END IF;
+  IF schedule_retraining.deploy IS NULL
+     OR NOT schedule_retraining.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
+    RAISE EXCEPTION 'unknown deploy policy "%"', schedule_retraining.deploy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
+  END IF;
+  IF schedule_retraining.retrain IS NULL
+     OR NOT schedule_retraining.retrain OPERATOR(pg_catalog.=) ANY (ARRAY['always', 'needed']) THEN
+    RAISE EXCEPTION 'retrain must be ''always'' or ''needed'', not "%"', schedule_retraining.retrain
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''needed'' trains only when icpml.retraining_needed() says so (drift, decay on new labels, or age).';
+  END IF;
+  v_command := pg_catalog.format('CALL icpml.run_training(deploy => %L%s)', schedule_retraining.deploy,
+                                 CASE WHEN schedule_retraining.retrain OPERATOR(pg_catalog.=) 'needed'
+                                      THEN ', retrain => ''needed''' ELSE '' END);
+  IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name OPERATOR(pg_catalog.=) '' THEN
+    RAISE EXCEPTION 'job_name must not be empty'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave it out to use ''icpml-retrain''.';
+  END IF;
+
+  -- who the job runs as: never a superuser (docs/security.md)
+  v_role := COALESCE(schedule_retraining.run_as,
+                     CASE WHEN v_super THEN 'icpml_jobs'::pg_catalog.name ELSE CURRENT_USER END);
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', v_role
+      USING ERRCODE = 'undefined_object',
+            HINT = 'Scheduled jobs run as icpml_jobs by default; ALTER EXTENSION icpml UPDATE creates it.';
+  END IF;
+  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
+    RAISE EXCEPTION 'icpml''s scheduled jobs do not run as a superuser ("%")', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'A superuser''s job would run the code of every view, policy and function the feature relation reaches with a superuser''s rights.',
+            HINT = 'Leave run_as out: the job then runs as icpml_jobs; grant it SELECT on the feature relation (docs/security.md).';
+  END IF;
+  IF v_role OPERATOR(pg_catalog.<>) CURRENT_USER AND NOT v_super THEN
+    RAISE EXCEPTION 'only a superuser can schedule a job to run as another role ("%")', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Leave run_as out: the job then runs as you.';
+  END IF;
+  IF NOT pg_catalog.has_function_privilege(v_role, 'icpml.run_training(text, text, text)', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role "%" may not run icpml.run_training()', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = pg_catalog.format('Make it an administrator: SELECT icpml.grant_admin(%L).', v_role);
+  END IF;
+  PERFORM icpml.require_pg_cron();
+
+  -- pg_cron replaces the role's job of the same name
+  IF v_role OPERATOR(pg_catalog.=) CURRENT_USER THEN
+    RETURN cron.schedule(schedule_retraining.job_name,
+                         pg_catalog.array_to_string(v_fields, ' '), v_command);
+  END IF;
+  RETURN cron.schedule_in_database(schedule_retraining.job_name,
+                                   pg_catalog.array_to_string(v_fields, ' '),
+                                   v_command, pg_catalog.current_database(), v_role);
+END
+$$;
+
+COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text, name, text) IS
+  'Schedule CALL icpml.run_training(deploy => ..., retrain => ...) with pg_cron (five-field cron schedule, GMT) to run as run_as (default: icpml_jobs when a superuser schedules, the caller otherwise; never a superuser); retrain => needed trains only when model_health says so; returns the job id; rescheduling a job name replaces it';
+
+CREATE OR REPLACE VIEW icpml.training_history WITH (security_invoker = true) AS
+  SELECT r.run_id, r.started_at, r.finished_at,
+         r.finished_at OPERATOR(pg_catalog.-) r.started_at AS duration,
+         r.status, r.triggered_by, r.deploy_policy, r.run_by, r.version, r.deployed,
+         r.deploy_reason,
+         (r.metrics OPERATOR(pg_catalog.#>>) '{model,roc_auc}')::double precision AS cv_roc_auc,
+         (r.metrics OPERATOR(pg_catalog.#>>) '{rules,roc_auc}')::double precision AS rules_cv_roc_auc,
+         r.error, r.reason
+  FROM icpml.training_runs AS r
+  ORDER BY r.run_id DESC;
+
+REVOKE ALL ON FUNCTION icpml.model_health(integer, text), icpml.retraining_needed(integer), icpml.model_card(integer), icpml.schedule_retraining(text, text, text, name, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE icpml.run_training(text, text, text) FROM PUBLIC;
+REVOKE ALL ON TABLE icpml.health_settings FROM PUBLIC;
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
+    GRANT EXECUTE ON FUNCTION icpml.model_health(integer, text), icpml.retraining_needed(integer), icpml.model_card(integer), icpml.schedule_retraining(text, text, text, name, text) TO service_role;
+    GRANT EXECUTE ON PROCEDURE icpml.run_training(text, text, text) TO service_role;
+    GRANT ALL ON TABLE icpml.health_settings TO service_role;
+  END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION icpml.model_health(integer, text), icpml.retraining_needed(integer), icpml.model_card(integer), icpml.schedule_retraining(text, text, text, name, text) TO icpml_admin;
+GRANT EXECUTE ON PROCEDURE icpml.run_training(text, text, text) TO icpml_admin;
+GRANT ALL ON TABLE icpml.health_settings TO icpml_admin;
+GRANT EXECUTE ON FUNCTION icpml.model_health(integer, text), icpml.retraining_needed(integer), icpml.model_card(integer), icpml.schedule_retraining(text, text, text, name, text) TO icpml_jobs;
+GRANT EXECUTE ON PROCEDURE icpml.run_training(text, text, text) TO icpml_jobs;
+GRANT ALL ON TABLE icpml.health_settings TO icpml_jobs;
