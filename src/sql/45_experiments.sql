@@ -222,10 +222,10 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE
-    WHEN NOT (tau2 > 0 AND variance >= 0 AND alpha > 0 AND alpha < 1) THEN NULL
-    WHEN variance = 0 THEN 0::double precision
-    ELSE pg_catalog.sqrt(variance * (variance + tau2) / tau2
-                         * (2 * pg_catalog.ln(1 / alpha) + pg_catalog.ln((variance + tau2) / variance)))
+    WHEN NOT (tau2 OPERATOR(pg_catalog.>) 0 AND variance OPERATOR(pg_catalog.>=) 0 AND alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<) 1) THEN NULL
+    WHEN variance OPERATOR(pg_catalog.=) 0 THEN 0::double precision
+    ELSE pg_catalog.sqrt(variance OPERATOR(pg_catalog.*) (variance OPERATOR(pg_catalog.+) tau2) OPERATOR(pg_catalog./) tau2
+                         OPERATOR(pg_catalog.*) ((2 OPERATOR(pg_catalog.*) pg_catalog.ln(1 OPERATOR(pg_catalog./) alpha)) OPERATOR(pg_catalog.+) pg_catalog.ln((variance OPERATOR(pg_catalog.+) tau2) OPERATOR(pg_catalog./) variance)))
   END
 $$;
 
@@ -239,9 +239,9 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE
-    WHEN NOT (tau2 > 0 AND variance > 0) THEN NULL
-    ELSE pg_catalog.exp(-GREATEST(0.5 * pg_catalog.ln(variance / (variance + tau2))
-                                  + estimate * estimate * tau2 / (2 * variance * (variance + tau2)), 0))
+    WHEN NOT (tau2 OPERATOR(pg_catalog.>) 0 AND variance OPERATOR(pg_catalog.>) 0) THEN NULL
+    ELSE pg_catalog.exp((OPERATOR(pg_catalog.-) GREATEST((0.5 OPERATOR(pg_catalog.*) pg_catalog.ln(variance OPERATOR(pg_catalog./) (variance OPERATOR(pg_catalog.+) tau2)))
+                                  OPERATOR(pg_catalog.+) (estimate OPERATOR(pg_catalog.*) estimate OPERATOR(pg_catalog.*) tau2 OPERATOR(pg_catalog./) (2 OPERATOR(pg_catalog.*) variance OPERATOR(pg_catalog.*) (variance OPERATOR(pg_catalog.+) tau2))), 0)))
   END
 $$;
 
@@ -284,19 +284,19 @@ AS $$
 DECLARE
   started timestamptz;
 BEGIN
-  SELECT e.started_at INTO started FROM icpml.experiments AS e WHERE e.name = experiment_results.name;
+  SELECT e.started_at INTO started FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'experiment "%" does not exist', experiment_results.name
       USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name, status FROM icpml.experiments lists them.';
   END IF;
   IF experiment_results.expected_lift IS NULL
-     OR NOT (experiment_results.expected_lift > 0 AND experiment_results.expected_lift < 'Infinity') THEN
+     OR NOT (experiment_results.expected_lift OPERATOR(pg_catalog.>) 0 AND experiment_results.expected_lift OPERATOR(pg_catalog.<) 'Infinity') THEN
     RAISE EXCEPTION 'expected_lift must be a positive number, not %', experiment_results.expected_lift
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The relative lift the sequential test is tuned for, e.g. 0.1 for 10 %.';
   END IF;
-  IF experiment_results.pre_period IS NULL OR experiment_results.pre_period <= interval '0' THEN
+  IF experiment_results.pre_period IS NULL OR experiment_results.pre_period OPERATOR(pg_catalog.<=) interval '0' THEN
     RAISE EXCEPTION 'pre_period must be a positive interval, not %', experiment_results.pre_period
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'How far before the start the CUPED covariate looks, e.g. ''28 days''.';
@@ -306,14 +306,14 @@ BEGIN
     SELECT u.variant, u.weight, u.ord
     FROM icpml.experiments AS e,
          ROWS FROM (pg_catalog.unnest(e.variants), pg_catalog.unnest(e.weights)) WITH ORDINALITY AS u(variant, weight, ord)
-    WHERE e.name = experiment_results.name
+    WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name
   ), served AS (
     SELECT r.variant, r.user_id, r.reward,
-           r.status <> 'pending' AND (experiment_results.as_of IS NULL
-                                      OR r.finalized_at <= experiment_results.as_of) AS fin
+           r.status OPERATOR(pg_catalog.<>) 'pending' AND (experiment_results.as_of IS NULL
+                                      OR r.finalized_at OPERATOR(pg_catalog.<=) experiment_results.as_of) AS fin
     FROM icpml.recommendations AS r
-    WHERE r.experiment = experiment_results.name
-      AND (experiment_results.as_of IS NULL OR r.served_at <= experiment_results.as_of)
+    WHERE r.experiment OPERATOR(pg_catalog.=) experiment_results.name
+      AND (experiment_results.as_of IS NULL OR r.served_at OPERATOR(pg_catalog.<=) experiment_results.as_of)
   ), per_user AS (
     SELECT w.variant, w.user_id, pg_catalog.count(*) AS shown,
            pg_catalog.count(*) FILTER (WHERE w.fin) AS n,
@@ -323,24 +323,24 @@ BEGIN
   ), agg AS (
     SELECT p.variant, pg_catalog.count(*) AS users, pg_catalog.sum(p.shown)::bigint AS impressions,
            pg_catalog.sum(p.n)::bigint AS finalized, pg_catalog.sum(p.rw) AS reward,
-           pg_catalog.avg(p.n) FILTER (WHERE p.n > 0) AS mean_n
+           pg_catalog.avg(p.n) FILTER (WHERE p.n OPERATOR(pg_catalog.>) 0) AS mean_n
     FROM per_user AS p GROUP BY p.variant
   ), pre AS (
     -- the CUPED covariate: each user's reward per impression served in the
     -- pre-period, as known when the experiment started
     SELECT q.user_id,
-           COALESCE(pg_catalog.sum(q.reward) FILTER (WHERE q.status <> 'pending' AND q.finalized_at < started), 0)
-             / pg_catalog.count(*) AS x
+           COALESCE(pg_catalog.sum(q.reward) FILTER (WHERE q.status OPERATOR(pg_catalog.<>) 'pending' AND q.finalized_at OPERATOR(pg_catalog.<) started), 0)
+             OPERATOR(pg_catalog./) pg_catalog.count(*) AS x
     FROM icpml.recommendations AS q
     WHERE q.user_id IN (SELECT p.user_id FROM per_user AS p)
-      AND q.served_at >= started - experiment_results.pre_period AND q.served_at < started
+      AND q.served_at OPERATOR(pg_catalog.>=) (started OPERATOR(pg_catalog.-) experiment_results.pre_period) AND q.served_at OPERATOR(pg_catalog.<) started
     GROUP BY q.user_id
   ), lin AS (
-    SELECT p.variant, (p.rw - a.reward / a.finalized * p.n) / a.mean_n AS y, pre.x AS x_raw
+    SELECT p.variant, (p.rw OPERATOR(pg_catalog.-) (a.reward OPERATOR(pg_catalog./) a.finalized OPERATOR(pg_catalog.*) p.n)) OPERATOR(pg_catalog./) a.mean_n AS y, pre.x AS x_raw
     FROM per_user AS p
-    JOIN agg AS a ON a.variant = p.variant
-    LEFT JOIN pre ON pre.user_id = p.user_id
-    WHERE p.n > 0
+    JOIN agg AS a ON a.variant OPERATOR(pg_catalog.=) p.variant
+    LEFT JOIN pre ON pre.user_id OPERATOR(pg_catalog.=) p.user_id
+    WHERE p.n OPERATOR(pg_catalog.>) 0
   ), lin_x AS (
     SELECT l.variant, l.y, l.x_raw, COALESCE(l.x_raw, m.mx) AS x
     FROM lin AS l, (SELECT pg_catalog.avg(l2.x_raw) AS mx FROM lin AS l2) AS m
@@ -352,61 +352,61 @@ BEGIN
   ), pooled AS (
     -- theta: the within-variant regression slope of y on x; tau: the mixture
     -- scale of the sequential test
-    SELECT pg_catalog.sum(s.cov_yx * (s.k - 1)) / NULLIF(pg_catalog.sum(s.var_x * (s.k - 1)), 0) AS theta,
+    SELECT pg_catalog.sum(s.cov_yx OPERATOR(pg_catalog.*) (s.k OPERATOR(pg_catalog.-) 1)) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(s.var_x OPERATOR(pg_catalog.*) (s.k OPERATOR(pg_catalog.-) 1)), 0) AS theta,
            (SELECT pg_catalog.avg(l.x) FROM lin_x AS l) AS mean_x_all,
-           (SELECT pg_catalog.sum(a.reward) / NULLIF(pg_catalog.sum(a.finalized), 0) FROM agg AS a)
-             * experiment_results.expected_lift AS tau
+           (SELECT pg_catalog.sum(a.reward) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(a.finalized), 0) FROM agg AS a)
+             OPERATOR(pg_catalog.*) experiment_results.expected_lift AS tau
     FROM vstat AS s
   ), m AS (
     SELECT v.variant, v.weight, v.ord, COALESCE(a.users, 0) AS users,
            COALESCE(a.impressions, 0) AS impressions, COALESCE(a.finalized, 0) AS finalized,
            COALESCE(a.reward, 0) AS reward,
-           CASE WHEN a.finalized > 0 THEN a.reward / a.finalized END AS rate,
-           CASE WHEN s.k > 1 THEN s.var_y / s.k END AS var_rate,
-           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
-             a.reward / a.finalized - pl.theta * (s.mean_x - pl.mean_x_all) END AS cuped_rate,
-           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
-             GREATEST(s.var_y - 2 * pl.theta * s.cov_yx + pl.theta * pl.theta * s.var_x, 0) / s.k END AS var_cuped,
+           CASE WHEN a.finalized OPERATOR(pg_catalog.>) 0 THEN a.reward OPERATOR(pg_catalog./) a.finalized END AS rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 THEN s.var_y OPERATOR(pg_catalog./) s.k END AS var_rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 AND pl.theta IS NOT NULL THEN
+             (a.reward OPERATOR(pg_catalog./) a.finalized) OPERATOR(pg_catalog.-) (pl.theta OPERATOR(pg_catalog.*) (s.mean_x OPERATOR(pg_catalog.-) pl.mean_x_all)) END AS cuped_rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 AND pl.theta IS NOT NULL THEN
+             GREATEST(s.var_y OPERATOR(pg_catalog.-) (2 OPERATOR(pg_catalog.*) pl.theta OPERATOR(pg_catalog.*) s.cov_yx) OPERATOR(pg_catalog.+) (pl.theta OPERATOR(pg_catalog.*) pl.theta OPERATOR(pg_catalog.*) s.var_x), 0) OPERATOR(pg_catalog./) s.k END AS var_cuped,
            COALESCE(s.kx, 0) AS kx,
-           pl.tau * pl.tau AS tau2
+           pl.tau OPERATOR(pg_catalog.*) pl.tau AS tau2
     FROM v
-    LEFT JOIN agg AS a ON a.variant = v.variant
-    LEFT JOIN vstat AS s ON s.variant = v.variant
+    LEFT JOIN agg AS a ON a.variant OPERATOR(pg_catalog.=) v.variant
+    LEFT JOIN vstat AS s ON s.variant OPERATOR(pg_catalog.=) v.variant
     CROSS JOIN pooled AS pl
   ), srm AS (
-    SELECT CASE WHEN t.total > 0 THEN
-             icpml.chi_square_sf(pg_catalog.sum((m.users - t.total * m.weight / t.wsum) ^ 2
-                                                / (NULLIF(t.total, 0) * m.weight / t.wsum)),
-                                 pg_catalog.count(*)::integer - 1) END AS p
+    SELECT CASE WHEN t.total OPERATOR(pg_catalog.>) 0 THEN
+             icpml.chi_square_sf(pg_catalog.sum(((m.users OPERATOR(pg_catalog.-) (t.total OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)) OPERATOR(pg_catalog.^) 2)
+                                                OPERATOR(pg_catalog./) (NULLIF(t.total, 0) OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)),
+                                 pg_catalog.count(*)::integer OPERATOR(pg_catalog.-) 1) END AS p
     FROM m, (SELECT pg_catalog.sum(m2.users)::double precision AS total,
                     pg_catalog.sum(m2.weight) AS wsum FROM m AS m2) AS t
     GROUP BY t.total
   ), cmp AS (
     SELECT m.*, c.rate AS c_rate,
-           CASE WHEN m.ord > 1 THEN m.rate - c.rate END AS diff,
-           CASE WHEN m.ord > 1 THEN m.var_rate + c.var_rate END AS var_diff,
-           CASE WHEN m.ord > 1 THEN m.cuped_rate - c.cuped_rate END AS cuped_diff,
-           CASE WHEN m.ord > 1 THEN m.var_cuped + c.var_cuped END AS var_cuped_diff
-    FROM m CROSS JOIN (SELECT m3.rate, m3.var_rate, m3.cuped_rate, m3.var_cuped FROM m AS m3 WHERE m3.ord = 1) AS c
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.rate OPERATOR(pg_catalog.-) c.rate END AS diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.var_rate OPERATOR(pg_catalog.+) c.var_rate END AS var_diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.cuped_rate OPERATOR(pg_catalog.-) c.cuped_rate END AS cuped_diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.var_cuped OPERATOR(pg_catalog.+) c.var_cuped END AS var_cuped_diff
+    FROM m CROSS JOIN (SELECT m3.rate, m3.var_rate, m3.cuped_rate, m3.var_cuped FROM m AS m3 WHERE m3.ord OPERATOR(pg_catalog.=) 1) AS c
   )
   SELECT x.variant, x.weight, x.users, x.impressions, x.finalized, x.reward, x.rate,
-         x.rate - 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
-         x.rate + 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
-         CASE WHEN x.ord > 1 AND x.c_rate > 0 THEN x.rate / x.c_rate - 1 END,
-         CASE WHEN x.var_diff > 0 THEN
-           2 * icpml.normal_sf(pg_catalog.abs(x.diff) / pg_catalog.sqrt(x.var_diff)) END,
+         x.rate OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_rate)),
+         x.rate OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_rate)),
+         CASE WHEN x.ord OPERATOR(pg_catalog.>) 1 AND x.c_rate OPERATOR(pg_catalog.>) 0 THEN (x.rate OPERATOR(pg_catalog./) x.c_rate) OPERATOR(pg_catalog.-) 1 END,
+         CASE WHEN x.var_diff OPERATOR(pg_catalog.>) 0 THEN
+           2 OPERATOR(pg_catalog.*) icpml.normal_sf(pg_catalog.abs(x.diff) OPERATOR(pg_catalog./) pg_catalog.sqrt(x.var_diff)) END,
          srm.p,
-         x.rate - icpml.sequential_halfwidth(x.var_rate, x.tau2),
-         x.rate + icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         x.rate OPERATOR(pg_catalog.-) icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         x.rate OPERATOR(pg_catalog.+) icpml.sequential_halfwidth(x.var_rate, x.tau2),
          icpml.msprt_p_value(x.diff, x.var_diff, x.tau2),
          x.cuped_rate,
-         x.cuped_rate - 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
-         x.cuped_rate + 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
-         CASE WHEN x.var_cuped_diff > 0 THEN
-           2 * icpml.normal_sf(pg_catalog.abs(x.cuped_diff) / pg_catalog.sqrt(x.var_cuped_diff)) END,
+         x.cuped_rate OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_cuped)),
+         x.cuped_rate OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_cuped)),
+         CASE WHEN x.var_cuped_diff OPERATOR(pg_catalog.>) 0 THEN
+           2 OPERATOR(pg_catalog.*) icpml.normal_sf(pg_catalog.abs(x.cuped_diff) OPERATOR(pg_catalog./) pg_catalog.sqrt(x.var_cuped_diff)) END,
          icpml.msprt_p_value(x.cuped_diff, x.var_cuped_diff, x.tau2),
-         CASE WHEN x.ord > 1 AND x.var_diff > 0 THEN 1 - x.var_cuped_diff / x.var_diff
-              WHEN x.ord = 1 AND x.var_rate > 0 THEN 1 - x.var_cuped / x.var_rate END,
+         CASE WHEN x.ord OPERATOR(pg_catalog.>) 1 AND x.var_diff OPERATOR(pg_catalog.>) 0 THEN 1 OPERATOR(pg_catalog.-) (x.var_cuped_diff OPERATOR(pg_catalog./) x.var_diff)
+              WHEN x.ord OPERATOR(pg_catalog.=) 1 AND x.var_rate OPERATOR(pg_catalog.>) 0 THEN 1 OPERATOR(pg_catalog.-) (x.var_cuped OPERATOR(pg_catalog./) x.var_rate) END,
          x.kx
   FROM cmp AS x CROSS JOIN srm
   ORDER BY x.ord;

@@ -91,7 +91,7 @@ BEGIN
       EXECUTE pg_catalog.format('GRANT icpml_admin TO %I', role_name);
     ELSE
       RAISE NOTICE 'role "%" was granted icpml''s objects but not membership in icpml_admin', role_name
-        USING HINT = 'A superuser runs: GRANT icpml_admin TO ' || pg_catalog.quote_ident(role_name) || ';';
+        USING HINT = 'A superuser runs: GRANT icpml_admin TO ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(role_name) OPERATOR(pg_catalog.||) ';';
     END IF;
   END IF;
 END

@@ -29,10 +29,10 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE
-    WHEN NOT (tau2 > 0 AND variance >= 0 AND alpha > 0 AND alpha < 1) THEN NULL
-    WHEN variance = 0 THEN 0::double precision
-    ELSE pg_catalog.sqrt(variance * (variance + tau2) / tau2
-                         * (2 * pg_catalog.ln(1 / alpha) + pg_catalog.ln((variance + tau2) / variance)))
+    WHEN NOT (tau2 OPERATOR(pg_catalog.>) 0 AND variance OPERATOR(pg_catalog.>=) 0 AND alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<) 1) THEN NULL
+    WHEN variance OPERATOR(pg_catalog.=) 0 THEN 0::double precision
+    ELSE pg_catalog.sqrt(variance OPERATOR(pg_catalog.*) (variance OPERATOR(pg_catalog.+) tau2) OPERATOR(pg_catalog./) tau2
+                         OPERATOR(pg_catalog.*) ((2 OPERATOR(pg_catalog.*) pg_catalog.ln(1 OPERATOR(pg_catalog./) alpha)) OPERATOR(pg_catalog.+) pg_catalog.ln((variance OPERATOR(pg_catalog.+) tau2) OPERATOR(pg_catalog./) variance)))
   END
 $$;
 
@@ -46,9 +46,9 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE
-    WHEN NOT (tau2 > 0 AND variance > 0) THEN NULL
-    ELSE pg_catalog.exp(-GREATEST(0.5 * pg_catalog.ln(variance / (variance + tau2))
-                                  + estimate * estimate * tau2 / (2 * variance * (variance + tau2)), 0))
+    WHEN NOT (tau2 OPERATOR(pg_catalog.>) 0 AND variance OPERATOR(pg_catalog.>) 0) THEN NULL
+    ELSE pg_catalog.exp((OPERATOR(pg_catalog.-) GREATEST((0.5 OPERATOR(pg_catalog.*) pg_catalog.ln(variance OPERATOR(pg_catalog./) (variance OPERATOR(pg_catalog.+) tau2)))
+                                  OPERATOR(pg_catalog.+) (estimate OPERATOR(pg_catalog.*) estimate OPERATOR(pg_catalog.*) tau2 OPERATOR(pg_catalog./) (2 OPERATOR(pg_catalog.*) variance OPERATOR(pg_catalog.*) (variance OPERATOR(pg_catalog.+) tau2))), 0)))
   END
 $$;
 
@@ -91,19 +91,19 @@ AS $$
 DECLARE
   started timestamptz;
 BEGIN
-  SELECT e.started_at INTO started FROM icpml.experiments AS e WHERE e.name = experiment_results.name;
+  SELECT e.started_at INTO started FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'experiment "%" does not exist', experiment_results.name
       USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name, status FROM icpml.experiments lists them.';
   END IF;
   IF experiment_results.expected_lift IS NULL
-     OR NOT (experiment_results.expected_lift > 0 AND experiment_results.expected_lift < 'Infinity') THEN
+     OR NOT (experiment_results.expected_lift OPERATOR(pg_catalog.>) 0 AND experiment_results.expected_lift OPERATOR(pg_catalog.<) 'Infinity') THEN
     RAISE EXCEPTION 'expected_lift must be a positive number, not %', experiment_results.expected_lift
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The relative lift the sequential test is tuned for, e.g. 0.1 for 10 %.';
   END IF;
-  IF experiment_results.pre_period IS NULL OR experiment_results.pre_period <= interval '0' THEN
+  IF experiment_results.pre_period IS NULL OR experiment_results.pre_period OPERATOR(pg_catalog.<=) interval '0' THEN
     RAISE EXCEPTION 'pre_period must be a positive interval, not %', experiment_results.pre_period
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'How far before the start the CUPED covariate looks, e.g. ''28 days''.';
@@ -113,14 +113,14 @@ BEGIN
     SELECT u.variant, u.weight, u.ord
     FROM icpml.experiments AS e,
          ROWS FROM (pg_catalog.unnest(e.variants), pg_catalog.unnest(e.weights)) WITH ORDINALITY AS u(variant, weight, ord)
-    WHERE e.name = experiment_results.name
+    WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name
   ), served AS (
     SELECT r.variant, r.user_id, r.reward,
-           r.status <> 'pending' AND (experiment_results.as_of IS NULL
-                                      OR r.finalized_at <= experiment_results.as_of) AS fin
+           r.status OPERATOR(pg_catalog.<>) 'pending' AND (experiment_results.as_of IS NULL
+                                      OR r.finalized_at OPERATOR(pg_catalog.<=) experiment_results.as_of) AS fin
     FROM icpml.recommendations AS r
-    WHERE r.experiment = experiment_results.name
-      AND (experiment_results.as_of IS NULL OR r.served_at <= experiment_results.as_of)
+    WHERE r.experiment OPERATOR(pg_catalog.=) experiment_results.name
+      AND (experiment_results.as_of IS NULL OR r.served_at OPERATOR(pg_catalog.<=) experiment_results.as_of)
   ), per_user AS (
     SELECT w.variant, w.user_id, pg_catalog.count(*) AS shown,
            pg_catalog.count(*) FILTER (WHERE w.fin) AS n,
@@ -130,24 +130,24 @@ BEGIN
   ), agg AS (
     SELECT p.variant, pg_catalog.count(*) AS users, pg_catalog.sum(p.shown)::bigint AS impressions,
            pg_catalog.sum(p.n)::bigint AS finalized, pg_catalog.sum(p.rw) AS reward,
-           pg_catalog.avg(p.n) FILTER (WHERE p.n > 0) AS mean_n
+           pg_catalog.avg(p.n) FILTER (WHERE p.n OPERATOR(pg_catalog.>) 0) AS mean_n
     FROM per_user AS p GROUP BY p.variant
   ), pre AS (
     -- the CUPED covariate: each user's reward per impression served in the
     -- pre-period, as known when the experiment started
     SELECT q.user_id,
-           COALESCE(pg_catalog.sum(q.reward) FILTER (WHERE q.status <> 'pending' AND q.finalized_at < started), 0)
-             / pg_catalog.count(*) AS x
+           COALESCE(pg_catalog.sum(q.reward) FILTER (WHERE q.status OPERATOR(pg_catalog.<>) 'pending' AND q.finalized_at OPERATOR(pg_catalog.<) started), 0)
+             OPERATOR(pg_catalog./) pg_catalog.count(*) AS x
     FROM icpml.recommendations AS q
     WHERE q.user_id IN (SELECT p.user_id FROM per_user AS p)
-      AND q.served_at >= started - experiment_results.pre_period AND q.served_at < started
+      AND q.served_at OPERATOR(pg_catalog.>=) (started OPERATOR(pg_catalog.-) experiment_results.pre_period) AND q.served_at OPERATOR(pg_catalog.<) started
     GROUP BY q.user_id
   ), lin AS (
-    SELECT p.variant, (p.rw - a.reward / a.finalized * p.n) / a.mean_n AS y, pre.x AS x_raw
+    SELECT p.variant, (p.rw OPERATOR(pg_catalog.-) (a.reward OPERATOR(pg_catalog./) a.finalized OPERATOR(pg_catalog.*) p.n)) OPERATOR(pg_catalog./) a.mean_n AS y, pre.x AS x_raw
     FROM per_user AS p
-    JOIN agg AS a ON a.variant = p.variant
-    LEFT JOIN pre ON pre.user_id = p.user_id
-    WHERE p.n > 0
+    JOIN agg AS a ON a.variant OPERATOR(pg_catalog.=) p.variant
+    LEFT JOIN pre ON pre.user_id OPERATOR(pg_catalog.=) p.user_id
+    WHERE p.n OPERATOR(pg_catalog.>) 0
   ), lin_x AS (
     SELECT l.variant, l.y, l.x_raw, COALESCE(l.x_raw, m.mx) AS x
     FROM lin AS l, (SELECT pg_catalog.avg(l2.x_raw) AS mx FROM lin AS l2) AS m
@@ -159,61 +159,61 @@ BEGIN
   ), pooled AS (
     -- theta: the within-variant regression slope of y on x; tau: the mixture
     -- scale of the sequential test
-    SELECT pg_catalog.sum(s.cov_yx * (s.k - 1)) / NULLIF(pg_catalog.sum(s.var_x * (s.k - 1)), 0) AS theta,
+    SELECT pg_catalog.sum(s.cov_yx OPERATOR(pg_catalog.*) (s.k OPERATOR(pg_catalog.-) 1)) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(s.var_x OPERATOR(pg_catalog.*) (s.k OPERATOR(pg_catalog.-) 1)), 0) AS theta,
            (SELECT pg_catalog.avg(l.x) FROM lin_x AS l) AS mean_x_all,
-           (SELECT pg_catalog.sum(a.reward) / NULLIF(pg_catalog.sum(a.finalized), 0) FROM agg AS a)
-             * experiment_results.expected_lift AS tau
+           (SELECT pg_catalog.sum(a.reward) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(a.finalized), 0) FROM agg AS a)
+             OPERATOR(pg_catalog.*) experiment_results.expected_lift AS tau
     FROM vstat AS s
   ), m AS (
     SELECT v.variant, v.weight, v.ord, COALESCE(a.users, 0) AS users,
            COALESCE(a.impressions, 0) AS impressions, COALESCE(a.finalized, 0) AS finalized,
            COALESCE(a.reward, 0) AS reward,
-           CASE WHEN a.finalized > 0 THEN a.reward / a.finalized END AS rate,
-           CASE WHEN s.k > 1 THEN s.var_y / s.k END AS var_rate,
-           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
-             a.reward / a.finalized - pl.theta * (s.mean_x - pl.mean_x_all) END AS cuped_rate,
-           CASE WHEN s.k > 1 AND pl.theta IS NOT NULL THEN
-             GREATEST(s.var_y - 2 * pl.theta * s.cov_yx + pl.theta * pl.theta * s.var_x, 0) / s.k END AS var_cuped,
+           CASE WHEN a.finalized OPERATOR(pg_catalog.>) 0 THEN a.reward OPERATOR(pg_catalog./) a.finalized END AS rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 THEN s.var_y OPERATOR(pg_catalog./) s.k END AS var_rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 AND pl.theta IS NOT NULL THEN
+             (a.reward OPERATOR(pg_catalog./) a.finalized) OPERATOR(pg_catalog.-) (pl.theta OPERATOR(pg_catalog.*) (s.mean_x OPERATOR(pg_catalog.-) pl.mean_x_all)) END AS cuped_rate,
+           CASE WHEN s.k OPERATOR(pg_catalog.>) 1 AND pl.theta IS NOT NULL THEN
+             GREATEST(s.var_y OPERATOR(pg_catalog.-) (2 OPERATOR(pg_catalog.*) pl.theta OPERATOR(pg_catalog.*) s.cov_yx) OPERATOR(pg_catalog.+) (pl.theta OPERATOR(pg_catalog.*) pl.theta OPERATOR(pg_catalog.*) s.var_x), 0) OPERATOR(pg_catalog./) s.k END AS var_cuped,
            COALESCE(s.kx, 0) AS kx,
-           pl.tau * pl.tau AS tau2
+           pl.tau OPERATOR(pg_catalog.*) pl.tau AS tau2
     FROM v
-    LEFT JOIN agg AS a ON a.variant = v.variant
-    LEFT JOIN vstat AS s ON s.variant = v.variant
+    LEFT JOIN agg AS a ON a.variant OPERATOR(pg_catalog.=) v.variant
+    LEFT JOIN vstat AS s ON s.variant OPERATOR(pg_catalog.=) v.variant
     CROSS JOIN pooled AS pl
   ), srm AS (
-    SELECT CASE WHEN t.total > 0 THEN
-             icpml.chi_square_sf(pg_catalog.sum((m.users - t.total * m.weight / t.wsum) ^ 2
-                                                / (NULLIF(t.total, 0) * m.weight / t.wsum)),
-                                 pg_catalog.count(*)::integer - 1) END AS p
+    SELECT CASE WHEN t.total OPERATOR(pg_catalog.>) 0 THEN
+             icpml.chi_square_sf(pg_catalog.sum(((m.users OPERATOR(pg_catalog.-) (t.total OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)) OPERATOR(pg_catalog.^) 2)
+                                                OPERATOR(pg_catalog./) (NULLIF(t.total, 0) OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)),
+                                 pg_catalog.count(*)::integer OPERATOR(pg_catalog.-) 1) END AS p
     FROM m, (SELECT pg_catalog.sum(m2.users)::double precision AS total,
                     pg_catalog.sum(m2.weight) AS wsum FROM m AS m2) AS t
     GROUP BY t.total
   ), cmp AS (
     SELECT m.*, c.rate AS c_rate,
-           CASE WHEN m.ord > 1 THEN m.rate - c.rate END AS diff,
-           CASE WHEN m.ord > 1 THEN m.var_rate + c.var_rate END AS var_diff,
-           CASE WHEN m.ord > 1 THEN m.cuped_rate - c.cuped_rate END AS cuped_diff,
-           CASE WHEN m.ord > 1 THEN m.var_cuped + c.var_cuped END AS var_cuped_diff
-    FROM m CROSS JOIN (SELECT m3.rate, m3.var_rate, m3.cuped_rate, m3.var_cuped FROM m AS m3 WHERE m3.ord = 1) AS c
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.rate OPERATOR(pg_catalog.-) c.rate END AS diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.var_rate OPERATOR(pg_catalog.+) c.var_rate END AS var_diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.cuped_rate OPERATOR(pg_catalog.-) c.cuped_rate END AS cuped_diff,
+           CASE WHEN m.ord OPERATOR(pg_catalog.>) 1 THEN m.var_cuped OPERATOR(pg_catalog.+) c.var_cuped END AS var_cuped_diff
+    FROM m CROSS JOIN (SELECT m3.rate, m3.var_rate, m3.cuped_rate, m3.var_cuped FROM m AS m3 WHERE m3.ord OPERATOR(pg_catalog.=) 1) AS c
   )
   SELECT x.variant, x.weight, x.users, x.impressions, x.finalized, x.reward, x.rate,
-         x.rate - 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
-         x.rate + 1.959963984540054 * pg_catalog.sqrt(x.var_rate),
-         CASE WHEN x.ord > 1 AND x.c_rate > 0 THEN x.rate / x.c_rate - 1 END,
-         CASE WHEN x.var_diff > 0 THEN
-           2 * icpml.normal_sf(pg_catalog.abs(x.diff) / pg_catalog.sqrt(x.var_diff)) END,
+         x.rate OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_rate)),
+         x.rate OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_rate)),
+         CASE WHEN x.ord OPERATOR(pg_catalog.>) 1 AND x.c_rate OPERATOR(pg_catalog.>) 0 THEN (x.rate OPERATOR(pg_catalog./) x.c_rate) OPERATOR(pg_catalog.-) 1 END,
+         CASE WHEN x.var_diff OPERATOR(pg_catalog.>) 0 THEN
+           2 OPERATOR(pg_catalog.*) icpml.normal_sf(pg_catalog.abs(x.diff) OPERATOR(pg_catalog./) pg_catalog.sqrt(x.var_diff)) END,
          srm.p,
-         x.rate - icpml.sequential_halfwidth(x.var_rate, x.tau2),
-         x.rate + icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         x.rate OPERATOR(pg_catalog.-) icpml.sequential_halfwidth(x.var_rate, x.tau2),
+         x.rate OPERATOR(pg_catalog.+) icpml.sequential_halfwidth(x.var_rate, x.tau2),
          icpml.msprt_p_value(x.diff, x.var_diff, x.tau2),
          x.cuped_rate,
-         x.cuped_rate - 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
-         x.cuped_rate + 1.959963984540054 * pg_catalog.sqrt(x.var_cuped),
-         CASE WHEN x.var_cuped_diff > 0 THEN
-           2 * icpml.normal_sf(pg_catalog.abs(x.cuped_diff) / pg_catalog.sqrt(x.var_cuped_diff)) END,
+         x.cuped_rate OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_cuped)),
+         x.cuped_rate OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(x.var_cuped)),
+         CASE WHEN x.var_cuped_diff OPERATOR(pg_catalog.>) 0 THEN
+           2 OPERATOR(pg_catalog.*) icpml.normal_sf(pg_catalog.abs(x.cuped_diff) OPERATOR(pg_catalog./) pg_catalog.sqrt(x.var_cuped_diff)) END,
          icpml.msprt_p_value(x.cuped_diff, x.var_cuped_diff, x.tau2),
-         CASE WHEN x.ord > 1 AND x.var_diff > 0 THEN 1 - x.var_cuped_diff / x.var_diff
-              WHEN x.ord = 1 AND x.var_rate > 0 THEN 1 - x.var_cuped / x.var_rate END,
+         CASE WHEN x.ord OPERATOR(pg_catalog.>) 1 AND x.var_diff OPERATOR(pg_catalog.>) 0 THEN 1 OPERATOR(pg_catalog.-) (x.var_cuped_diff OPERATOR(pg_catalog./) x.var_diff)
+              WHEN x.ord OPERATOR(pg_catalog.=) 1 AND x.var_rate OPERATOR(pg_catalog.>) 0 THEN 1 OPERATOR(pg_catalog.-) (x.var_cuped OPERATOR(pg_catalog./) x.var_rate) END,
          x.kx
   FROM cmp AS x CROSS JOIN srm
   ORDER BY x.ord;
@@ -236,10 +236,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   t1 timestamptz := COALESCE(bandit_health.until, pg_catalog.now());
-  t0 timestamptz := COALESCE(bandit_health.since, t1 - interval '7 days');
+  t0 timestamptz := COALESCE(bandit_health.since, t1 OPERATOR(pg_catalog.-) interval '7 days');
   cfg icpml.bandit_settings;
 BEGIN
-  IF t0 >= t1 THEN
+  IF t0 OPERATOR(pg_catalog.>=) t1 THEN
     RAISE EXCEPTION 'the window is empty: since % is not before until %', t0, t1
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Omit both for the last 7 days.';
@@ -249,13 +249,13 @@ BEGIN
   -- served: impressions and share per policy
   RETURN QUERY
   SELECT 'served'::text, r.policy, (pg_catalog.count(*)::double precision
-           / pg_catalog.sum(pg_catalog.count(*)) OVER ())::double precision,
+           OPERATOR(pg_catalog./) pg_catalog.sum(pg_catalog.count(*)) OVER ())::double precision,
          pg_catalog.count(*), NULL::double precision, NULL::double precision, NULL::text,
-         pg_catalog.format('%s finalized, %s pending, %s users', pg_catalog.count(*) FILTER (WHERE r.status <> 'pending'),
-                           pg_catalog.count(*) FILTER (WHERE r.status = 'pending'),
+         pg_catalog.format('%s finalized, %s pending, %s users', pg_catalog.count(*) FILTER (WHERE r.status OPERATOR(pg_catalog.<>) 'pending'),
+                           pg_catalog.count(*) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'pending'),
                            pg_catalog.count(DISTINCT r.user_id))
   FROM icpml.recommendations AS r
-  WHERE r.served_at >= t0 AND r.served_at < t1
+  WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1
   GROUP BY r.policy ORDER BY r.policy;
 
   -- exploration: share of served rows listed above a row of the same list
@@ -269,21 +269,21 @@ BEGIN
            pg_catalog.max(r.expected_reward) OVER (PARTITION BY r.user_id, r.served_at ORDER BY r.rank DESC
                                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS best_below
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1
   )
   SELECT 'exploration'::text, l.policy,
-         pg_catalog.avg(CASE WHEN l.best_below > l.expected_reward THEN 1 ELSE 0 END)::double precision,
+         pg_catalog.avg(CASE WHEN l.best_below OPERATOR(pg_catalog.>) l.expected_reward THEN 1 ELSE 0 END)::double precision,
          pg_catalog.count(*), NULL::double precision, NULL::double precision,
-         CASE WHEN l.policy IN ('linucb', 'thompson', 'epsilon_greedy') AND pg_catalog.count(*) >= 500 THEN
-           CASE WHEN pg_catalog.avg(CASE WHEN l.best_below > l.expected_reward THEN 1 ELSE 0 END) < 0.01
+         CASE WHEN l.policy IN ('linucb', 'thompson', 'epsilon_greedy') AND pg_catalog.count(*) OPERATOR(pg_catalog.>=) 500 THEN
+           CASE WHEN pg_catalog.avg(CASE WHEN l.best_below OPERATOR(pg_catalog.>) l.expected_reward THEN 1 ELSE 0 END) OPERATOR(pg_catalog.<) 0.01
                 THEN 'warn' ELSE 'ok' END END,
-         CASE WHEN l.policy IN ('linucb', 'thompson', 'epsilon_greedy') AND pg_catalog.count(*) >= 500
-                   AND pg_catalog.avg(CASE WHEN l.best_below > l.expected_reward THEN 1 ELSE 0 END) < 0.01
+         CASE WHEN l.policy IN ('linucb', 'thompson', 'epsilon_greedy') AND pg_catalog.count(*) OPERATOR(pg_catalog.>=) 500
+                   AND pg_catalog.avg(CASE WHEN l.best_below OPERATOR(pg_catalog.>) l.expected_reward THEN 1 ELSE 0 END) OPERATOR(pg_catalog.<) 0.01
               THEN 'the policy ranks by expected reward alone: it has stopped exploring (raise alpha, v or epsilon)'
-              WHEN l.policy = 'linucb' THEN
+              WHEN l.policy OPERATOR(pg_catalog.=) 'linucb' THEN
                 pg_catalog.format('uncertainty bonus: %s of the ranking value',
-                                  pg_catalog.round((pg_catalog.sum(l.score - l.expected_reward)
-                                                    / NULLIF(pg_catalog.sum(pg_catalog.abs(l.score)), 0))::numeric, 3))
+                                  pg_catalog.round((pg_catalog.sum(l.score OPERATOR(pg_catalog.-) l.expected_reward)
+                                                    OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(pg_catalog.abs(l.score)), 0))::numeric, 3))
               WHEN l.policy IN ('icp', 'random') THEN 'this policy does not rank by the model''s expected reward'
               ELSE 'share of listed items ranked above an item the model expects to earn more' END
   FROM lists AS l
@@ -294,26 +294,26 @@ BEGIN
   -- with propensity >= 0.99 (deterministic choices)
   RETURN QUERY
   SELECT 'propensity_ess'::text, r.policy,
-         pg_catalog.sum(1 / r.propensity) ^ 2 / pg_catalog.sum(1 / (r.propensity * r.propensity))
-           / pg_catalog.count(*),
+         (pg_catalog.sum(1 OPERATOR(pg_catalog./) r.propensity) OPERATOR(pg_catalog.^) 2) OPERATOR(pg_catalog./) pg_catalog.sum(1 OPERATOR(pg_catalog./) (r.propensity OPERATOR(pg_catalog.*) r.propensity))
+           OPERATOR(pg_catalog./) pg_catalog.count(*),
          pg_catalog.count(*), NULL::double precision, NULL::double precision,
-         CASE WHEN pg_catalog.count(*) >= 100 THEN
-           CASE WHEN pg_catalog.sum(1 / r.propensity) ^ 2 / pg_catalog.sum(1 / (r.propensity * r.propensity))
-                       / pg_catalog.count(*) < 0.1
+         CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.>=) 100 THEN
+           CASE WHEN ((pg_catalog.sum(1 OPERATOR(pg_catalog./) r.propensity) OPERATOR(pg_catalog.^) 2) OPERATOR(pg_catalog./) pg_catalog.sum(1 OPERATOR(pg_catalog./) (r.propensity OPERATOR(pg_catalog.*) r.propensity))
+                       OPERATOR(pg_catalog./) pg_catalog.count(*)) OPERATOR(pg_catalog.<) 0.1
                      OR (r.policy IN ('thompson', 'epsilon_greedy')
-                         AND pg_catalog.avg(CASE WHEN r.propensity >= 0.99 THEN 1 ELSE 0 END) > 0.95)
+                         AND pg_catalog.avg(CASE WHEN r.propensity OPERATOR(pg_catalog.>=) 0.99 THEN 1 ELSE 0 END) OPERATOR(pg_catalog.>) 0.95)
                 THEN 'warn' ELSE 'ok' END END,
          pg_catalog.format('min propensity %s; %s of rows deterministic (propensity >= 0.99)%s',
                            pg_catalog.round(pg_catalog.min(r.propensity)::numeric, 4),
-                           pg_catalog.round(pg_catalog.avg(CASE WHEN r.propensity >= 0.99 THEN 1 ELSE 0 END), 3),
+                           pg_catalog.round(pg_catalog.avg(CASE WHEN r.propensity OPERATOR(pg_catalog.>=) 0.99 THEN 1 ELSE 0 END), 3),
                            CASE WHEN r.policy IN ('linucb', 'greedy', 'icp') THEN
                              ': a deterministic policy; evaluating other policies off-policy needs an exploration mix'
                                 WHEN r.policy IN ('thompson', 'epsilon_greedy')
-                                     AND pg_catalog.avg(CASE WHEN r.propensity >= 0.99 THEN 1 ELSE 0 END) > 0.95 THEN
+                                     AND pg_catalog.avg(CASE WHEN r.propensity OPERATOR(pg_catalog.>=) 0.99 THEN 1 ELSE 0 END) OPERATOR(pg_catalog.>) 0.95 THEN
                              ': propensities collapsed, the policy hardly randomises any more'
                                 ELSE '' END)
   FROM icpml.recommendations AS r
-  WHERE r.served_at >= t0 AND r.served_at < t1
+  WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1
   GROUP BY r.policy ORDER BY r.policy;
 
   -- reward per finalized impression by retrieval source and by rank (a
@@ -321,13 +321,13 @@ BEGIN
   RETURN QUERY
   SELECT 'reward_by_source'::text, COALESCE(r.source, '(not logged)'),
          pg_catalog.avg(r.reward), pg_catalog.count(*),
-         pg_catalog.avg(r.reward) - 1.959963984540054 * pg_catalog.sqrt(pg_catalog.var_samp(r.reward) / pg_catalog.count(*)),
-         pg_catalog.avg(r.reward) + 1.959963984540054 * pg_catalog.sqrt(pg_catalog.var_samp(r.reward) / pg_catalog.count(*)),
+         pg_catalog.avg(r.reward) OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(pg_catalog.var_samp(r.reward) OPERATOR(pg_catalog./) pg_catalog.count(*))),
+         pg_catalog.avg(r.reward) OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(pg_catalog.var_samp(r.reward) OPERATOR(pg_catalog./) pg_catalog.count(*))),
          NULL::text,
          pg_catalog.format('%s of finalized impressions', pg_catalog.round(pg_catalog.count(*)::numeric
-                                                                            / pg_catalog.sum(pg_catalog.count(*)) OVER (), 3))
+                                                                            OPERATOR(pg_catalog./) pg_catalog.sum(pg_catalog.count(*)) OVER (), 3))
   FROM icpml.recommendations AS r
-  WHERE r.served_at >= t0 AND r.served_at < t1 AND r.status <> 'pending'
+  WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.status OPERATOR(pg_catalog.<>) 'pending'
   GROUP BY r.source ORDER BY r.source NULLS LAST;
 
   RETURN QUERY
@@ -335,18 +335,18 @@ BEGIN
     SELECT r.rank, pg_catalog.avg(r.reward) AS rate, pg_catalog.count(*) AS n,
            pg_catalog.var_samp(r.reward) AS var
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1 AND r.status <> 'pending'
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.status OPERATOR(pg_catalog.<>) 'pending'
     GROUP BY r.rank
   )
   SELECT 'reward_by_rank'::text, b.rank::text, b.rate, b.n,
-         b.rate - 1.959963984540054 * pg_catalog.sqrt(b.var / b.n),
-         b.rate + 1.959963984540054 * pg_catalog.sqrt(b.var / b.n),
+         b.rate OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(b.var OPERATOR(pg_catalog./) b.n)),
+         b.rate OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) pg_catalog.sqrt(b.var OPERATOR(pg_catalog./) b.n)),
          NULL::text,
          pg_catalog.format('%s of rank 1''s rate; the model assumes rank %s is examined %s as often',
-                           COALESCE(pg_catalog.round((b.rate / NULLIF(f.rate, 0))::numeric, 3)::text, 'n/a'), b.rank,
-                           pg_catalog.round(((1 / pg_catalog.log(2::numeric, (b.rank + 1)::numeric))::double precision
-                                             ^ cfg.position_bias)::numeric, 3))
-  FROM by_rank AS b LEFT JOIN by_rank AS f ON f.rank = 1
+                           COALESCE(pg_catalog.round((b.rate OPERATOR(pg_catalog./) NULLIF(f.rate, 0))::numeric, 3)::text, 'n/a'), b.rank,
+                           pg_catalog.round(((1 OPERATOR(pg_catalog./) pg_catalog.log(2::numeric, (b.rank OPERATOR(pg_catalog.+) 1)::numeric))::double precision
+                                             OPERATOR(pg_catalog.^) cfg.position_bias)::numeric, 3))
+  FROM by_rank AS b LEFT JOIN by_rank AS f ON f.rank OPERATOR(pg_catalog.=) 1
   ORDER BY b.rank;
 
   -- splits that should follow a design: each experiment's users against its
@@ -357,28 +357,28 @@ BEGIN
   WITH u AS (
     SELECT r.experiment, r.variant, pg_catalog.count(DISTINCT r.user_id) AS users
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1 AND r.experiment IS NOT NULL
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.experiment IS NOT NULL
     GROUP BY r.experiment, r.variant
   ), d AS (
-    SELECT e.name, x.variant, x.weight / pg_catalog.sum(x.weight) OVER (PARTITION BY e.name) AS share,
+    SELECT e.name, x.variant, x.weight OPERATOR(pg_catalog./) pg_catalog.sum(x.weight) OVER (PARTITION BY e.name) AS share,
            COALESCE(u.users, 0) AS users
     FROM icpml.experiments AS e
     CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(e.variants), pg_catalog.unnest(e.weights)) AS x(variant, weight)
-    LEFT JOIN u ON u.experiment = e.name AND u.variant = x.variant
+    LEFT JOIN u ON u.experiment OPERATOR(pg_catalog.=) e.name AND u.variant OPERATOR(pg_catalog.=) x.variant
     WHERE e.name IN (SELECT u2.experiment FROM u AS u2)
   ), d2 AS (
-    SELECT d.*, pg_catalog.sum(d.users) OVER (PARTITION BY d.name) * d.share AS expected
+    SELECT d.*, pg_catalog.sum(d.users) OVER (PARTITION BY d.name) OPERATOR(pg_catalog.*) d.share AS expected
     FROM d
   ), t AS (
     SELECT d2.name, pg_catalog.sum(d2.users) AS total, pg_catalog.count(*) AS k,
-           pg_catalog.sum((d2.users - d2.expected) ^ 2 / d2.expected) AS chi2
+           pg_catalog.sum(((d2.users OPERATOR(pg_catalog.-) d2.expected) OPERATOR(pg_catalog.^) 2) OPERATOR(pg_catalog./) d2.expected) AS chi2
     FROM d2 GROUP BY d2.name
   )
-  SELECT 'split_srm'::text, 'experiment ' || t.name,
-         icpml.chi_square_sf(t.chi2, t.k::integer - 1), t.total::bigint,
+  SELECT 'split_srm'::text, 'experiment ' OPERATOR(pg_catalog.||) t.name,
+         icpml.chi_square_sf(t.chi2, t.k::integer OPERATOR(pg_catalog.-) 1), t.total::bigint,
          NULL::double precision, NULL::double precision,
-         CASE WHEN icpml.chi_square_sf(t.chi2, t.k::integer - 1) < 0.001 THEN 'warn' ELSE 'ok' END,
-         CASE WHEN icpml.chi_square_sf(t.chi2, t.k::integer - 1) < 0.001
+         CASE WHEN icpml.chi_square_sf(t.chi2, t.k::integer OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.<) 0.001 THEN 'warn' ELSE 'ok' END,
+         CASE WHEN icpml.chi_square_sf(t.chi2, t.k::integer OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.<) 0.001
               THEN 'users per variant do not match the weights: check assignment and callers passing policy'
               ELSE 'users per variant match the weights (p-value of the chi-square test)' END
   FROM t ORDER BY t.name;
@@ -386,19 +386,19 @@ BEGIN
   RETURN QUERY
   WITH g AS (
     SELECT pg_catalog.count(*) AS n,
-           pg_catalog.count(*) FILTER (WHERE r.propensity < 1 - cfg.epsilon) AS random_picks
+           pg_catalog.count(*) FILTER (WHERE r.propensity OPERATOR(pg_catalog.<) (1 OPERATOR(pg_catalog.-) cfg.epsilon)) AS random_picks
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1 AND r.policy = 'epsilon_greedy'
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.policy OPERATOR(pg_catalog.=) 'epsilon_greedy'
   )
   SELECT 'exploration_split'::text, 'epsilon_greedy'::text,
-         g.random_picks::double precision / g.n, g.n, NULL::double precision, NULL::double precision,
-         CASE WHEN cfg.epsilon > 0 AND cfg.epsilon < 0.5
-                   AND 2 * icpml.normal_sf(pg_catalog.abs(g.random_picks - g.n * cfg.epsilon)
-                                           / pg_catalog.sqrt(g.n * cfg.epsilon * (1 - cfg.epsilon))) < 0.001
-              THEN 'warn' WHEN cfg.epsilon > 0 AND cfg.epsilon < 0.5 THEN 'ok' END,
+         g.random_picks::double precision OPERATOR(pg_catalog./) g.n, g.n, NULL::double precision, NULL::double precision,
+         CASE WHEN cfg.epsilon OPERATOR(pg_catalog.>) 0 AND cfg.epsilon OPERATOR(pg_catalog.<) 0.5
+                   AND (2 OPERATOR(pg_catalog.*) icpml.normal_sf(pg_catalog.abs(g.random_picks OPERATOR(pg_catalog.-) (g.n OPERATOR(pg_catalog.*) cfg.epsilon))
+                                           OPERATOR(pg_catalog./) pg_catalog.sqrt(g.n OPERATOR(pg_catalog.*) cfg.epsilon OPERATOR(pg_catalog.*) (1 OPERATOR(pg_catalog.-) cfg.epsilon)))) OPERATOR(pg_catalog.<) 0.001
+              THEN 'warn' WHEN cfg.epsilon OPERATOR(pg_catalog.>) 0 AND cfg.epsilon OPERATOR(pg_catalog.<) 0.5 THEN 'ok' END,
          pg_catalog.format('share of random picks; epsilon is %s (a random pick of the greedy item counts as greedy)',
                            cfg.epsilon)
-  FROM g WHERE g.n > 0;
+  FROM g WHERE g.n OPERATOR(pg_catalog.>) 0;
 
   -- reward trend: reward per finalized impression by day served, and the
   -- least-squares slope per day over the window (weighted by impressions)
@@ -407,7 +407,7 @@ BEGIN
     SELECT pg_catalog.date_trunc('day', r.served_at) AS d, pg_catalog.avg(r.reward) AS rate,
            pg_catalog.count(*) AS n, pg_catalog.avg(r.context[2]) AS icp
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1 AND r.status <> 'pending'
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.status OPERATOR(pg_catalog.<>) 'pending'
     GROUP BY 1
   )
   SELECT 'reward_trend'::text, pg_catalog.to_char(day.d, 'YYYY-MM-DD'), day.rate, day.n,
@@ -417,43 +417,43 @@ BEGIN
 
   RETURN QUERY
   WITH pts AS (
-    SELECT pg_catalog.date_part('epoch', r.served_at - t0) / 86400 AS x, r.reward AS y
+    SELECT pg_catalog.date_part('epoch', r.served_at OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog./) 86400 AS x, r.reward AS y
     FROM icpml.recommendations AS r
-    WHERE r.served_at >= t0 AND r.served_at < t1 AND r.status <> 'pending'
+    WHERE r.served_at OPERATOR(pg_catalog.>=) t0 AND r.served_at OPERATOR(pg_catalog.<) t1 AND r.status OPERATOR(pg_catalog.<>) 'pending'
   ), fit AS (
     SELECT pg_catalog.regr_slope(p.y, p.x) AS slope, pg_catalog.regr_count(p.y, p.x) AS n,
            pg_catalog.regr_sxx(p.y, p.x) AS sxx, pg_catalog.regr_syy(p.y, p.x) AS syy,
            pg_catalog.regr_sxy(p.y, p.x) AS sxy, pg_catalog.avg(p.y) AS mean_y,
-           pg_catalog.max(p.x) - pg_catalog.min(p.x) AS span
+           pg_catalog.max(p.x) OPERATOR(pg_catalog.-) pg_catalog.min(p.x) AS span
     FROM pts AS p
   ), se AS (
-    SELECT f.*, CASE WHEN f.n > 2 AND f.sxx > 0 AND f.span >= 2 THEN
-                  pg_catalog.sqrt(GREATEST(f.syy - f.sxy * f.sxy / f.sxx, 0) / (f.n - 2) / f.sxx) END AS se
+    SELECT f.*, CASE WHEN f.n OPERATOR(pg_catalog.>) 2 AND f.sxx OPERATOR(pg_catalog.>) 0 AND f.span OPERATOR(pg_catalog.>=) 2 THEN
+                  pg_catalog.sqrt(GREATEST(f.syy OPERATOR(pg_catalog.-) (f.sxy OPERATOR(pg_catalog.*) f.sxy OPERATOR(pg_catalog./) f.sxx), 0) OPERATOR(pg_catalog./) (f.n OPERATOR(pg_catalog.-) 2) OPERATOR(pg_catalog./) f.sxx) END AS se
     FROM fit AS f
   )
-  SELECT 'reward_slope'::text, 'per day'::text, CASE WHEN s.span >= 2 THEN s.slope END, s.n,
-         s.slope - 1.959963984540054 * s.se, s.slope + 1.959963984540054 * s.se,
+  SELECT 'reward_slope'::text, 'per day'::text, CASE WHEN s.span OPERATOR(pg_catalog.>=) 2 THEN s.slope END, s.n,
+         s.slope OPERATOR(pg_catalog.-) (1.959963984540054 OPERATOR(pg_catalog.*) s.se), s.slope OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) s.se),
          CASE WHEN s.se IS NOT NULL THEN
-           CASE WHEN s.slope + 1.959963984540054 * s.se < 0 THEN 'warn' ELSE 'ok' END END,
-         CASE WHEN s.span < 2 THEN 'needs rows served over at least two days'
-              WHEN s.se IS NOT NULL AND s.slope + 1.959963984540054 * s.se < 0 THEN
+           CASE WHEN (s.slope OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) s.se)) OPERATOR(pg_catalog.<) 0 THEN 'warn' ELSE 'ok' END END,
+         CASE WHEN s.span OPERATOR(pg_catalog.<) 2 THEN 'needs rows served over at least two days'
+              WHEN s.se IS NOT NULL AND (s.slope OPERATOR(pg_catalog.+) (1.959963984540054 OPERATOR(pg_catalog.*) s.se)) OPERATOR(pg_catalog.<) 0 THEN
            pg_catalog.format('reward per impression is falling (mean %s): check drift, the vocabulary and the ICP model',
                              pg_catalog.round(s.mean_y::numeric, 4))
               ELSE pg_catalog.format('change of reward per impression per day (mean %s)',
                                      pg_catalog.round(s.mean_y::numeric, 4)) END
-  FROM se AS s WHERE s.n > 0;
+  FROM se AS s WHERE s.n OPERATOR(pg_catalog.>) 0;
 
   -- feedback that nobody finalizes: impressions older than the reward
   -- window still pending (process_feedback is not scheduled)
   RETURN QUERY
   SELECT 'stale_pending'::text, 'all time'::text, pg_catalog.count(*)::double precision, pg_catalog.count(*),
          NULL::double precision, NULL::double precision,
-         CASE WHEN pg_catalog.count(*) > 0 THEN 'warn' ELSE 'ok' END,
-         CASE WHEN pg_catalog.count(*) > 0 THEN
+         CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 THEN 'warn' ELSE 'ok' END,
+         CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 THEN
            'impressions past the reward window still pending: schedule SELECT icpml.process_feedback()'
               ELSE 'every impression past the reward window is finalized' END
   FROM icpml.recommendations AS r
-  WHERE r.status = 'pending' AND r.served_at < t1 - cfg.reward_window;
+  WHERE r.status OPERATOR(pg_catalog.=) 'pending' AND r.served_at OPERATOR(pg_catalog.<) (t1 OPERATOR(pg_catalog.-) cfg.reward_window);
 END
 $$;
 
@@ -1350,7 +1350,7 @@ BEGIN
       EXECUTE pg_catalog.format('GRANT icpml_admin TO %I', role_name);
     ELSE
       RAISE NOTICE 'role "%" was granted icpml''s objects but not membership in icpml_admin', role_name
-        USING HINT = 'A superuser runs: GRANT icpml_admin TO ' || pg_catalog.quote_ident(role_name) || ';';
+        USING HINT = 'A superuser runs: GRANT icpml_admin TO ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(role_name) OPERATOR(pg_catalog.||) ';';
     END IF;
   END IF;
 END
