@@ -521,7 +521,7 @@ sub c_strings
 		my $text = $1;
 		# join the literals that follow (C concatenation), across macros
 		# like CppAsString2(X) and whitespace
-		while ($c =~ /\G\s*(?:"((?:[^"\\\n]|\\.)*)")/gc)
+		while ($c =~ /\G(?:\s|\\\n)*(?:"((?:[^"\\\n]|\\.)*)")/gc)
 		{
 			$text .= $1;
 		}
