@@ -525,7 +525,7 @@ sub c_strings
 		{
 			$text .= $1;
 		}
-		my $before = substr($c, $start > 120 ? $start - 120 : 0, $start > 120 ? 120 : $start);
+		my $before = substr($c, $start > 400 ? $start - 400 : 0, $start > 400 ? 400 : $start);
 		next if $before =~ /\b(?:errmsg|errmsg_internal|errdetail|errdetail_internal|errhint|errcontext|errmsg_plural|errdetail_plural|elog\s*\(\s*\w+\s*,|DefineCustom\w+Variable\s*\(\s*"[^"]*"\s*,)\s*\(?\s*$/s;
 		next if $before =~ /\b(?:errmsg|errdetail|errhint|errcontext|gettext_noop|_)\s*\(\s*$/s;
 		# a GUC's descriptions
