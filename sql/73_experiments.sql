@@ -40,10 +40,10 @@ SELECT * FROM icpml.start_experiment('ucb-vs-ts', ARRAY['greedy', 'icp']);
 \set VERBOSITY terse
 UPDATE icpml.experiments SET weights = ARRAY[1, 3] WHERE name = 'ucb-vs-ts';
 UPDATE icpml.experiments SET variants = ARRAY['linucb', 'bandit'] WHERE name = 'ucb-vs-ts';
-INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at)
-VALUES ('direct', ARRAY['greedy', 'greedy'], ARRAY[1, 1], 'stopped', now());
-INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at)
-VALUES ('direct', ARRAY['greedy', 'icp'], ARRAY[1, 'NaN'::float8], 'stopped', now());
+INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at, policies)
+VALUES ('direct', ARRAY['greedy', 'greedy'], ARRAY[1, 1], 'stopped', now(), ARRAY['greedy', 'greedy']);
+INSERT INTO icpml.experiments (name, variants, weights, status, stopped_at, policies)
+VALUES ('direct', ARRAY['greedy', 'icp'], ARRAY[1, 'NaN'::float8], 'stopped', now(), ARRAY['greedy', 'icp']);
 \set VERBOSITY default
 UPDATE icpml.experiments SET description = 'first test, annotated' WHERE name = 'ucb-vs-ts';
 

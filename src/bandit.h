@@ -121,10 +121,25 @@ typedef struct BanditSettings
 	bool		has_experiments;
 	char	   *experiment;
 	int			n_variants;
-	char	  **variants;		/* policy names */
+	char	  **variants;		/* labels (0.3.0: policy names) */
 	BanditPolicy *variant_policies;
 	double	   *variant_weights;
+	/*
+	 * Per-variant states and the holdout (0.4.0 SQL; before: shared state,
+	 * no holdout).  variant_scopes[i] is the bandit_state scope variant i
+	 * ranks with and trains, "global" when the variants share it.
+	 */
+	char	  **variant_scopes;
+	double		holdout;		/* share of users held out, 0 none */
+	BanditPolicy holdout_policy;
 } BanditSettings;
+
+/* The variant a held-out user is logged with, and the scope it trains. */
+#define BANDIT_HOLDOUT "holdout"
+#define BANDIT_SCOPE_NONE "none"
+
+/* Longest scope: "variant:" + experiment (63) + "/" + variant (63). */
+#define BANDIT_SCOPE_LEN 144
 
 /*
  * One state row: A = lambda I + sum x x' (d x d, row-major), b = sum r x,
@@ -132,7 +147,7 @@ typedef struct BanditSettings
  */
 typedef struct BanditState
 {
-	char		scope[48];		/* "global" or "user:<uuid>" */
+	char		scope[BANDIT_SCOPE_LEN];	/* "global", "variant:<e>/<v>" or "user:<uuid>" */
 	int			d;
 	double	   *A;
 	double	   *b;
@@ -193,6 +208,7 @@ extern void BanditStateUpdate(BanditState *s, const double *x, double r,
 extern void BanditStateAddReward(BanditState *s, const double *x, double delta);
 extern double BanditExamination(const BanditSettings *cfg, int rank);
 extern double BanditPriorLambda(const BanditSettings *cfg, const char *scope);
+extern bool BanditScopeIsShared(const char *scope);
 extern void BanditUserScope(const pg_uuid_t *user, char *scope);
 
 /*

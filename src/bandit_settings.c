@@ -263,7 +263,15 @@ BanditLoadSettings(void)
 	cfg.has_experiments = cfg_has_experiments;
 	if (cfg.has_experiments)
 	{
-		ret = SPI_execute("SELECT name, variants, weights FROM icpml.experiments"
+		/* labels with policies, separate states, holdout: 0.4.0 SQL */
+		bool		labels = get_attnum(CatalogRelid("experiments"), "policies") != InvalidAttrNumber;
+
+		ret = SPI_execute(labels ?
+						  "SELECT name, variants, weights, policies, separate_state, holdout,"
+						  " holdout_policy FROM icpml.experiments"
+						  " WHERE status OPERATOR(pg_catalog.=) 'running'" :
+						  "SELECT name, variants, weights, variants, false, 0::pg_catalog.float8,"
+						  " 'icp'::pg_catalog.text FROM icpml.experiments"
 						  " WHERE status OPERATOR(pg_catalog.=) 'running'", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
@@ -275,7 +283,11 @@ BanditLoadSettings(void)
 		ArrayType  *warr;
 		Datum	   *welems;
 		bool	   *wnulls;
-		int			nw;
+		int			nw,
+					np;
+		char	  **policies;
+		bool		separate;
+		char	   *holdout_policy;
 
 		oldcxt = MemoryContextSwitchTo(bandit_cxt);
 		cfg.experiment = SPI_getvalue(etup, edesc, 1);
@@ -286,14 +298,31 @@ BanditLoadSettings(void)
 		if (nw != cfg.n_variants)
 			elog(ERROR, "experiment \"%s\" has %d variants and %d weights (please report a bug)",
 				 cfg.experiment, cfg.n_variants, nw);
+		np = BanditTextArray(SPI_getbinval(etup, edesc, 4, &isnull), &policies);
+		if (np != cfg.n_variants)
+			elog(ERROR, "experiment \"%s\" has %d variants and %d policies (please report a bug)",
+				 cfg.experiment, cfg.n_variants, np);
+		separate = DatumGetBool(SPI_getbinval(etup, edesc, 5, &isnull));
+		cfg.holdout = DatumGetFloat8(SPI_getbinval(etup, edesc, 6, &isnull));
+		holdout_policy = SPI_getvalue(etup, edesc, 7);
+		if (!(cfg.holdout >= 0.0 && cfg.holdout < 1.0) ||
+			!BanditPolicyFromName(holdout_policy, &cfg.holdout_policy))
+			elog(ERROR, "experiment \"%s\" has an invalid holdout (please report a bug)",
+				 cfg.experiment);
 		cfg.variant_weights = palloc(sizeof(double) * nw);
 		cfg.variant_policies = palloc(sizeof(BanditPolicy) * nw);
+		cfg.variant_scopes = palloc(sizeof(char *) * nw);
 		for (i = 0; i < (uint64) nw; i++)
 		{
 			cfg.variant_weights[i] = DatumGetFloat8(welems[i]);
-			if (!BanditPolicyFromName(cfg.variants[i], &cfg.variant_policies[i]))
+			if (!BanditPolicyFromName(policies[i], &cfg.variant_policies[i]))
 				elog(ERROR, "unknown policy \"%s\" in experiment \"%s\" (please report a bug)",
-					 cfg.variants[i], cfg.experiment);
+					 policies[i], cfg.experiment);
+			cfg.variant_scopes[i] = separate ?
+				psprintf("variant:%s/%s", cfg.experiment, cfg.variants[i]) : "global";
+			if (strlen(cfg.variant_scopes[i]) >= BANDIT_SCOPE_LEN)
+				elog(ERROR, "the state scope of variant \"%s\" is too long (please report a bug)",
+					 cfg.variants[i]);
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}

@@ -88,8 +88,18 @@ BanditStateInitPrior(BanditState *s, const char *scope, int d, const BanditSetti
 		s->A[i * d + i] = lambda;
 		s->L[i * d + i] = sqrt(lambda);
 	}
-	if (strcmp(scope, "global") == 0 && d > CTX_ICP)
+	if (BanditScopeIsShared(scope) && d > CTX_ICP)
 		s->b[CTX_ICP] = cfg->lambda * cfg->icp_prior;
+}
+
+/*
+ * Is this the scope of a shared model: the global one, or an experiment
+ * variant's own (which starts from the same prior)?
+ */
+bool
+BanditScopeIsShared(const char *scope)
+{
+	return strcmp(scope, "global") == 0 || strncmp(scope, "variant:", 8) == 0;
 }
 
 /*
@@ -113,7 +123,7 @@ BanditExamination(const BanditSettings *cfg, int rank)
 double
 BanditPriorLambda(const BanditSettings *cfg, const char *scope)
 {
-	return strcmp(scope, "global") == 0 ? cfg->lambda : cfg->personalization_prior;
+	return BanditScopeIsShared(scope) ? cfg->lambda : cfg->personalization_prior;
 }
 
 /* One observation (x, r): update A, b, n and the Cholesky factor. */

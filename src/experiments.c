@@ -20,6 +20,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
 #include "catalog.h"
@@ -30,9 +31,13 @@ PG_FUNCTION_INFO_V1(experiment_variant);
 PG_FUNCTION_INFO_V1(normal_sf);
 PG_FUNCTION_INFO_V1(chi_square_sf);
 
-/* 64-bit hash of (experiment, user): FNV-1a, then the splitmix64 finaliser. */
+/*
+ * 64-bit hash of (experiment, user): FNV-1a, then the splitmix64 finaliser.
+ * salt is the byte between the name and the user: 0 for the split into
+ * variants (0.3.0's hash), 1 for the holdout.
+ */
 static uint64
-ExperimentHash(const char *experiment, const pg_uuid_t *user)
+ExperimentHash(const char *experiment, const pg_uuid_t *user, unsigned char salt)
 {
 	uint64		h = UINT64CONST(14695981039346656037);
 	const unsigned char *p;
@@ -40,7 +45,7 @@ ExperimentHash(const char *experiment, const pg_uuid_t *user)
 
 	for (p = (const unsigned char *) experiment; *p; p++)
 		h = (h ^ *p) * UINT64CONST(1099511628211);
-	h = (h ^ 0) * UINT64CONST(1099511628211);
+	h = (h ^ salt) * UINT64CONST(1099511628211);
 	for (i = 0; i < UUID_LEN; i++)
 		h = (h ^ user->data[i]) * UINT64CONST(1099511628211);
 
@@ -53,14 +58,26 @@ ExperimentHash(const char *experiment, const pg_uuid_t *user)
 	return h;
 }
 
-/* Assign a user to a variant (see experiments.h and the comment above). */
-int
-ExperimentAssign(const char *experiment, const pg_uuid_t *user, const double *weights, int n)
+/* A hash's top 53 bits as a number in [0, 1). */
+static double
+ExperimentUniform(uint64 h)
 {
-	double		u = (double) (ExperimentHash(experiment, user) >> 11) * (1.0 / 9007199254740992.0);
+	return (double) (h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Assign a user to a variant or the holdout (see experiments.h and the comment above). */
+int
+ExperimentAssign(const char *experiment, const pg_uuid_t *user, const double *weights, int n,
+				 double holdout)
+{
+	double		u = ExperimentUniform(ExperimentHash(experiment, user, 0));
 	double		total = 0.0,
 				cum = 0.0;
 	int			i;
+
+	/* a second, independent hash: the split of the others is unchanged */
+	if (holdout > 0.0 && ExperimentUniform(ExperimentHash(experiment, user, 1)) < holdout)
+		return EXPERIMENT_HOLDOUT;
 
 	for (i = 0; i < n; i++)
 		total += weights[i];
@@ -97,7 +114,10 @@ experiment_variant(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	CatalogSwitchToOwner(&owner);
-	ret = SPI_execute_with_args("SELECT e.variants, e.weights FROM icpml.experiments AS e"
+	ret = SPI_execute_with_args(get_attnum(CatalogRelid("experiments"), "holdout") != InvalidAttrNumber ?
+								"SELECT e.variants, e.weights, e.holdout FROM icpml.experiments AS e"
+								" WHERE e.name OPERATOR(pg_catalog.=) $1" :
+								"SELECT e.variants, e.weights, 0::pg_catalog.float8 FROM icpml.experiments AS e"
 								" WHERE e.name OPERATOR(pg_catalog.=) $1", 1, argtypes, &arg, NULL, true, 1);
 	CatalogRestoreUser(&owner);
 	if (ret != SPI_OK_SELECT)
@@ -120,9 +140,16 @@ experiment_variant(PG_FUNCTION_ARGS)
 	weights = palloc(sizeof(double) * nw);
 	for (i = 0; i < nw; i++)
 		weights[i] = DatumGetFloat8(welems[i]);
-	chosen = ExperimentAssign(name, user, weights, nw);
+	chosen = ExperimentAssign(name, user, weights, nw,
+							  DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+														   3, &isnull)));
 
-	/* the result outlives SPI_finish: copy it into the caller's context */
+	/* the result outlives SPI_finish: make it in the caller's context */
+	if (chosen == EXPERIMENT_HOLDOUT)
+	{
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text("holdout"));
+	}
 	result = (text *) SPI_palloc(VARSIZE_ANY(DatumGetPointer(velems[chosen])));
 	memcpy(result, DatumGetPointer(velems[chosen]), VARSIZE_ANY(DatumGetPointer(velems[chosen])));
 	SPI_finish();

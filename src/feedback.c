@@ -312,6 +312,7 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 				ret;
 	HeapTuple	tup;
 	TupleDesc	desc;
+	char	   *scope;
 
 	if (!BanditReward(cfg, x->type, &reward))
 		return false;			/* not a rewarding type */
@@ -322,7 +323,7 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 		Oid			ftypes[3] = {INT8OID, FLOAT8OID, INT8OID};
 
 #define FEEDBACK_TARGET "SELECT p.recommendation_id, p.status OPERATOR(pg_catalog.=) 'pending'," \
-	" p.reward, p.context, p.rank FROM icpml.recommendations AS p" \
+	" p.reward, p.context, p.rank, p.state_scope FROM icpml.recommendations AS p" \
 	" WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.account_id OPERATOR(pg_catalog.=) $2" \
 	" AND p.status OPERATOR(pg_catalog.<>) 'expired' AND p.recommendation_id OPERATOR(pg_catalog.<=) $3" \
 	" AND p.served_at OPERATOR(pg_catalog.<=) $4" \
@@ -363,6 +364,7 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 		previous = 0.0;
 	context = SPI_getbinval(tup, desc, 4, &isnull);
 	rank = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+	scope = SPI_getvalue(tup, desc, 6);	/* NULL: the global state */
 	aggregate = FeedbackAggregate(cfg, pending, previous, reward);
 
 	if (!pending && aggregate == previous)
@@ -382,7 +384,7 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 
 	/* the change: the whole reward for a first one, the difference after */
 	FeedbackApply(ctx, &x->user, rec, x->account_id, context, rank,
-				  aggregate - previous, pending, seq);
+				  aggregate - previous, pending, seq, scope);
 	FeedbackEventAdd(ev, rec, x, reward, aggregate - previous, seq, true);
 	if (pending)
 		ctx->rewarded++;
@@ -636,6 +638,7 @@ typedef struct ExpiredRow
 	pg_uuid_t	user;
 	Datum		context;
 	int			rank;
+	char	   *scope;			/* the state it trains, NULL global */
 } ExpiredRow;
 
 static int
@@ -680,7 +683,7 @@ FeedbackExpire(FeedbackCtx *ctx, TimestampTz cutoff)
 									  " LIMIT " CppAsString2(FEEDBACK_BATCH) " FOR UPDATE)"
 									  " AND r.status OPERATOR(pg_catalog.=) 'pending'"
 									  " RETURNING r.user_id, r.context, r.finalize_seq, r.rank, r.account_id,"
-									  " r.recommendation_id", 2, etypes, 0);
+									  " r.recommendation_id, r.state_scope", 2, etypes, 0);
 	}
 	for (;;)
 	{
@@ -737,12 +740,13 @@ FeedbackExpire(FeedbackCtx *ctx, TimestampTz cutoff)
 			rows[i].rank = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 			rows[i].account = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 			rows[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+			rows[i].scope = SPI_getvalue(tup, desc, 7);
 		}
 		/* apply in the order the sequence numbered them */
 		qsort(rows, n, sizeof(ExpiredRow), FeedbackCompareSeq);
 		for (i = 0; i < n; i++)
 			FeedbackApply(ctx, &rows[i].user, rows[i].id, rows[i].account, rows[i].context,
-						  rows[i].rank, 0.0, true, rows[i].seq);
+						  rows[i].rank, 0.0, true, rows[i].seq, rows[i].scope);
 		total += n;
 		SPI_freetuptable(tt);
 		pfree(rows);

@@ -34,9 +34,11 @@ extern void FeedbackLockServing(const pg_uuid_t *user);
  * feedback_apply.c: one transaction's updates of the bandit.  A writer
  * begins (locking the global state when it updates it directly), applies
  * finalized impressions and reward changes (each counted once in the
- * user's state at once; in the global state at once or through the queue),
- * then finishes (queue rows, a fold when the global row is free, every
- * changed row written back).
+ * user's state at once; in the global state at once or through the queue,
+ * or in the experiment variant's own state named by the impression's
+ * state_scope at the end; a holdout impression, scope "none", in no state),
+ * then finishes (queue rows, variant states, a fold when the global row is
+ * free, every changed row written back).
  */
 typedef struct FeedbackCtx
 {
@@ -53,6 +55,10 @@ typedef struct FeedbackCtx
 	int64	   *q_id;
 	bool	   *q_first;
 	double	   *q_reward;
+	/* updates of experiment variants' own states, applied in FeedbackFinish */
+	int			nvariant;
+	int			maxvariant;
+	struct FeedbackVariantUpdate *v_updates;
 	/* counts for the caller */
 	int64		rewarded;		/* impressions rewarded for the first time */
 	int64		improved;		/* later interactions that changed a reward */
@@ -66,7 +72,7 @@ extern void FeedbackContext(Datum d, double *x);
 extern void FeedbackExamine(const BanditSettings *cfg, int rank, double *x);
 extern void FeedbackApply(FeedbackCtx *ctx, const pg_uuid_t *user, int64 recommendation_id,
 						  int64 account_id, Datum context, int rank, double reward,
-						  bool first, int64 update_seq);
+						  bool first, int64 update_seq, const char *scope);
 extern void FeedbackFinish(FeedbackCtx *ctx);
 
 /* Per-account sums of finalized impressions (feedback_apply.c). */

@@ -29,11 +29,18 @@
  * deletes what it applies under the global row lock: each update reaches
  * the global state exactly once.
  *
+ * Experiments with separate states: an impression whose state_scope names
+ * a variant (variant:<experiment>/<variant>) updates that state instead of
+ * the global one, always directly: the writer collects those updates and
+ * applies them in FeedbackFinish, locking the variant rows last, in scope
+ * order, each row's updates in number order.  A holdout impression (scope
+ * "none") updates no state, not even its user's or account_feedback.
+ *
  * Lock order (no cycles): the global row (immediate writers,
  * process_feedback, rebuild) -> bandit_queue (ROW EXCLUSIVE for queued
  * writers, taken in FeedbackBegin; EXCLUSIVE for rebuild) -> a user's state
- * row -> the user's impressions.  A queued writer never waits for the
- * global row.
+ * row -> the user's impressions -> variant state rows (in scope order).  A
+ * queued writer never waits for the global row.
  */
 #include "postgres.h"
 
@@ -56,6 +63,18 @@ typedef struct UserStateEntry
 	char		scope[48];		/* hash key */
 	BanditState state;
 } UserStateEntry;
+
+/* One update of an experiment variant's own state, applied in FeedbackFinish. */
+typedef struct FeedbackVariantUpdate
+{
+	char		scope[BANDIT_SCOPE_LEN];
+	int64		seq;
+	int64		account_id;
+	int			rank;
+	bool		first;
+	double		reward;
+	double		x[BANDIT_DIM];	/* the context, scaled by examination */
+} FeedbackVariantUpdate;
 
 /* Per-account sums of finalized impressions, flushed to icpml.account_feedback. */
 typedef struct AccountFeedbackEntry
@@ -248,20 +267,46 @@ FeedbackUpdate(BanditState *s, const double *x, double reward, bool first,
 }
 
 /*
- * Apply one update numbered update_seq: to the user's state at once, to the
- * global state at once or through the queue.  reward is the first reward
- * when first, else the change of the reward.
+ * Apply one update numbered update_seq: to the user's state at once; to the
+ * global state at once or through the queue, or, when scope names an
+ * experiment variant's state, to that state in FeedbackFinish; to nothing
+ * when scope is "none" (the holdout).  scope NULL is the global state.
+ * reward is the first reward when first, else the change of the reward.
  */
 void
 FeedbackApply(FeedbackCtx *ctx, const pg_uuid_t *user, int64 recommendation_id,
 			  int64 account_id, Datum context, int rank, double reward, bool first,
-			  int64 update_seq)
+			  int64 update_seq, const char *scope)
 {
 	double		x[BANDIT_DIM];
 
+	if (scope != NULL && strcmp(scope, BANDIT_SCOPE_NONE) == 0)
+		return;					/* held out: its feedback trains nothing */
 	FeedbackContext(context, x);
 	FeedbackExamine(ctx->cfg, rank, x);
 	FeedbackUpdate(FeedbackUserState(ctx, user), x, reward, first, ctx->cfg);
+	if (scope != NULL && strcmp(scope, "global") != 0)
+	{
+		FeedbackVariantUpdate *u;
+
+		if (ctx->nvariant == ctx->maxvariant)
+		{
+			ctx->maxvariant = Max(16, ctx->maxvariant * 2);
+			ctx->v_updates = ctx->v_updates == NULL ?
+				palloc(sizeof(FeedbackVariantUpdate) * ctx->maxvariant) :
+				repalloc(ctx->v_updates, sizeof(FeedbackVariantUpdate) * ctx->maxvariant);
+		}
+		u = &ctx->v_updates[ctx->nvariant++];
+		if (strlcpy(u->scope, scope, sizeof(u->scope)) >= sizeof(u->scope))
+			elog(ERROR, "bandit state scope \"%s\" is too long (please report a bug)", scope);
+		u->seq = update_seq;
+		u->account_id = account_id;
+		u->rank = rank;
+		u->first = first;
+		u->reward = reward;
+		memcpy(u->x, x, sizeof(x));
+		return;
+	}
 	if (ctx->have_global)
 	{
 		FeedbackUpdate(&ctx->global, x, reward, first, ctx->cfg);
@@ -400,10 +445,56 @@ FeedbackFold(FeedbackCtx *ctx)
 	}
 }
 
+/* Order of variant updates: by scope, then by number. */
+static int
+FeedbackCompareVariantUpdates(const void *a, const void *b)
+{
+	const FeedbackVariantUpdate *x = (const FeedbackVariantUpdate *) a;
+	const FeedbackVariantUpdate *y = (const FeedbackVariantUpdate *) b;
+	int			c = strcmp(x->scope, y->scope);
+
+	if (c != 0)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
+/*
+ * Apply the collected updates of experiment variants' own states: each
+ * row locked (created from the prior when missing) in scope order, its
+ * updates in number order, written back.
+ */
+static void
+FeedbackApplyVariants(FeedbackCtx *ctx)
+{
+	BanditState state;
+	int			i = 0;
+
+	if (ctx->nvariant == 0)
+		return;
+	qsort(ctx->v_updates, ctx->nvariant, sizeof(FeedbackVariantUpdate),
+		  FeedbackCompareVariantUpdates);
+	while (i < ctx->nvariant)
+	{
+		const char *scope = ctx->v_updates[i].scope;
+
+		CHECK_FOR_INTERRUPTS();
+		(void) BanditStateLoad(&state, scope, true, true, ctx->cfg);
+		for (; i < ctx->nvariant && strcmp(ctx->v_updates[i].scope, scope) == 0; i++)
+		{
+			FeedbackVariantUpdate *u = &ctx->v_updates[i];
+
+			FeedbackUpdate(&state, u->x, u->reward, u->first, ctx->cfg);
+			FeedbackAccountAdd(ctx->accounts, ctx->cfg, u->account_id, u->rank, u->reward, u->first);
+		}
+		BanditStateStore(&state);
+	}
+	ctx->nvariant = 0;
+}
+
 /*
  * Write back what the transaction changed: its queue rows, every user
- * state, then (when the global row is held or free) the folded global
- * state, and the account sums.
+ * state, the variants' own states, then (when the global row is held or
+ * free) the folded global state, and the account sums.
  */
 void
 FeedbackFinish(FeedbackCtx *ctx)
@@ -416,6 +507,7 @@ FeedbackFinish(FeedbackCtx *ctx)
 	while ((e = hash_seq_search(&seq)) != NULL)
 		if (e->state.dirty)
 			BanditStateStore(&e->state);
+	FeedbackApplyVariants(ctx);
 	/* a writer that queued folds if no one else is folding: it never waits */
 	if (!ctx->have_global && ctx->nqueued > 0)
 		ctx->have_global = BanditStateLoadIfFree(&ctx->global, "global", ctx->cfg);

@@ -7,7 +7,11 @@
  * icpml.feedback_events (each later change of a reward, numbered
  * update_seq; an impression's first event carries its first reward and the
  * same number as finalize_seq).  The replay applies them in number order,
- * per state: the global state in one stream, every user's state in its own.
+ * per state: the global state in one stream (impressions whose state_scope
+ * is NULL), every experiment variant's own state in its own (state_scope
+ * variant:<experiment>/<variant>), every user's state in its own; holdout
+ * impressions (state_scope 'none') train no state and count in no
+ * account's sums.
  * Immediate updates were numbered in the order they were applied, so the
  * replay repeats exactly the same floating-point operations; queued updates
  * may have been folded in another order, which changes only rounding (A and
@@ -42,39 +46,56 @@ PG_FUNCTION_INFO_V1(rebuild_bandit_state);
 
 /*
  * The log as one stream of updates: (seq, context, reward, rank, first,
- * user_id); reward is the first reward (first) or the change.  A first
- * reward is its first event's (0.3.0 rows have no events: their reward).
+ * user_id, scope); reward is the first reward (first) or the change.  A
+ * first reward is its first event's (0.3.0 rows have no events: their
+ * reward).  scope is the impression's state_scope (NULL: global).
  */
 #define FEEDBACK_LOG_STREAM \
 	"SELECT r.finalize_seq AS seq, r.context, COALESCE(f.delta, r.reward, 0) AS reward," \
-	" r.rank, true AS first, r.user_id FROM icpml.recommendations AS r" \
+	" r.rank, true AS first, r.user_id, r.state_scope AS scope FROM icpml.recommendations AS r" \
 	" LEFT JOIN icpml.feedback_events AS f" \
 	" ON f.recommendation_id OPERATOR(pg_catalog.=) r.recommendation_id" \
 	" AND f.update_seq OPERATOR(pg_catalog.=) r.finalize_seq" \
 	" WHERE r.finalize_seq IS NOT NULL" FEEDBACK_SAME_DIM("r.context") \
-	" UNION ALL SELECT e.update_seq, r.context, e.delta, r.rank, false, r.user_id" \
+	" UNION ALL SELECT e.update_seq, r.context, e.delta, r.rank, false, r.user_id, r.state_scope" \
 	" FROM icpml.feedback_events AS e JOIN icpml.recommendations AS r" \
 	" ON r.recommendation_id OPERATOR(pg_catalog.=) e.recommendation_id" \
 	" WHERE e.update_seq IS NOT NULL AND e.update_seq OPERATOR(pg_catalog.<>) r.finalize_seq" \
 	FEEDBACK_SAME_DIM("r.context")
 
-/* Replay the log's updates into the global or every user's state; the first rewards replayed. */
+/* The streams FeedbackReplay replays. */
+typedef enum FeedbackStream
+{
+	STREAM_GLOBAL,				/* the global state's */
+	STREAM_USERS,				/* every user's state, one after the other */
+	STREAM_VARIANTS				/* every experiment variant's own state */
+} FeedbackStream;
+
+/* Replay the log's updates into the global state or every user's or variant's; the first rewards replayed. */
 static int64
-FeedbackReplay(bool per_user, const BanditSettings *cfg, BanditState *global)
+FeedbackReplay(FeedbackStream stream, const BanditSettings *cfg, BanditState *global)
 {
 	Portal		portal;
 	int64		count = 0;
 	BanditState user;
-	char		scope[48] = "";
+	char		scope[BANDIT_SCOPE_LEN] = "";
+	bool		per_user = stream != STREAM_GLOBAL;
 	MemoryContext replaycxt = AllocSetContextCreate(CurrentMemoryContext, "icpml replay",
 													ALLOCSET_DEFAULT_SIZES);
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   per_user ?
+									   stream == STREAM_USERS ?
 									   "SELECT s.context, s.reward, s.rank, s.first, s.user_id FROM ("
-									   FEEDBACK_LOG_STREAM ") AS s ORDER BY s.user_id, s.seq" :
+									   FEEDBACK_LOG_STREAM ") AS s"
+									   " WHERE (s.scope IS NULL OR s.scope OPERATOR(pg_catalog.<>) '" BANDIT_SCOPE_NONE "')"
+									   " ORDER BY s.user_id, s.seq" :
+									   stream == STREAM_VARIANTS ?
+									   "SELECT s.context, s.reward, s.rank, s.first, s.scope FROM ("
+									   FEEDBACK_LOG_STREAM ") AS s"
+									   " WHERE s.scope OPERATOR(pg_catalog.~~) 'variant:%'"
+									   " ORDER BY s.scope, s.seq" :
 									   "SELECT s.context, s.reward, s.rank, s.first FROM ("
-									   FEEDBACK_LOG_STREAM ") AS s ORDER BY s.seq",
+									   FEEDBACK_LOG_STREAM ") AS s WHERE s.scope IS NULL ORDER BY s.seq",
 									   0, NULL, NULL, NULL, true, 0);
 	memset(&user, 0, sizeof(user));
 	for (;;)
@@ -108,9 +129,12 @@ FeedbackReplay(bool per_user, const BanditSettings *cfg, BanditState *global)
 			first = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 			if (per_user)
 			{
-				char		next[48];
+				char		next[BANDIT_SCOPE_LEN];
 
-				BanditUserScope(DatumGetUUIDP(SPI_getbinval(tup, desc, 5, &isnull)), next);
+				if (stream == STREAM_USERS)
+					BanditUserScope(DatumGetUUIDP(SPI_getbinval(tup, desc, 5, &isnull)), next);
+				else
+					strlcpy(next, SPI_getvalue(tup, desc, 5), sizeof(next));
 				if (strcmp(next, scope) != 0)
 				{
 					MemoryContext old;
@@ -152,7 +176,8 @@ FeedbackReplayAccounts(const BanditSettings *cfg)
 	HTAB	   *accounts = FeedbackAccountsCreate();
 	Portal		portal = SPI_cursor_open_with_args(NULL, "SELECT account_id, rank, reward"
 												   " FROM icpml.recommendations"
-												   " WHERE finalize_seq IS NOT NULL",
+												   " WHERE finalize_seq IS NOT NULL"
+												   " AND (state_scope IS NULL OR state_scope OPERATOR(pg_catalog.<>) '" BANDIT_SCOPE_NONE "')",
 												   0, NULL, NULL, NULL, true, 0);
 
 	for (;;)
@@ -222,8 +247,9 @@ rebuild_bandit_state(PG_FUNCTION_ARGS)
 	FeedbackFlushAccounts(FeedbackReplayAccounts(cfg));
 
 	BanditStateInitPrior(&global, "global", BANDIT_DIM, cfg);
-	count = FeedbackReplay(false, cfg, &global);
-	(void) FeedbackReplay(true, cfg, NULL);
+	count = FeedbackReplay(STREAM_GLOBAL, cfg, &global);
+	count += FeedbackReplay(STREAM_VARIANTS, cfg, NULL);
+	(void) FeedbackReplay(STREAM_USERS, cfg, NULL);
 	BanditStateStore(&global);
 
 	CatalogRestoreUser(&owner);

@@ -25,9 +25,13 @@
  *               largest contributions.
  *
  * Experiments: while one runs (icpml.experiments) and the caller passes no
- * policy, the user's hashed variant (experiments.c) chooses the policy, and
- * the experiment and variant are logged with every row and named in the
- * reason.
+ * policy, the user's hashed variant (experiments.c) chooses the policy and,
+ * with separate states, the shared state the call ranks with (the
+ * variant's own); the experiment, the variant and the state the feedback
+ * will train (state_scope) are logged with every row, and the experiment
+ * and variant named in the reason.  A held-out user gets the holdout
+ * policy, ranked with the global state, logged as variant 'holdout' with
+ * state_scope 'none'.
  *
  * Memory: everything lives in the SPI procedure context and goes away at
  * SPI_finish; the result rows are copied into the tuplestore before that.
@@ -226,6 +230,40 @@ RecommendLoadFatigue(RecommendCall *call)
 	(void) RecommendOwnerScan(plan_fatigue, args, true, RecommendFatigueRow, &scan, "icpml.recommendations");
 }
 
+/* The variant the call is logged with: NULL outside experiments. */
+static const char *
+RecommendVariantName(RecommendCall *call)
+{
+	if (call->variant == EXPERIMENT_HOLDOUT)
+		return BANDIT_HOLDOUT;
+	return call->variant >= 0 ? call->cfg->variants[call->variant] : NULL;
+}
+
+/*
+ * The shared state the call ranks with: the variant's own while an
+ * experiment with separate states assigns the user one, else the global
+ * state (also for the holdout, which ranks with it but never trains it).
+ */
+static const char *
+RecommendSharedScope(RecommendCall *call)
+{
+	return call->variant >= 0 ? call->cfg->variant_scopes[call->variant] : "global";
+}
+
+/*
+ * The state_scope logged with the rows, the shared state their feedback
+ * trains: NULL for the global one, "none" for the holdout.
+ */
+static const char *
+RecommendTrainedScope(RecommendCall *call)
+{
+	if (call->variant == EXPERIMENT_HOLDOUT)
+		return BANDIT_SCOPE_NONE;
+	if (call->variant >= 0 && strcmp(call->cfg->variant_scopes[call->variant], "global") != 0)
+		return call->cfg->variant_scopes[call->variant];
+	return NULL;
+}
+
 /* The shared and the user's bandit state, for ranking (as the owner). */
 static void
 RecommendLoadStates(RecommendCall *call)
@@ -236,7 +274,7 @@ RecommendLoadStates(RecommendCall *call)
 	if (call->ncand == 0)
 		return;
 	CatalogSwitchToOwner(&owner);
-	(void) BanditStateLoad(&call->global_state, "global", false, false, call->cfg);
+	(void) BanditStateLoad(&call->global_state, RecommendSharedScope(call), false, false, call->cfg);
 	BanditUserScope(call->user, scope);
 	(void) BanditStateLoad(&call->user_state, scope, false, false, call->cfg);
 	CatalogRestoreUser(&owner);
@@ -339,12 +377,12 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	}
 	appendStringInfo(&buf, "],\"exploration\":%s,\"policy\":\"%s\"",
 					 explored ? "true" : "false", BanditPolicyName(call->policy));
-	if (call->variant >= 0)
+	if (RecommendVariantName(call) != NULL)
 	{
 		appendStringInfoString(&buf, ",\"experiment\":");
 		escape_json(&buf, call->cfg->experiment);
 		appendStringInfoString(&buf, ",\"variant\":");
-		escape_json(&buf, call->cfg->variants[call->variant]);
+		escape_json(&buf, RecommendVariantName(call));
 	}
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
@@ -381,20 +419,22 @@ RecommendCheckFinite(RecommendCall *call)
 }
 
 /*
- * The log's INSERT for what the installed SQL has: experiments (0.3.0+) and
- * the retrieval source (0.4.0+), as a bit mask.
+ * The log's INSERT for what the installed SQL has: experiments (0.3.0+),
+ * the retrieval source and the trained state's scope (0.4.0+), as a bit
+ * mask.
  */
 #define LOG_EXPERIMENTS 1
 #define LOG_SOURCE 2
-static SPIPlanPtr plan_logs[4];
+#define LOG_SCOPE 4
+static SPIPlanPtr plan_logs[8];
 
-/* Does icpml.recommendations have a source column (0.4.0 SQL)? */
+/* Does icpml.recommendations have this column (0.4.0 SQL)? */
 static bool
-RecommendLogHasSource(void)
+RecommendLogHas(const char *column)
 {
 	Oid			relid = CatalogRelid("recommendations");
 
-	return get_attnum(relid, "source") != InvalidAttrNumber;
+	return get_attnum(relid, column) != InvalidAttrNumber;
 }
 
 /* Phase 5: log the served rows (as the owner); fills their ids. */
@@ -409,26 +449,28 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	Datum	   *mu = palloc(sizeof(Datum) * kk);
 	Datum	   *pr = palloc(sizeof(Datum) * kk);
 	Datum	   *src = palloc(sizeof(Datum) * kk);
-	Datum		args[13];
-	char		nulls[13];
+	Datum		args[14];
+	char		nulls[14];
 	int			j,
 				t,
 				ret,
 				which = (call->cfg->has_experiments ? LOG_EXPERIMENTS : 0) |
-		(RecommendLogHasSource() ? LOG_SOURCE : 0);
+		(RecommendLogHas("source") ? LOG_SOURCE : 0) |
+		(RecommendLogHas("state_scope") ? LOG_SCOPE : 0);
+	const char *trained = RecommendTrainedScope(call);
 	uint64		i;
 	CatalogOwnerState owner;
 
 	if (plan_logs[which] == NULL)
 	{
-		Oid			argtypes[13] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
+		Oid			argtypes[14] = {UUIDOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, FLOAT4ARRAYOID,
 			INT4OID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8OID, TEXTOID, TEXTOID,
-		TEXTARRAYOID};
+		TEXTARRAYOID, TEXTOID};
 		const char *insert = "INSERT INTO icpml.recommendations AS r (user_id, account_id, rank,"
-			" policy, context, score, expected_reward, propensity, state_version%s%s)"
+			" policy, context, score, expected_reward, propensity, state_version%s%s%s)"
 			" SELECT $1, u.account_id, u.rank, $4,"
 			" $5[(((u.rank OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $6) OPERATOR(pg_catalog.+) 1)"
-			" : (u.rank OPERATOR(pg_catalog.*) $6)], u.score, u.mu, u.p, $10%s%s"
+			" : (u.rank OPERATOR(pg_catalog.*) $6)], u.score, u.mu, u.p, $10%s%s%s"
 			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($7),"
 			" pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($13))"
 			" AS u(account_id, rank, score, mu, p, source)"
@@ -437,9 +479,11 @@ RecommendLog(RecommendCall *call, int64 *ids)
 		plan_logs[which] = CatalogKeepPlan(psprintf(insert,
 													(which & LOG_EXPERIMENTS) ? ", experiment, variant" : "",
 													(which & LOG_SOURCE) ? ", source" : "",
+													(which & LOG_SCOPE) ? ", state_scope" : "",
 													(which & LOG_EXPERIMENTS) ? ", $11, $12" : "",
-													(which & LOG_SOURCE) ? ", u.source" : ""),
-										   13, argtypes, 0);
+													(which & LOG_SOURCE) ? ", u.source" : "",
+													(which & LOG_SCOPE) ? ", $14" : ""),
+										   14, argtypes, 0);
 	}
 
 	for (j = 0; j < kk; j++)
@@ -468,15 +512,22 @@ RecommendLog(RecommendCall *call, int64 *ids)
 	args[9] = Int64GetDatum(call->state_version);
 	args[12] = PointerGetDatum(construct_array(src, kk, TEXTOID, -1, false, TYPALIGN_INT));
 	memset(nulls, ' ', sizeof(nulls));
-	if (call->variant >= 0)
+	if (RecommendVariantName(call) != NULL)
 	{
 		args[10] = CStringGetTextDatum(call->cfg->experiment);
-		args[11] = CStringGetTextDatum(call->cfg->variants[call->variant]);
+		args[11] = CStringGetTextDatum(RecommendVariantName(call));
 	}
 	else
 	{
 		args[10] = args[11] = (Datum) 0;
 		nulls[10] = nulls[11] = 'n';
+	}
+	if (trained != NULL)
+		args[13] = CStringGetTextDatum(trained);
+	else
+	{
+		args[13] = (Datum) 0;
+		nulls[13] = 'n';
 	}
 
 	/* attribution by commit order: feedback for this user waits for this list */
@@ -586,8 +637,10 @@ RecommendRetrieve(RecommendCall *call)
 		if (call->cfg->experiment != NULL)
 		{
 			call->variant = ExperimentAssign(call->cfg->experiment, call->user,
-											 call->cfg->variant_weights, call->cfg->n_variants);
-			call->policy = call->cfg->variant_policies[call->variant];
+											 call->cfg->variant_weights, call->cfg->n_variants,
+											 call->cfg->holdout);
+			call->policy = call->variant == EXPERIMENT_HOLDOUT ? call->cfg->holdout_policy :
+				call->cfg->variant_policies[call->variant];
 		}
 	}
 	if (call->M == 0)

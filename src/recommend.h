@@ -185,7 +185,8 @@ typedef struct RecommendCall
 	BanditState global_state;	/* the shared bandit state */
 	BanditState user_state;	/* the user's bandit state */
 	int64		state_version;
-	int			variant;		/* index in cfg->variants, -1 outside experiments */
+	int			variant;		/* index in cfg->variants, -1 outside experiments,
+								 * EXPERIMENT_HOLDOUT (experiments.h) held out */
 	MemoryContext rowcxt;		/* per feature row scratch, reset after each */
 } RecommendCall;
 

@@ -146,7 +146,8 @@ CREATE SEQUENCE icpml.bandit_state_version_seq;
 
 CREATE TABLE icpml.bandit_state (
   scope                  text PRIMARY KEY
-                           CHECK (scope = 'global' OR scope ~ '^user:[0-9a-f-]{36}$'),
+                           CHECK (scope = 'global' OR scope ~ '^user:[0-9a-f-]{36}$'
+                                  OR scope ~ '^variant:[a-z0-9][a-z0-9_-]{0,62}/[a-z0-9][a-z0-9_-]{0,62}$'),
   dim                    integer NOT NULL CHECK (dim BETWEEN 1 AND 64),
   a                      double precision[] NOT NULL,
   b                      double precision[] NOT NULL,
@@ -158,7 +159,7 @@ CREATE TABLE icpml.bandit_state (
 );
 
 COMMENT ON TABLE icpml.bandit_state IS
-  'Sufficient statistics of the ridge-regression bandit: A = lambda I + sum x x'' (dim x dim), b = sum r x, chol = lower Cholesky factor of A, n = updates; scope global (shared model) or user:<uuid> (personalisation)';
+  'Sufficient statistics of the ridge-regression bandit: A = lambda I + sum x x'' (dim x dim), b = sum r x, chol = lower Cholesky factor of A, n = updates; scope global (shared model), variant:<experiment>/<variant> (an experiment variant''s own shared model) or user:<uuid> (personalisation)';
 
 CREATE TABLE icpml.account_feedback (
   account_id  bigint PRIMARY KEY,
@@ -193,6 +194,7 @@ CREATE TABLE icpml.recommendations (
   experiment            text,
   variant               text,
   source                text,
+  state_scope           text,
   CHECK ((status = 'pending') = (finalize_seq IS NULL)),
   CHECK ((experiment IS NULL) = (variant IS NULL))
 );
@@ -208,9 +210,11 @@ COMMENT ON COLUMN icpml.recommendations.finalized_at IS
 COMMENT ON COLUMN icpml.recommendations.experiment IS
   'The experiment (icpml.experiments) that chose the policy of this row; NULL outside experiments';
 COMMENT ON COLUMN icpml.recommendations.variant IS
-  'The experiment''s variant (policy) the user is assigned to; NULL outside experiments';
+  'The experiment''s variant the user is assigned to (holdout for a held-out user); NULL outside experiments';
 COMMENT ON COLUMN icpml.recommendations.source IS
   'The retrieval source the account came from (e.g. icp, affinity, fresh, explore); NULL when not logged (rows served before sources existed)';
+COMMENT ON COLUMN icpml.recommendations.state_scope IS
+  'The shared bandit state this impression''s feedback trains: NULL the global one, variant:<experiment>/<variant> an experiment variant''s own, none a holdout impression (trains no state at all)';
 
 -- attribution: the most recent open impression of (user, account)
 CREATE INDEX recommendations_open_idx ON icpml.recommendations

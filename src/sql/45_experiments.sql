@@ -4,26 +4,57 @@
 -- variant the user is assigned to (a hash of the experiment's name and the
 -- user id, split by weight: the same user always gets the same variant) and
 -- logs the experiment and the variant with every served row.
+--
+-- Variants are labels, each serving a policy (policies; two variants may
+-- serve the same one: an A/A test).  With separate_state (the default) each
+-- variant ranks with and trains its own shared bandit state
+-- (bandit_state scope variant:<experiment>/<variant>, starting from the
+-- prior), so no variant learns from another's traffic; users keep their own
+-- state (a user is in one variant).  A holdout share of users, decided by a
+-- second hash before the split, is served holdout_policy and logged with
+-- variant 'holdout'; its feedback trains no state at all
+-- (docs/experiments.md).
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE icpml.experiments (
-  name        text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
-  variants    text[] NOT NULL
-                CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL
-                       AND variants <@ ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random']),
-  weights     double precision[] NOT NULL
-                CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights)
-                       AND 'Infinity' > ALL (weights)),
-  status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stopped')),
-  description text,
-  started_at  timestamptz NOT NULL DEFAULT now(),
-  stopped_at  timestamptz,
+  name           text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+  variants       text[] NOT NULL
+                   CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL),
+  weights        double precision[] NOT NULL
+                   CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights)
+                          AND 'Infinity' > ALL (weights)),
+  status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stopped')),
+  description    text,
+  started_at     timestamptz NOT NULL DEFAULT now(),
+  stopped_at     timestamptz,
+  policies       text[] NOT NULL
+                   CHECK (array_position(policies, NULL) IS NULL
+                          AND policies <@ ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random']),
+  separate_state boolean NOT NULL DEFAULT true,
+  holdout        double precision NOT NULL DEFAULT 0 CHECK (holdout >= 0 AND holdout < 1),
+  holdout_policy text NOT NULL DEFAULT 'icp'
+                   CHECK (holdout_policy IN ('linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random')),
+  promoted       text,
   CHECK (cardinality(weights) = cardinality(variants)),
-  CHECK ((status = 'stopped') = (stopped_at IS NOT NULL))
+  CHECK ((status = 'stopped') = (stopped_at IS NOT NULL)),
+  CONSTRAINT experiments_variant_labels_check
+    CHECK (cardinality(policies) = cardinality(variants)
+           AND NOT 'holdout' = ANY (variants)
+           AND (promoted IS NULL OR promoted = ANY (variants)))
 );
 
 COMMENT ON TABLE icpml.experiments IS
-  'A/B tests between recommendation policies: variants (policy names), their weights, running or stopped; at most one runs at a time';
+  'A/B tests between recommendation policies: variants (labels), the policy each serves, their weights, running or stopped; at most one runs at a time';
+COMMENT ON COLUMN icpml.experiments.policies IS
+  'The policy each variant serves (two variants may serve the same policy: an A/A test)';
+COMMENT ON COLUMN icpml.experiments.separate_state IS
+  'Each variant ranks with and trains its own shared bandit state (scope variant:<experiment>/<variant>); false: every variant shares the global state';
+COMMENT ON COLUMN icpml.experiments.holdout IS
+  'Share of users held out (decided before the split): served holdout_policy, logged with variant holdout, their feedback trains no state';
+COMMENT ON COLUMN icpml.experiments.holdout_policy IS
+  'The fixed baseline policy the holdout is served';
+COMMENT ON COLUMN icpml.experiments.promoted IS
+  'The variant promote_variant() made the default, NULL when none was promoted';
 
 CREATE UNIQUE INDEX experiments_one_running ON icpml.experiments ((true)) WHERE status = 'running';
 
@@ -32,8 +63,9 @@ CREATE TRIGGER experiments_invalidate
   FOR EACH STATEMENT EXECUTE FUNCTION icpml.invalidate_cache();
 
 -- Distinct variants, and an experiment's design fixed once it exists:
--- changing variants or weights would move users between variants and void
--- the comparison and the sample-ratio check.
+-- changing variants, policies, weights, the state option or the holdout
+-- would move users between variants or states and void the comparison and
+-- the sample-ratio check.
 CREATE FUNCTION icpml.experiments_guard()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -45,11 +77,20 @@ BEGIN
     RAISE EXCEPTION 'variants must be distinct: %', NEW.variants
       USING ERRCODE = 'check_violation';
   END IF;
-  -- (the four columns are NOT NULL: <> is IS DISTINCT FROM here)
+  IF EXISTS (SELECT FROM pg_catalog.unnest(NEW.variants) AS v
+             WHERE v OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$') THEN
+    RAISE EXCEPTION 'invalid variant name in %', NEW.variants
+      USING ERRCODE = 'check_violation';
+  END IF;
+  -- (these columns are NOT NULL: <> is IS DISTINCT FROM here)
   IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
      AND (NEW.name OPERATOR(pg_catalog.<>) OLD.name OR NEW.variants OPERATOR(pg_catalog.<>) OLD.variants
           OR NEW.weights OPERATOR(pg_catalog.<>) OLD.weights
-          OR NEW.started_at OPERATOR(pg_catalog.<>) OLD.started_at) THEN
+          OR NEW.started_at OPERATOR(pg_catalog.<>) OLD.started_at
+          OR NEW.policies OPERATOR(pg_catalog.<>) OLD.policies
+          OR NEW.separate_state OPERATOR(pg_catalog.<>) OLD.separate_state
+          OR NEW.holdout OPERATOR(pg_catalog.<>) OLD.holdout
+          OR NEW.holdout_policy OPERATOR(pg_catalog.<>) OLD.holdout_policy) THEN
     RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Stop it and start a new experiment under another name.';
@@ -59,7 +100,7 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.experiments_guard() IS
-  'Trigger on icpml.experiments: distinct variants; name, variants, weights and start fixed once inserted';
+  'Trigger on icpml.experiments: distinct variant names; name, variants, policies, weights, state option, holdout and start fixed once inserted';
 
 CREATE TRIGGER experiments_guard
   BEFORE INSERT OR UPDATE ON icpml.experiments
@@ -72,14 +113,19 @@ CREATE FUNCTION icpml.start_experiment(
   name text,
   variants text[],
   weights double precision[] DEFAULT NULL,
-  description text DEFAULT NULL)
+  description text DEFAULT NULL,
+  policies text[] DEFAULT NULL,
+  separate_state boolean DEFAULT true,
+  holdout double precision DEFAULT 0,
+  holdout_policy text DEFAULT 'icp')
 RETURNS icpml.experiments
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  policies constant pg_catalog.text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
+  known constant pg_catalog.text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
   w double precision[] := weights;
+  p pg_catalog.text[] := policies;
   v pg_catalog.text;
   running pg_catalog.text;
   result icpml.experiments;
@@ -96,18 +142,43 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Pass the policies to compare, the control first: ARRAY[''linucb'', ''thompson''].';
   END IF;
-  FOREACH v IN ARRAY variants LOOP
-    IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (policies) THEN
-      RAISE EXCEPTION 'unknown policy "%" in variants', v
+  IF p IS NULL THEN
+    -- the variants name their policies (0.3.0's form)
+    FOREACH v IN ARRAY variants LOOP
+      IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (known) THEN
+        RAISE EXCEPTION 'unknown policy "%" in variants', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A variant is a policy (linucb, thompson, greedy, epsilon_greedy, icp or random), or a label with policies => ARRAY[...] saying what each serves.';
+      END IF;
+    END LOOP;
+    p := variants;
+  ELSE
+    FOREACH v IN ARRAY variants LOOP
+      IF v IS NULL OR v OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$' OR v OPERATOR(pg_catalog.=) 'holdout' THEN
+        RAISE EXCEPTION 'invalid variant name "%"', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit; holdout is reserved.';
+      END IF;
+    END LOOP;
+    IF pg_catalog.array_ndims(p) OPERATOR(pg_catalog.<>) 1
+       OR pg_catalog.cardinality(p) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
+      RAISE EXCEPTION 'policies must name % policies, one per variant', pg_catalog.cardinality(variants)
         USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'A variant is a policy: linucb, thompson, greedy, epsilon_greedy, icp or random.';
+              HINT = 'policies[i] is the policy variants[i] serves; omit it when the variants are policy names.';
     END IF;
-  END LOOP;
+    FOREACH v IN ARRAY p LOOP
+      IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (known) THEN
+        RAISE EXCEPTION 'unknown policy "%" in policies', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A policy is linucb, thompson, greedy, epsilon_greedy, icp or random.';
+      END IF;
+    END LOOP;
+  END IF;
   IF (SELECT pg_catalog.count(DISTINCT u) FROM pg_catalog.unnest(variants) AS u)
      OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
     RAISE EXCEPTION 'variants must be distinct: %', variants
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'List each policy once; weights set how many users each gets.';
+            HINT = 'List each variant once; weights set how many users each gets (two variants may serve one policy through policies).';
   END IF;
   IF w IS NULL THEN
     w := pg_catalog.array_fill(1.0::double precision, ARRAY[pg_catalog.cardinality(variants)]);
@@ -120,6 +191,21 @@ BEGIN
     RAISE EXCEPTION 'weights must be % positive finite numbers, one per variant', pg_catalog.cardinality(variants)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Omit weights for an even split.';
+  END IF;
+  IF separate_state IS NULL THEN
+    RAISE EXCEPTION 'separate_state must not be NULL'
+      USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'true: each variant learns in its own state (the default); false: the variants share the global state.';
+  END IF;
+  IF holdout IS NULL OR NOT (holdout OPERATOR(pg_catalog.>=) 0 AND holdout OPERATOR(pg_catalog.<) 1) THEN
+    RAISE EXCEPTION 'holdout must be a share in [0, 1), not %', holdout
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The share of users held out, e.g. 0.05; 0 for none.';
+  END IF;
+  IF holdout_policy IS NULL OR NOT holdout_policy OPERATOR(pg_catalog.=) ANY (known) THEN
+    RAISE EXCEPTION 'unknown holdout policy "%"', holdout_policy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The holdout is served a fixed baseline: icp (the default), random, or another policy.';
   END IF;
 
   -- one start at a time: the checks below and the insert see the same table
@@ -137,8 +223,10 @@ BEGIN
   END IF;
 
   BEGIN
-    INSERT INTO icpml.experiments AS e (name, variants, weights, description)
-    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
+    INSERT INTO icpml.experiments AS e (name, variants, weights, description, policies, separate_state,
+                                        holdout, holdout_policy)
+    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description, p,
+            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy)
     RETURNING e.* INTO result;
   EXCEPTION WHEN unique_violation THEN
     -- a concurrent start committed after this transaction's snapshot
@@ -150,8 +238,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION icpml.start_experiment(text, text[], double precision[], text) IS
-  'Start an A/B test between recommendation policies (the first variant is the control; weights default to an even split): recommend_accounts(policy => NULL) serves each user the policy of their hashed variant';
+COMMENT ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text) IS
+  'Start an A/B test (the first variant is the control; weights default to an even split; variants are policy names, or labels with policies => saying what each serves): recommend_accounts(policy => NULL) serves each user the policy of their hashed variant; separate_state gives each variant its own shared bandit state; a holdout share is served holdout_policy and trains nothing';
 
 CREATE FUNCTION icpml.stop_experiment(name text)
 RETURNS icpml.experiments
@@ -180,6 +268,67 @@ $$;
 
 COMMENT ON FUNCTION icpml.stop_experiment(text) IS
   'Stop the running experiment: recommend_accounts goes back to the default policy; the results stay';
+
+-- Promote an experiment's winner in one call: the experiment stops (if it
+-- runs), the variant's policy becomes bandit_settings.default_policy, and
+-- with separate states the variant's impressions join the global state's
+-- stream (their state_scope becomes NULL) and the states are rebuilt from
+-- the log, so the shared model continues from what it had plus what the
+-- winner learned (rebuild_bandit_state() reads the whole log once).  The
+-- other variants' impressions keep their own scopes; the holdout's train
+-- nothing.
+CREATE FUNCTION icpml.promote_variant(experiment text, variant text)
+RETURNS icpml.experiments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  e icpml.experiments;
+  i integer;
+  scope pg_catalog.text;
+BEGIN
+  SELECT x.* INTO e FROM icpml.experiments AS x
+  WHERE x.name OPERATOR(pg_catalog.=) promote_variant.experiment FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'experiment "%" does not exist', experiment
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT name, status FROM icpml.experiments lists them.';
+  END IF;
+  i := pg_catalog.array_position(e.variants, promote_variant.variant);
+  IF i IS NULL THEN
+    RAISE EXCEPTION 'experiment "%" has no variant "%"', experiment, variant
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = pg_catalog.format('Its variants are %s; the holdout cannot be promoted.',
+                                     pg_catalog.array_to_string(e.variants, ', '));
+  END IF;
+  IF e.promoted IS NOT NULL THEN
+    RAISE EXCEPTION 'experiment "%" already promoted variant "%"', experiment, e.promoted
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A promotion happens once; set icpml.bandit_settings.default_policy to change the policy again.';
+  END IF;
+
+  UPDATE icpml.experiments AS x
+  SET promoted = promote_variant.variant,
+      status = 'stopped',
+      stopped_at = COALESCE(x.stopped_at, pg_catalog.now())
+  WHERE x.name OPERATOR(pg_catalog.=) e.name
+  RETURNING x.* INTO e;
+
+  UPDATE icpml.bandit_settings SET default_policy = e.policies[i];
+
+  IF e.separate_state THEN
+    scope := 'variant:' OPERATOR(pg_catalog.||) e.name OPERATOR(pg_catalog.||) '/'
+             OPERATOR(pg_catalog.||) promote_variant.variant;
+    UPDATE icpml.recommendations AS r SET state_scope = NULL
+    WHERE r.experiment OPERATOR(pg_catalog.=) e.name AND r.state_scope OPERATOR(pg_catalog.=) scope;
+    PERFORM icpml.rebuild_bandit_state();
+  END IF;
+  RETURN e;
+END
+$$;
+
+COMMENT ON FUNCTION icpml.promote_variant(text, text) IS
+  'Promote an experiment''s winning variant: stop the experiment, make its policy the default, and (separate states) merge what it learned into the global bandit state (its impressions join the global stream; the states are rebuilt from the log)';
 
 CREATE FUNCTION icpml.experiment_variant(experiment text, user_id uuid)
 RETURNS text
@@ -261,8 +410,10 @@ COMMENT ON FUNCTION icpml.msprt_p_value(double precision, double precision, doub
 -- slope of y on x, and a variant's adjusted rate is rate - theta (mean x of
 -- the variant - mean x of all), with variance var(y - theta x) / k.  The
 -- sample-ratio check compares the users each variant served with the
--- weights (chi-square): a small p (< 0.001) means assignment or logging is
--- broken and the comparison should not be trusted.  as_of: the results as
+-- weights and the holdout share (chi-square): a small p (< 0.001) means
+-- assignment or logging is broken and the comparison should not be
+-- trusted.  The holdout, when there is one, is the last row (weight NULL),
+-- compared with the control like a variant.  as_of: the results as
 -- they stood then (impressions served and finalized by that time).
 CREATE FUNCTION icpml.experiment_results(
   name text,
@@ -303,10 +454,18 @@ BEGIN
   END IF;
   RETURN QUERY
   WITH v AS (
-    SELECT u.variant, u.weight, u.ord
+    -- the variants, then the holdout (when there is one); share: the
+    -- expected share of the users, for the sample-ratio check
+    SELECT u.variant, u.weight, u.ord,
+           ((1 OPERATOR(pg_catalog.-) e.holdout) OPERATOR(pg_catalog.*) u.weight)
+             OPERATOR(pg_catalog./) (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(e.weights) AS x) AS share
     FROM icpml.experiments AS e,
          ROWS FROM (pg_catalog.unnest(e.variants), pg_catalog.unnest(e.weights)) WITH ORDINALITY AS u(variant, weight, ord)
     WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name
+    UNION ALL
+    SELECT 'holdout', NULL, pg_catalog.cardinality(e.variants) OPERATOR(pg_catalog.+) 1, e.holdout
+    FROM icpml.experiments AS e
+    WHERE e.name OPERATOR(pg_catalog.=) experiment_results.name AND e.holdout OPERATOR(pg_catalog.>) 0
   ), served AS (
     SELECT r.variant, r.user_id, r.reward,
            r.status OPERATOR(pg_catalog.<>) 'pending' AND (experiment_results.as_of IS NULL
@@ -358,7 +517,7 @@ BEGIN
              OPERATOR(pg_catalog.*) experiment_results.expected_lift AS tau
     FROM vstat AS s
   ), m AS (
-    SELECT v.variant, v.weight, v.ord, COALESCE(a.users, 0) AS users,
+    SELECT v.variant, v.weight, v.ord, v.share, COALESCE(a.users, 0) AS users,
            COALESCE(a.impressions, 0) AS impressions, COALESCE(a.finalized, 0) AS finalized,
            COALESCE(a.reward, 0) AS reward,
            CASE WHEN a.finalized OPERATOR(pg_catalog.>) 0 THEN a.reward OPERATOR(pg_catalog./) a.finalized END AS rate,
@@ -375,11 +534,10 @@ BEGIN
     CROSS JOIN pooled AS pl
   ), srm AS (
     SELECT CASE WHEN t.total OPERATOR(pg_catalog.>) 0 THEN
-             icpml.chi_square_sf(pg_catalog.sum(((m.users OPERATOR(pg_catalog.-) (t.total OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)) OPERATOR(pg_catalog.^) 2)
-                                                OPERATOR(pg_catalog./) (NULLIF(t.total, 0) OPERATOR(pg_catalog.*) m.weight OPERATOR(pg_catalog./) t.wsum)),
+             icpml.chi_square_sf(pg_catalog.sum(((m.users OPERATOR(pg_catalog.-) (t.total OPERATOR(pg_catalog.*) m.share)) OPERATOR(pg_catalog.^) 2)
+                                                OPERATOR(pg_catalog./) (NULLIF(t.total, 0) OPERATOR(pg_catalog.*) m.share)),
                                  pg_catalog.count(*)::integer OPERATOR(pg_catalog.-) 1) END AS p
-    FROM m, (SELECT pg_catalog.sum(m2.users)::double precision AS total,
-                    pg_catalog.sum(m2.weight) AS wsum FROM m AS m2) AS t
+    FROM m, (SELECT pg_catalog.sum(m2.users)::double precision AS total FROM m AS m2) AS t
     GROUP BY t.total
   ), cmp AS (
     SELECT m.*, c.rate AS c_rate,
@@ -414,4 +572,4 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.experiment_results(text, double precision, interval, timestamptz) IS
-  'Per variant: users served, impressions, finalized impressions, reward, reward per finalized impression with a 95 % confidence interval (delta method over users), lift and two-sided p-value against the first variant, the sample-ratio-mismatch p-value of the user split; always-valid (sequential, mSPRT) interval and p-value; CUPED-adjusted rate, interval and p-values with a pre-period covariate (docs/experiments.md)';
+  'Per variant (the holdout last, weight NULL): users served, impressions, finalized impressions, reward, reward per finalized impression with a 95 % confidence interval (delta method over users), lift and two-sided p-value against the first variant, the sample-ratio-mismatch p-value of the user split; always-valid (sequential, mSPRT) interval and p-value; CUPED-adjusted rate, interval and p-values with a pre-period covariate (docs/experiments.md)';
