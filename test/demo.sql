@@ -106,8 +106,10 @@ SELECT array_to_string(industries, ', ') AS industries, array_to_string(technolo
 FROM icpml.bandit_settings;
 
 \echo
-\echo '== 8. An A/B experiment: rank-by-ICP (control) against LinUCB, users split by a hash'
-SELECT name, variants, weights, status FROM icpml.start_experiment('icp-vs-linucb', ARRAY['icp', 'linucb']);
+\echo '== 8. An A/B experiment: rank-by-ICP (control) against LinUCB, users split by a hash,'
+\echo '   each variant learning in its own state, 10 % of users held out on rank-by-ICP'
+SELECT name, variants, weights, separate_state, holdout, status
+FROM icpml.start_experiment('icp-vs-linucb', ARRAY['icp', 'linucb'], holdout => 0.1);
 SELECT icpml.experiment_variant('icp-vs-linucb', user_id) AS variant, count(*) AS users
 FROM sales_users GROUP BY 1 ORDER BY 1;
 \echo 'ten rounds: each user gets 5 accounts and saves those that truly fit (the generator''s hidden truth)'
@@ -129,7 +131,12 @@ SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS re
        round(lift::numeric, 3) AS lift, round(p_value::numeric, 4) AS p_value,
        round(srm_p_value::numeric, 3) AS srm_p_value, round(seq_p_value::numeric, 4) AS seq_p_value
 FROM icpml.experiment_results('icp-vs-linucb');
-SELECT name, status FROM icpml.stop_experiment('icp-vs-linucb');
+\echo 'each variant trained its own shared state; the holdout trained none'
+SELECT scope, n AS updates FROM icpml.bandit_state WHERE scope NOT LIKE 'user:%' ORDER BY scope;
+\echo 'promote the winner in one call: the experiment stops, its policy becomes the default,'
+\echo 'the global state takes what it learned'
+SELECT name, status, promoted FROM icpml.promote_variant('icp-vs-linucb', 'linucb');
+SELECT default_policy FROM icpml.bandit_settings;
 \echo 'the recommender''s health (icpml.bandit_health: docs/experiments.md lists every check)'
 SELECT metric, scope, round(value::numeric, 3) AS value, impressions, status, note
 FROM icpml.bandit_health()
