@@ -133,9 +133,12 @@ SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS re
 FROM icpml.experiment_results('icp-vs-linucb');
 \echo 'each variant trained its own shared state; the holdout trained none'
 SELECT scope, n AS updates FROM icpml.bandit_state WHERE scope NOT LIKE 'user:%' ORDER BY scope;
-\echo 'promote the winner in one call: the experiment stops, its policy becomes the default,'
-\echo 'the global state takes what it learned'
-SELECT name, status, promoted FROM icpml.promote_variant('icp-vs-linucb', 'linucb');
+\echo 'promote the winner (the best reward rate) in one call: the experiment stops, its policy'
+\echo 'becomes the default, the global state takes what it learned'
+SELECT name, status, promoted
+FROM icpml.promote_variant('icp-vs-linucb', (SELECT variant FROM icpml.experiment_results('icp-vs-linucb')
+                                             WHERE weight IS NOT NULL
+                                             ORDER BY reward_per_impression DESC LIMIT 1));
 SELECT default_policy FROM icpml.bandit_settings;
 \echo 'the recommender''s health (icpml.bandit_health: docs/experiments.md lists every check)'
 SELECT metric, scope, round(value::numeric, 3) AS value, impressions, status, note
