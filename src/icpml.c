@@ -38,18 +38,18 @@ _PG_init(void)
 
 	DefineCustomStringVariable("icpml.feature_relation",
 							   "Table or view holding one row of ICP features per account.",
-							   "Read as the calling user, so row-level security applies.",
+							   "Read as the calling user, so row-level security applies. It decides what a caller may see: only superusers (or roles granted SET on it) may change it.",
 							   &icpml_feature_relation,
 							   "public.account_features",
-							   PGC_USERSET, 0,
+							   PGC_SUSET, 0,
 							   RelationNameCheckHook, NULL, NULL);
 
 	DefineCustomStringVariable("icpml.feature_key",
 							   "Account key column of icpml.feature_relation.",
-							   NULL,
+							   "Only superusers (or roles granted SET on it) may change it.",
 							   &icpml_feature_key,
 							   "account_id",
-							   PGC_USERSET, 0,
+							   PGC_SUSET, 0,
 							   RelationColumnCheckHook, NULL, NULL);
 
 	DefineCustomIntVariable("icpml.top_factors",
@@ -70,10 +70,10 @@ _PG_init(void)
 
 	DefineCustomStringVariable("icpml.interactions_relation",
 							   "Table of user interactions (user_id, account_id, interaction_type, created_at) the recommender learns from.",
-							   "Read as the calling user, so row-level security applies.",
+							   "Read as the calling user, so row-level security applies. Only superusers (or roles granted SET on it) may change it.",
 							   &icpml_interactions_relation,
 							   "public.user_interactions",
-							   PGC_USERSET, 0,
+							   PGC_SUSET, 0,
 							   RelationNameCheckHook, NULL, NULL);
 
 	MarkGUCPrefixReserved("icpml");

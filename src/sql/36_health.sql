@@ -14,18 +14,18 @@ COMMENT ON COLUMN icpml.models.training_labels IS
 
 CREATE TABLE icpml.health_settings (
   singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-  psi_watch        double precision NOT NULL DEFAULT 0.1 CHECK (psi_watch > 0),
-  psi_alert        double precision NOT NULL DEFAULT 0.25,
-  auc_drop         double precision NOT NULL DEFAULT 0.05 CHECK (auc_drop >= 0),
-  brier_rise       double precision NOT NULL DEFAULT 0.03 CHECK (brier_rise >= 0),
-  calibration_gap  double precision NOT NULL DEFAULT 0.15 CHECK (calibration_gap > 0),
+  psi_watch        double precision NOT NULL DEFAULT 0.1 CHECK (psi_watch > 0 AND psi_watch <= 10),
+  psi_alert        double precision NOT NULL DEFAULT 0.25 CHECK (psi_alert > 0 AND psi_alert <= 10),
+  auc_drop         double precision NOT NULL DEFAULT 0.05 CHECK (auc_drop >= 0 AND auc_drop <= 1),
+  brier_rise       double precision NOT NULL DEFAULT 0.03 CHECK (brier_rise >= 0 AND brier_rise <= 1),
+  calibration_gap  double precision NOT NULL DEFAULT 0.15 CHECK (calibration_gap > 0 AND calibration_gap <= 1),
   min_new_labels   integer NOT NULL DEFAULT 50 CHECK (min_new_labels > 0),
-  max_model_age    interval DEFAULT '30 days',
+  max_model_age    interval DEFAULT '30 days' CHECK (max_model_age >= '0'),
   CHECK (psi_alert >= psi_watch)
 );
 
 COMMENT ON TABLE icpml.health_settings IS
-  'One row: the thresholds of model_health (PSI watch and alert, AUC drop, Brier rise, calibration gap, new labels needed) and the age after which retraining is due anyway (NULL: never)';
+  'One row: the thresholds of model_health (PSI watch and alert, AUC drop, Brier rise, calibration gap, new labels needed) and the age after which retraining is due anyway (NULL: never); every number finite and in range (NaN would silence every alert)';
 
 INSERT INTO icpml.health_settings DEFAULT VALUES;
 

@@ -43,6 +43,12 @@ $$;
 -- may raise the resource settings for their session; for a role without
 -- INHERIT (Supabase's service_role) a superuser grants SET on them itself.
 GRANT SET ON PARAMETER icpml.nthread, icpml.max_batch_size TO icpml_admin;
+-- The relations icpml reads on a caller's behalf are chosen by
+-- administrators, not by the caller: recommend_accounts checks which
+-- accounts a caller may see by reading icpml.feature_relation's key as the
+-- caller, so a caller that pointed it at a table of its own would "see"
+-- every account (docs/security.md).
+GRANT SET ON PARAMETER icpml.feature_relation, icpml.feature_key, icpml.interactions_relation TO icpml_admin;
 
 -- Scoring entry points: the set grant_scoring() hands out.
 CREATE FUNCTION icpml.grant_scoring(role_name name)

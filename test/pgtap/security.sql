@@ -5,7 +5,7 @@
 BEGIN;
 \ir include/setup.sql
 
-SELECT plan(30);
+SELECT plan(32);
 
 -- The functions that cannot pin search_path (run_training and
 -- run_maintenance commit;
@@ -119,6 +119,17 @@ SELECT is((SELECT array_agg(context ORDER BY name) FROM pg_settings WHERE name I
 SELECT ok(has_parameter_privilege('icpml_admin', 'icpml.nthread', 'SET')
           AND has_parameter_privilege('icpml_admin', 'icpml.max_batch_size', 'SET'), 'icpml_admin may set them');
 SELECT ok(NOT has_parameter_privilege('authenticated', 'icpml.nthread', 'SET'), 'authenticated may not');
+-- the relations icpml reads on a caller's behalf decide what the caller sees
+-- (recommend_accounts' visibility check): administrators choose them
+SELECT is((SELECT array_agg(context ORDER BY name) FROM pg_settings
+           WHERE name IN ('icpml.feature_relation', 'icpml.feature_key', 'icpml.interactions_relation')),
+          ARRAY['superuser', 'superuser', 'superuser'],
+          'icpml.feature_relation, feature_key and interactions_relation are superuser settings');
+SELECT ok(has_parameter_privilege('icpml_admin', 'icpml.feature_relation', 'SET')
+          AND has_parameter_privilege('icpml_admin', 'icpml.feature_key', 'SET')
+          AND has_parameter_privilege('icpml_admin', 'icpml.interactions_relation', 'SET')
+          AND NOT has_parameter_privilege('authenticated', 'icpml.feature_relation', 'SET'),
+          'icpml_admin may set them, authenticated may not');
 
 -- scheduling defaults to a role that is not the caller's superuser self
 SELECT is((SELECT pg_get_function_arguments('icpml.schedule_retraining(text,text,text,name,text)'::regprocedure)),

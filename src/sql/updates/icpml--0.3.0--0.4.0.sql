@@ -3363,3 +3363,26 @@ GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[
   icpml.promote_variant(text, text) TO icpml_admin;
 GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
   icpml.promote_variant(text, text) TO icpml_jobs;
+
+-- Review of the 0.4.0 surfaces (review lane): the relations icpml reads on a
+-- caller's behalf (icpml.feature_relation, feature_key,
+-- interactions_relation) are superuser settings now, SET granted to
+-- icpml_admin as for the resource settings (docs/security.md).
+-- ---------------------------------------------------------------------------
+GRANT SET ON PARAMETER icpml.feature_relation, icpml.feature_key, icpml.interactions_relation TO icpml_admin;
+-- icpml.health_settings: finite thresholds in range (NaN passed "> 0" and
+-- silenced every drift and decay alert; a negative max_model_age retrained
+-- every night)
+ALTER TABLE icpml.health_settings
+  DROP CONSTRAINT health_settings_psi_watch_check,
+  DROP CONSTRAINT health_settings_auc_drop_check,
+  DROP CONSTRAINT health_settings_brier_rise_check,
+  DROP CONSTRAINT health_settings_calibration_gap_check,
+  ADD CONSTRAINT health_settings_psi_watch_check CHECK (psi_watch > 0 AND psi_watch <= 10),
+  ADD CONSTRAINT health_settings_psi_alert_check CHECK (psi_alert > 0 AND psi_alert <= 10),
+  ADD CONSTRAINT health_settings_auc_drop_check CHECK (auc_drop >= 0 AND auc_drop <= 1),
+  ADD CONSTRAINT health_settings_brier_rise_check CHECK (brier_rise >= 0 AND brier_rise <= 1),
+  ADD CONSTRAINT health_settings_calibration_gap_check CHECK (calibration_gap > 0 AND calibration_gap <= 1),
+  ADD CONSTRAINT health_settings_max_model_age_check CHECK (max_model_age >= '0');
+COMMENT ON TABLE icpml.health_settings IS
+  'One row: the thresholds of model_health (PSI watch and alert, AUC drop, Brier rise, calibration gap, new labels needed) and the age after which retraining is due anyway (NULL: never); every number finite and in range (NaN would silence every alert)';

@@ -1,0 +1,92 @@
+-- The surfaces new in 0.4.0 probed as an attacker and as a careless
+-- operator would (docs/security.md): who chooses the relations icpml reads
+-- on a caller's behalf, the model-health thresholds, the triggers icpml puts
+-- on the user's tables.  Each case misbehaved before its fix.
+\set VERBOSITY terse
+SET icpml.nthread = 1;
+\i sql/include/reference_generator.sql
+SET client_min_messages = warning;
+TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback, icpml.account_scores,
+         icpml.account_candidates, icpml.user_profiles, icpml.models, icpml.deployments RESTART IDENTITY;
+RESET client_min_messages;
+SELECT sum(row_count) > 0 AS generated
+FROM icpml_ref.generate(accounts => 400, users => 2, interactions => 600, seed => 9,
+                        as_of => '2026-01-01 00:00+00');
+SELECT icpml.score_all() > 0 AS scored;
+
+-- A sales rep who may score and see only the even accounts.
+CREATE ROLE icpml_rv_rep NOLOGIN;
+SELECT icpml.grant_scoring('icpml_rv_rep');
+GRANT SELECT ON public.account_signals, public.research_runs, public.account_features,
+                public.user_interactions TO icpml_rv_rep;
+ALTER TABLE public.account_signals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rv_even ON public.account_signals FOR SELECT TO icpml_rv_rep USING (account_id % 2 = 0);
+-- a table of every account id, which the rep can read
+CREATE TABLE public.rv_everything AS SELECT g::bigint AS account_id FROM generate_series(1, 1000) g;
+GRANT SELECT ON public.rv_everything TO icpml_rv_rep;
+SELECT user_id AS rep FROM public.sales_users ORDER BY user_id LIMIT 1 \gset
+SELECT format('{"sub": "%s"}', :'rep') AS claims \gset
+
+-- 1. recommend_accounts checks which accounts a caller may see by reading
+--    the feature relation's key as the caller.  Before 0.4.0 final the
+--    caller could point icpml.feature_relation (or feature_key) elsewhere,
+--    and was served the hidden accounts with their materialised signals
+--    (industry, hiring, funding).  Now these are superuser settings.
+SET ROLE icpml_rv_rep;
+SET request.jwt.claims = :'claims';
+SELECT count(*) > 0 AS listed, count(*) FILTER (WHERE account_id % 2 = 1) AS hidden_listed
+FROM icpml.recommend_accounts(:'rep', 20, seed => 1);
+SET icpml.feature_relation = 'public.rv_everything';
+SET icpml.feature_key = 'engineering_role_count';
+SET icpml.interactions_relation = 'public.rv_everything';
+ALTER ROLE icpml_rv_rep SET icpml.feature_relation = 'public.rv_everything';
+SELECT count(*) FILTER (WHERE account_id % 2 = 1) AS hidden_listed
+FROM icpml.recommend_accounts(:'rep', 20, seed => 1);
+RESET ROLE;
+-- nor by setting it in a new session before icpml's library is loaded (a
+-- placeholder, re-checked when the library defines the setting)
+\c -
+SET SESSION AUTHORIZATION icpml_rv_rep;
+SET icpml.feature_relation = 'public.rv_everything';
+SET request.jwt.claims = :'claims';
+SELECT count(*) FILTER (WHERE account_id % 2 = 1) AS hidden_listed
+FROM icpml.recommend_accounts(:'rep', 20, seed => 1);
+SHOW icpml.feature_relation;
+RESET SESSION AUTHORIZATION;
+RESET request.jwt.claims;
+-- administrators may set them (icpml_admin holds SET on them)
+SELECT p.parname, has_parameter_privilege('icpml_admin', p.parname, 'SET') AS admin_sets,
+       has_parameter_privilege('icpml_rv_rep', p.parname, 'SET') AS rep_sets,
+       (SELECT context FROM pg_settings WHERE name = p.parname) AS context
+FROM unnest(ARRAY['icpml.feature_relation', 'icpml.feature_key', 'icpml.interactions_relation']) AS p(parname);
+
+-- 2. model-health thresholds: finite and in range (NaN passed "> 0" and
+--    silenced every drift and decay alert; a negative age retrained nightly)
+CREATE FUNCTION pg_temp.try_health(col text, val text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('UPDATE icpml.health_settings SET %I = %L', col, val);
+  RETURN 'accepted';
+EXCEPTION WHEN check_violation OR numeric_value_out_of_range THEN
+  RETURN 'refused';
+END
+$$;
+SELECT col, string_agg(val || ' ' || pg_temp.try_health(col, val), ', ' ORDER BY ord) AS outcomes
+FROM unnest(ARRAY['psi_watch', 'psi_alert', 'auc_drop', 'brier_rise', 'calibration_gap'])
+       WITH ORDINALITY AS c(col, cord),
+     unnest(ARRAY['NaN', 'Infinity', '-1', '1e308', '0.2']) WITH ORDINALITY AS v(val, ord)
+GROUP BY col, cord ORDER BY cord;
+SELECT pg_temp.try_health('max_model_age', '-5 days') AS negative_age,
+       pg_temp.try_health('max_model_age', '0 seconds') AS zero_age;
+UPDATE icpml.health_settings SET psi_watch = DEFAULT, psi_alert = DEFAULT, auc_drop = DEFAULT,
+  brier_rise = DEFAULT, calibration_gap = DEFAULT, max_model_age = DEFAULT;
+
+-- clean up
+ALTER TABLE public.account_signals DISABLE ROW LEVEL SECURITY;
+DROP POLICY rv_even ON public.account_signals;
+DROP TABLE public.rv_everything;
+REVOKE ALL ON public.account_signals, public.research_runs, public.account_features,
+              public.user_interactions FROM icpml_rv_rep;
+ALTER ROLE icpml_rv_rep RESET ALL;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA icpml FROM icpml_rv_rep;
+REVOKE USAGE ON SCHEMA icpml FROM icpml_rv_rep;
+DROP ROLE icpml_rv_rep;
