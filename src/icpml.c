@@ -38,7 +38,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("icpml.feature_relation",
 							   "Table or view holding one row of ICP features per account.",
-							   "Read as the calling user, so row-level security applies. It decides what a caller may see: only superusers (or roles granted SET on it) may change it.",
+							   "Read as the calling user, so row-level security applies; it decides what a caller may see, so only superusers and roles granted the privilege may change it.",
 							   &icpml_feature_relation,
 							   "public.account_features",
 							   PGC_SUSET, 0,
@@ -46,7 +46,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("icpml.feature_key",
 							   "Account key column of icpml.feature_relation.",
-							   "Only superusers (or roles granted SET on it) may change it.",
+							   "Only superusers and roles granted the privilege may change it.",
 							   &icpml_feature_key,
 							   "account_id",
 							   PGC_SUSET, 0,
@@ -70,7 +70,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("icpml.interactions_relation",
 							   "Table of user interactions (user_id, account_id, interaction_type, created_at) the recommender learns from.",
-							   "Read as the calling user, so row-level security applies. Only superusers (or roles granted SET on it) may change it.",
+							   "Read as the calling user, so row-level security applies; only superusers and roles granted the privilege may change it.",
 							   &icpml_interactions_relation,
 							   "public.user_interactions",
 							   PGC_SUSET, 0,

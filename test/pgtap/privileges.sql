@@ -2,7 +2,7 @@
 BEGIN;
 \ir include/setup.sql
 
-SELECT plan(35);
+SELECT plan(38);
 
 SELECT has_schema('icpml');
 SELECT has_table('icpml', 'rule_weights', 'rule weights are a table');
@@ -61,6 +61,26 @@ SELECT is(
   (SELECT array_agg(p.oid::regprocedure::text) FROM pg_proc p
    WHERE p.pronamespace = 'icpml'::regnamespace AND has_function_privilege('public', p.oid, 'execute')),
   NULL, 'no icpml function is executable by PUBLIC');
+
+-- authenticated and anon, over every object (new ones included): exactly
+-- the scoring set, and no table, view or sequence (docs/security.md)
+SELECT is(
+  (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p
+   WHERE p.pronamespace = 'icpml'::regnamespace AND has_function_privilege('authenticated', p.oid, 'execute')),
+  ARRAY['icpml.explain_icp_score(bigint)', 'icpml.icp_score(bigint)', 'icpml.icp_score_batch(bigint[])',
+        'icpml.prewarm()', 'icpml.recommend_accounts(uuid,integer,text,integer,bigint)', 'icpml.xgboost_version()'],
+  'authenticated executes the scoring functions and recommend_accounts, nothing else');
+SELECT is(
+  (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+   WHERE c.relnamespace = 'icpml'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p', 'S')
+     AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('authenticated', c.oid, 'usage,select,update')
+              ELSE has_any_column_privilege('authenticated', c.oid, 'select,insert,update,references')
+                   OR has_table_privilege('authenticated', c.oid, 'delete,truncate,trigger') END),
+  NULL, 'authenticated has no privilege on any icpml table, view or sequence');
+SELECT is(
+  (SELECT array_agg(p.oid::regprocedure::text) FROM pg_proc p
+   WHERE p.pronamespace = 'icpml'::regnamespace AND has_function_privilege('anon', p.oid, 'execute')),
+  NULL, 'anon executes nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
