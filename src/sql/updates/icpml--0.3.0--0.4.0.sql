@@ -3364,6 +3364,7 @@ GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[
 GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
   icpml.promote_variant(text, text) TO icpml_jobs;
 
+-- ---------------------------------------------------------------------------
 -- Review of the 0.4.0 surfaces (review lane): the relations icpml reads on a
 -- caller's behalf (icpml.feature_relation, feature_key,
 -- interactions_relation) are superuser settings now, SET granted to
