@@ -83,6 +83,8 @@ MEM_REC_CALLS = env_int("ICPML_BENCH_MEM_REC_CALLS", 1000 if QUICK else 10000)
 FIRST_CALL_BACKENDS = env_int("ICPML_BENCH_FIRST_CALLS", 7)
 HTTP_PORT = env_int("ICPML_BENCH_HTTP_PORT", int(os.environ.get("PGPORT", "5432")) + 1)
 KEEP_DBS = os.environ.get("ICPML_BENCH_KEEP_DBS", "0") == "1"
+# the sections to run (generate always runs); without train and bulk, score_all() with the rules
+SECTIONS = set(os.environ.get("ICPML_BENCH_SECTIONS", "train bulk recommend icp_score memory").split())
 SEED = 42
 CORES = os.cpu_count()
 WORK = tempfile.mkdtemp(prefix="icpml_bench_")
@@ -954,21 +956,31 @@ def bench_size(n):
     try:
         with section("generate", n):
             gen_s = sec_generate(db, n)
-        with section("train", n):
-            version = sec_train(db, n)
+        version = None
+        if "train" in SECTIONS:
+            with section("train", n):
+                version = sec_train(db, n)
         prewarm(db)
-        with section("bulk", n):
-            sec_bulk(db, n, version)
+        if "bulk" in SECTIONS and version is not None:
+            with section("bulk", n):
+                sec_bulk(db, n, version)
+        else:
+            db.q("select icpml.score_all()")
+            log("score_all() for the recommender (no bulk section)")
         vacuum_analyze(db)
         prewarm(db)
-        with section("recommend", n):
-            sec_recommend(db, n)
-        if n == POINT_SIZE:
-            with section("icp_score", n):
-                sec_icp_score(db, n, version)
-            with section("memory", n):
-                sec_memory(db, n, version)
-        sec_cost(db, n, gen_s)
+        if "recommend" in SECTIONS:
+            with section("recommend", n):
+                sec_recommend(db, n)
+        if n == POINT_SIZE and version is not None:
+            if "icp_score" in SECTIONS:
+                with section("icp_score", n):
+                    sec_icp_score(db, n, version)
+            if "memory" in SECTIONS:
+                with section("memory", n):
+                    sec_memory(db, n, version)
+        if "bulk" in SECTIONS and version is not None:
+            sec_cost(db, n, gen_s)
     finally:
         drop_db(db)
 

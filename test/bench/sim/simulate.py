@@ -399,6 +399,8 @@ class Run:
         users, u_exam, u_act, u_step = self.scenario.draws(args.seed, T, world, k)
         if self.db is not None:
             self.ranker.start(self)
+        self.recent_days = self.exclude_recent_days()
+        self.product_recall = (args.recall == "product" and not self.ranker.offline)
         nwin = (T + args.window - 1) // args.window
         acc = {n: np.zeros(nwin) for n in ("reward", "realised", "oracle", "oracle_cand", "recall",
                                            "recall_unscored", "rounds")}
@@ -432,6 +434,7 @@ class Run:
                                        for uu, a, itype in due) + ";")
             if not self.ranker.offline:
                 sql += self.expiry.expire_sql(t, args, self.settings, wall)
+                sql += self.exclude_recent_sql(t, wall)
             maint = [s.replace("{expire_as_of}", self.expiry.expire_as_of(t, self.settings, wall))
                      for s, period in self.maintenance if t > 0 and t % period == 0]
             if maint:
@@ -440,7 +443,15 @@ class Run:
                 sql = ""
                 world.set_scores(self.db.scores())
                 maint_s += time.perf_counter() - m0
-            self.cand = cand = candidate_mask(world, u, m, k)
+            if self.product_recall:
+                # the product's own candidates: retrieve_candidates with the seed the call gets
+                if sql:
+                    self.db.execute(sql)
+                    sql = ""
+                cand = self.product_candidates(t, u)
+            else:
+                cand = candidate_mask(world, u, m, k)
+            self.cand = cand
             shown, wall[t] = self.ranker.rank(self, t, u, sql)
             self.shown = shown
 
@@ -509,6 +520,44 @@ class Run:
         for o in self.observers:
             res[o.name] = o.finish(self)
         return res
+
+    def product_candidates(self, t, u):
+        """The candidate set recommend_accounts ranks this round (the same
+        seed gives the same candidates) as a mask over the world's accounts."""
+        seed_t = self.args.seed * 1000003 + t
+        self.db.execute("select account_id from icpml.retrieve_candidates(%s, %s, %s)",
+                        (self.world.user_ids[u], self.m, seed_t))
+        mask = np.zeros(self.world.n_accounts, dtype=bool)
+        for (a,) in self.db.cur.fetchall():
+            i = self.world.index.get(int(a), -1)
+            if i >= 0:
+                mask[i] = True
+        return mask
+
+    def exclude_recent_days(self):
+        """bandit_settings.exclude_recent of a product run, in days (0: none
+        or not a product run). The simulator treats it as simulated time."""
+        if self.ranker.offline or self.db is None:
+            return 0.0
+        self.db.execute("select coalesce((select extract(epoch from exclude_recent) / 86400.0 "
+                        "from icpml.bandit_settings), 0)")
+        return float(self.db.cur.fetchone()[0])
+
+    def exclude_recent_sql(self, t, wall):
+        """Every feedback_every rounds, set exclude_recent to the wall-clock
+        interval that covers its simulated days: since the call of the round
+        that many days back (the starting history is dated in real days)."""
+        fe = max(1, self.args.feedback_every)
+        if self.recent_days <= 0 or t % fe != 0:
+            return ""
+        back = int(round(self.recent_days * self.rpd))
+        if t >= back and wall[t - back] is not None:
+            expr = f"greatest(now() - '{wall[t - back]}'::timestamptz, interval '0')"
+        elif t > 0 and wall[0] is not None:
+            expr = (f"(now() - '{wall[0]}'::timestamptz) + interval '{(back - t) / self.rpd * 86400.0} seconds'")
+        else:
+            expr = f"interval '{self.recent_days * 86400.0} seconds'"
+        return f"update icpml.bandit_settings set exclude_recent = {expr};"
 
     def recorded(self, queue, impressions):
         """Flush the steps still to come, expire everything, and read what
@@ -674,8 +723,9 @@ def report(args, results, desc, settings, scenario):
                                + ", ".join(f"{t} {v['n']}" for t, v in by[p]["recorded_by_type"].items())
                                for p in prod) + ".")
         out.append("")
-    out.append("Mirror check (shown accounts the product should have excluded / outside the mirrored candidate "
-               "set): " + ", ".join(f"{p} {by[p]['shown_excluded']}/{by[p]['shown_outside_candidates']}"
+    out.append(f"Candidate check (shown accounts the product should have excluded / outside the candidate set: "
+               f"{'what retrieve_candidates returned' if args.recall == 'product' else 'the ICP-top mirror'}"
+               "): " + ", ".join(f"{p} {by[p]['shown_excluded']}/{by[p]['shown_outside_candidates']}"
                                     for p in prod) + ".")
     if scenario.name == "production":
         out.append("")
@@ -722,6 +772,9 @@ def main():
     ap.add_argument("--maintenance", default=os.environ.get("MAINTENANCE"),
                     help="'SQL@PERIOD;...' (PERIOD in rounds, or days: 1d); default: the scenario's")
     ap.add_argument("--rounds-per-day", type=int, default=100, help="day length for on_day (classic)")
+    ap.add_argument("--recall", default=os.environ.get("RECALL", "product"), choices=["product", "mirror"],
+                    help="candidates of a product run: what retrieve_candidates returns (product), or the "
+                         "ICP-top mirror (mirror; references always use the mirror)")
     ap.add_argument("--window", type=int, default=100, help="rounds per window of the reward curve")
     ap.add_argument("--trace", default=os.environ.get("TRACE"), help="directory for per-impression truth")
     ap.add_argument("--keep-dbs", action="store_true")
