@@ -50,8 +50,9 @@ SELECT s.account_id, s.score FROM account_features AS f, icpml.icp_score(f.accou
 ORDER BY s.probability DESC, s.account_id LIMIT 5;
 ROLLBACK;
 
--- cold start: empty history, no state; the list follows ICP fit plus
--- uncertainty, every row explained
+-- cold start: empty history, no state; the first exploit_slots (2) rows by
+-- the expected reward, the others by ICP fit plus uncertainty, every row
+-- explained
 SELECT rank, account_id, icp_score, priority, round(expected_reward::numeric, 4) AS mu,
        round(exploration::numeric, 4) AS explore, reason->>'summary' AS summary
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 5, policy => 'linucb');
@@ -109,7 +110,9 @@ FROM served_ids s JOIN icpml.recommendations r USING (recommendation_id)
 GROUP BY s.policy ORDER BY s.policy;
 
 -- the user's own history: a dismissed account and a contacted one are never
--- recommended; a viewed one gets "you viewed it before"
+-- recommended; a viewed one gets "you viewed it before" (once it is older
+-- than exclude_recent: 1 day here, the interactions are 2 days old)
+UPDATE icpml.bandit_settings SET exclude_recent = '1 day';
 CREATE TEMP TABLE top AS
 SELECT account_id FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 3, policy => 'greedy')
 ORDER BY rank;
@@ -125,7 +128,8 @@ UPDATE icpml.bandit_settings SET exclude_dismissed = false, exclude_worked_types
 SELECT count(*) AS listed_again
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 60, policy => 'greedy') r
 JOIN user_interactions i USING (account_id);
-UPDATE icpml.bandit_settings SET exclude_dismissed = true, exclude_worked_types = '{contact,meeting}';
+UPDATE icpml.bandit_settings SET exclude_dismissed = true, exclude_worked_types = '{contact,meeting}',
+                                 exclude_recent = DEFAULT;
 -- another user is not affected by Ada's dismissals
 SELECT count(*) AS listed_for_ben
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 60, policy => 'greedy') r

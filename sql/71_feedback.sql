@@ -8,6 +8,8 @@ SET icpml.nthread = 1;
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
 -- the vocabularies come from this test's accounts (the first score_all() below)
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+-- accounts acted on stay candidates here (learning from what users do; exclude_recent: 76_retrieval)
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
 
 INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
                              has_open_engineering_roles, total_open_roles, has_engineering_blog)
@@ -233,3 +235,4 @@ DROP VIEW account_features;
 DROP TABLE user_interactions, research_runs, sales_users, account_signals CASCADE;
 RESET client_min_messages;
 TRUNCATE icpml.account_scores, icpml.recommendations, icpml.bandit_state;
+UPDATE icpml.bandit_settings SET exclude_recent = DEFAULT;

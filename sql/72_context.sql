@@ -7,6 +7,8 @@ SET icpml.nthread = 1;
 \i sql/include/reference_schema.sql
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+-- accounts acted on stay candidates here (the context of accounts the user acted on; exclude_recent: 76_retrieval)
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
 
 -- 30 accounts in three industries (saas most frequent), three stacks
 INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
@@ -146,3 +148,4 @@ SELECT count(*) AS accounts,
 FROM le2 JOIN icpml.recommendations r USING (recommendation_id)
 JOIN account_features f ON f.account_id = le2.account_id;
 UPDATE icpml.rule_settings SET engineering_roles_cap = DEFAULT, open_roles_cap = DEFAULT;
+UPDATE icpml.bandit_settings SET exclude_recent = DEFAULT;

@@ -7,6 +7,8 @@ SET icpml.nthread = 1;
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback, icpml.account_scores,
          icpml.account_candidates, icpml.user_profiles;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+-- what a user acted on stays a candidate until the exclude_recent part below
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
 
 -- 600 accounts: ids 1..200 are manufacturing and healthcare, large, not
 -- hiring: the rules rank them low; the others are small tech companies
@@ -82,6 +84,21 @@ VALUES ('00000000-0000-0000-0000-000000000001', 1, 'dismiss'), ('00000000-0000-0
 SELECT array_agg(account_id ORDER BY account_id) AS saved_and_candidates
 FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 600, seed => 1)
 WHERE account_id BETWEEN 1 AND 10;
+-- exclude_recent: what she acted on within it is in her pipeline already
+-- (saved 1 to 10 hours ago: 3 to 5 are left out, 6 to 10 stay)
+UPDATE icpml.bandit_settings SET exclude_recent = '5 hours 30 minutes';
+SELECT array_agg(account_id ORDER BY account_id) AS not_recent
+FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 600, seed => 1)
+WHERE account_id BETWEEN 1 AND 10;
+-- the default, 7 days (the reward window): none of them
+UPDATE icpml.bandit_settings SET exclude_recent = DEFAULT;
+SELECT count(*) AS saved_and_candidates
+FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 600, seed => 1)
+WHERE account_id BETWEEN 1 AND 10;
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
+\set VERBOSITY terse
+UPDATE icpml.bandit_settings SET exclude_recent = '-1 day';
+\set VERBOSITY default
 -- the fresh source starts with the new account (below the icp slice)
 SELECT account_id FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 100, seed => 1)
 WHERE source = 'fresh' AND account_id = 700;
@@ -128,6 +145,18 @@ SELECT string_agg(account_id || ':' || round(ranking_score::numeric, 6), ',' ORD
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000001', 10, policy => 'linucb', seed => 5) \gset
 ROLLBACK;
 SELECT :'via_profile' = :'via_live' AS same_list, :'via_profile' <> '' AS listed;
+-- exclude_recent reads the same from the profile and live
+UPDATE icpml.bandit_settings SET exclude_recent = '5 hours 30 minutes';
+SELECT array_agg(account_id ORDER BY account_id) AS not_recent_via_profile
+FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 600, seed => 1)
+WHERE account_id BETWEEN 1 AND 10;
+BEGIN;
+SELECT icpml.set_profile_triggers('user_interactions', false);
+SELECT array_agg(account_id ORDER BY account_id) AS not_recent_live
+FROM icpml.retrieve_candidates('00000000-0000-0000-0000-000000000001', 600, seed => 1)
+WHERE account_id BETWEEN 1 AND 10;
+ROLLBACK;
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
 -- a new interaction is in the profile at once (the trigger), a dismissal
 -- excludes at once
 INSERT INTO user_interactions (user_id, account_id, interaction_type)
@@ -172,6 +201,62 @@ SELECT count(*) FILTER (WHERE account_id = :top) AS deleted_listed, count(*) AS 
 FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 100, policy => 'icp', candidates => 100);
 SELECT count(*) AS deleted_in_candidates FROM icpml.account_candidates WHERE account_id = :top;
 
+-- safe exploration: the first exploit_slots slots go by the expected reward
+-- (the greedy list's), the exploring policies explore below them
+UPDATE icpml.bandit_settings SET exploit_slots = 2, epsilon = 1;
+BEGIN;
+SELECT string_agg(account_id::text, ',' ORDER BY rank) AS greedy_top
+FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 2, policy => 'greedy', candidates => 100) \gset
+ROLLBACK;
+BEGIN;
+CREATE TEMP TABLE safe ON COMMIT DROP AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 6, policy => 'linucb',
+                                       candidates => 100, seed => 3);
+SELECT 'linucb' AS policy,
+       string_agg(l.account_id::text, ',' ORDER BY l.rank) FILTER (WHERE l.rank <= 2) = :'greedy_top' AS top_is_greedy,
+       bool_and(r.propensity = 1) FILTER (WHERE l.rank <= 2) AS top_propensity_one,
+       bool_and(r.propensity < 1) FILTER (WHERE l.rank > 2) AS below_propensity_below_one
+FROM safe AS l JOIN icpml.recommendations AS r USING (recommendation_id);
+ROLLBACK;
+BEGIN;
+CREATE TEMP TABLE safe ON COMMIT DROP AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 6, policy => 'thompson',
+                                       candidates => 100, seed => 3);
+SELECT 'thompson' AS policy,
+       string_agg(l.account_id::text, ',' ORDER BY l.rank) FILTER (WHERE l.rank <= 2) = :'greedy_top' AS top_is_greedy,
+       bool_and(r.propensity = 1) FILTER (WHERE l.rank <= 2) AS top_propensity_one,
+       bool_and(r.propensity < 1) FILTER (WHERE l.rank > 2) AS below_propensity_below_one
+FROM safe AS l JOIN icpml.recommendations AS r USING (recommendation_id);
+ROLLBACK;
+BEGIN;
+CREATE TEMP TABLE safe ON COMMIT DROP AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 6, policy => 'epsilon_greedy',
+                                       candidates => 100, seed => 3);
+SELECT 'epsilon_greedy' AS policy,
+       string_agg(l.account_id::text, ',' ORDER BY l.rank) FILTER (WHERE l.rank <= 2) = :'greedy_top' AS top_is_greedy,
+       bool_and(r.propensity = 1) FILTER (WHERE l.rank <= 2) AS top_propensity_one,
+       bool_and(r.propensity < 1) FILTER (WHERE l.rank > 2) AS below_propensity_below_one
+FROM safe AS l JOIN icpml.recommendations AS r USING (recommendation_id);
+ROLLBACK;
+-- warm start: below exploit_slots, the share warm_start / (n + warm_start)
+-- of the slots goes by mu too, n the impressions the shared model learnt
+-- (here warm_start = n: half of them)
+BEGIN;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT user_id, account_id, 'save' FROM icpml.recommendations
+WHERE status = 'pending' AND user_id = '00000000-0000-0000-0000-000000000002'
+ORDER BY recommendation_id LIMIT 3;
+SELECT n AS learnt FROM icpml.bandit_state WHERE scope = 'global' \gset
+UPDATE icpml.bandit_settings SET exploit_slots = 0, warm_start = :learnt;
+CREATE TEMP TABLE safe ON COMMIT DROP AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-000000000002', 6, policy => 'epsilon_greedy',
+                                       candidates => 100, seed => 3);
+SELECT :learnt > 0 AS learnt, count(*) FILTER (WHERE r.propensity = 1) AS greedy_slots,
+       count(*) FILTER (WHERE r.propensity < 1) AS random_slots
+FROM safe AS l JOIN icpml.recommendations AS r USING (recommendation_id);
+ROLLBACK;
+UPDATE icpml.bandit_settings SET exploit_slots = DEFAULT, epsilon = DEFAULT, warm_start = DEFAULT;
+
 SET client_min_messages = warning;
 SELECT icpml.disable_online_feedback();
 TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback, icpml.account_scores,
@@ -179,3 +264,4 @@ TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback, icpm
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 DROP TABLE user_interactions, research_runs, sales_users, account_signals CASCADE;
 RESET client_min_messages;
+UPDATE icpml.bandit_settings SET exclude_recent = DEFAULT;

@@ -98,6 +98,9 @@ typedef struct BanditSettings
 	double		fresh_share;
 	double		explore_share;
 	Interval	fresh_window;
+	Interval	exclude_recent;	/* accounts the user acted on this recently are left out */
+	int			exploit_slots;	/* the first slots of a list go by mu (policy.c) */
+	int			warm_start;		/* impressions learnt over which exploration opens */
 	int			n_rewards;
 	char	  **reward_types;
 	double	   *rewards;

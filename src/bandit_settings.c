@@ -155,9 +155,10 @@ BanditLoadSettings(void)
 							   " history_limit, icp_prior, fatigue_decay, position_bias,"
 							   " coalesce(industries, '{}'), coalesce(technologies, '{}'), personalization_prior, %s"
 							   " FROM icpml.bandit_settings",
-							   has_sources ? "affinity_share, fresh_share, explore_share, fresh_window" :
+							   has_sources ? "affinity_share, fresh_share, explore_share, fresh_window, exclude_recent,"
+							   " exploit_slots, warm_start" :
 							   "0::pg_catalog.float8, 0::pg_catalog.float8, 0::pg_catalog.float8,"
-							   " '0'::pg_catalog.interval"), true, 0);
+							   " '0'::pg_catalog.interval, '0'::pg_catalog.interval, 0, 0"), true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -200,6 +201,9 @@ BanditLoadSettings(void)
 	cfg.fresh_share = DatumGetFloat8(SPI_getbinval(tup, desc, 22, &isnull));
 	cfg.explore_share = DatumGetFloat8(SPI_getbinval(tup, desc, 23, &isnull));
 	cfg.fresh_window = *DatumGetIntervalP(SPI_getbinval(tup, desc, 24, &isnull));
+	cfg.exclude_recent = *DatumGetIntervalP(SPI_getbinval(tup, desc, 25, &isnull));
+	cfg.exploit_slots = DatumGetInt32(SPI_getbinval(tup, desc, 26, &isnull));
+	cfg.warm_start = DatumGetInt32(SPI_getbinval(tup, desc, 27, &isnull));
 
 	/* feedback settings; 0.3.0's objects have none: its behaviour */
 	cfg.has_feedback_log = cfg_has_feedback_log;

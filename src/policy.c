@@ -25,7 +25,10 @@
  *   icp             the ICP probability
  *   random          each slot uniformly among the candidates not listed yet
  *
- * A listed row "explores" when its mu is below the k-th best mu.  Ties in
+ * Under linucb, thompson and epsilon_greedy the first exploit_slots slots
+ * (bandit_settings) are the best mu, propensity 1: exploration only below
+ * the most examined ranks, and a new deployment's top slots are its prior's
+ * ICP ranking.  A listed row "explores" when its mu is below the k-th best mu.  Ties in
  * every order go to the higher ICP probability, then the lower account id.
  * Costs: O(d^3) per call for the factors' inverses, then each candidate
  * only the products of its non-zero context entries (about 20 of 64).
@@ -101,36 +104,94 @@ PolicyTop(RecommendCall *call, const double *key, int m)
 }
 
 /*
- * List the kk best candidates by score; a row explores when its mu is
- * below the k-th best mu (never under the icp policy).  Propensity 1.
+ * The slots of a list of kk that go by mu whatever the policy explores,
+ * for the exploring policies (none for the others): the first
+ * exploit_slots (the most examined ranks), and of the slots below them
+ * the share warm_start / (n + warm_start), n the impressions the shared
+ * model has learnt from: a new deployment explores nowhere (its mu is the
+ * ICP ranking, from the ICP prior, plus what it learns), and opens the
+ * lower slots to exploration as evidence comes in.
+ */
+static int
+PolicyExploitSlots(RecommendCall *call, int kk)
+{
+	const BanditSettings *cfg = call->cfg;
+	int			n;
+
+	switch (call->policy)
+	{
+		case POLICY_LINUCB:
+		case POLICY_THOMPSON:
+		case POLICY_EPSILON_GREEDY:
+			break;
+		default:
+			return 0;
+	}
+	n = Min(cfg->exploit_slots, kk);
+	if (cfg->warm_start > 0)
+	{
+		double		learnt = (double) Max(call->global_state.n, 0);
+
+		n += (int) floor((kk - n) * cfg->warm_start / (learnt + cfg->warm_start));
+	}
+	return Min(n, kk);
+}
+
+/*
+ * List the kk best candidates by score, the first PolicyExploitSlots by mu;
+ * a row explores when its mu is below the k-th best mu (never under the
+ * icp policy).  Propensity 1.
  */
 static void
 PolicyListTop(RecommendCall *call, int kk)
 {
+	int			n_exploit = PolicyExploitSlots(call, kk);
 	int		   *greedy = PolicyTop(call, call->mu, Min(2 * kk, call->ncand));
 	double		kth_mu = call->mu[greedy[kk - 1]];
-	int		   *order = PolicyTop(call, call->score, kk);
-	int			j;
+	int		   *order = PolicyTop(call, call->score, Min(kk + n_exploit, call->ncand));
+	int			j,
+				o = 0;
 
 	for (j = 0; j < kk; j++)
 	{
-		call->chosen[j] = order[j];
+		int			pick;
+
+		if (j < n_exploit)
+			pick = greedy[j];
+		else
+		{
+			/* the best score not listed above */
+			for (;;)
+			{
+				int			a;
+				bool		above = false;
+
+				pick = order[o++];
+				for (a = 0; a < n_exploit; a++)
+					if (call->chosen[a] == pick)
+						above = true;
+				if (!above)
+					break;
+			}
+		}
+		call->chosen[j] = pick;
 		call->propensity[j] = 1.0;
 		call->explored[j] = call->policy != POLICY_ICP &&
-			call->mu[order[j]] < kth_mu;
+			call->mu[pick] < kth_mu;
 	}
 	call->nchosen = kk;
 }
 
 /*
  * List kk candidates, each slot at random (uniformly among those not
- * listed yet) with probability eps, else the best mu not listed yet; the
- * propensity is exact.  Walks the greedy order past the items taken at
+ * listed yet) with probability eps_rest (0 in the PolicyExploitSlots
+ * first), else the best mu not listed yet; the propensity is exact.  Walks the greedy order past the items taken at
  * random (at most k - 1 of them), so it needs the best 2k.
  */
 static void
-PolicyListEpsilon(RecommendCall *call, int kk, double eps)
+PolicyListEpsilon(RecommendCall *call, int kk, double eps_rest)
 {
+	int			n_exploit = PolicyExploitSlots(call, kk);
 	int		   *greedy = PolicyTop(call, call->mu, Min(2 * kk, call->ncand));
 	bool	   *taken = palloc0(sizeof(bool) * call->ncand);
 	int			gp = 0,
@@ -139,6 +200,7 @@ PolicyListEpsilon(RecommendCall *call, int kk, double eps)
 	for (j = 0; j < kk; j++)
 	{
 		int			remaining = call->ncand - j;
+		double		eps = j < n_exploit ? 0.0 : eps_rest;
 		int			best,
 					pick;
 
@@ -334,7 +396,8 @@ PolicyThompsonPropensity(RecommendCall *call, const PolicyPosterior *post, int k
 		}
 	}
 	for (j = 0; j < kk; j++)
-		call->propensity[j] = (hits[j] + 1.0) / (POLICY_TS_SAMPLES + 1.0);
+		call->propensity[j] = j < PolicyExploitSlots(call, kk) ? 1.0 :
+			(hits[j] + 1.0) / (POLICY_TS_SAMPLES + 1.0);
 }
 
 /*

@@ -476,12 +476,16 @@ ProfileMarkRows(RecommendCall *call, int first)
 		RecommendRow *r;
 		int			t = p->recent_own[j];
 
-		if (t < 0)
+		if (t < 0 && p->recent_age[j] >= call->exclude_recent_days)
 			continue;
 		e = hash_search(call->accounts, &p->recent_ids[j], HASH_FIND, NULL);
 		if (e == NULL || e->row < first)
 			continue;
 		r = &call->rows[e->row];
+		if (p->recent_age[j] < call->exclude_recent_days)
+			r->recent = true;	/* in the user's pipeline: not news */
+		if (t < 0)
+			continue;
 		r->own[t] += ContextRecencyWeight(p->recent_age[j]);
 		if (t > r->own_best)
 			r->own_best = t;

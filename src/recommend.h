@@ -83,6 +83,7 @@ typedef struct RecommendRow
 	int			own_best;		/* best own interaction type, -1 none */
 	bool		dismissed;
 	bool		worked;
+	bool		recent;			/* an interaction within exclude_recent */
 } RecommendRow;
 
 /* Hash entry: account id -> its retrieved row. */
@@ -158,6 +159,7 @@ typedef struct RecommendCall
 	int			source_rows[RECOMMEND_NSOURCES];	/* retrieved per source */
 	bool		materialised;	/* rows came from icpml.account_candidates */
 	bool		check_all;		/* check every candidate's visibility now */
+	double		exclude_recent_days;	/* bandit_settings.exclude_recent */
 	bool		visibility_deferred;	/* only the listed ones, after ranking */
 
 	/* user-level aggregates */

@@ -153,6 +153,13 @@ typedef struct RetrievalScan
 static RecommendRow *retrieval_rows = NULL;
 static int	retrieval_rows_cap = 0;
 
+/* An interval in days (a month is 30 days). */
+static double
+RetrievalIntervalDays(const Interval *iv)
+{
+	return (double) iv->time / (double) USECS_PER_DAY + iv->day + 30.0 * iv->month;
+}
+
 /* Room for n more rows (RetrievalNewRow zeroes each row it hands out). */
 static void
 RetrievalReserve(RecommendCall *call, int n)
@@ -825,7 +832,7 @@ RetrievalAdmit(RecommendCall *call, int first)
 	{
 		RecommendRow *r = &call->rows[j];
 
-		if (!r->visible || r->worked || (r->dismissed && call->cfg->exclude_dismissed))
+		if (!r->visible || r->worked || r->recent || (r->dismissed && call->cfg->exclude_dismissed))
 			continue;
 		call->cand[call->ncand++] = j;
 	}
@@ -1354,13 +1361,17 @@ RetrievalOwnRow(TupleTableSlot *slot, void *arg)
 		if (strcmp(t, call->cfg->worked_types[w]) == 0)
 			r->worked = true;
 	ti = ContextOwnType(t);
-	if (ti >= 0)
 	{
 		double		age = slot->tts_isnull[2] ? 1e9 : Max(0.0, RetrievalLiveAgeDays(call, slot->tts_values[2]));
 
-		r->own[ti] += ContextRecencyWeight(age);
-		if (ti > r->own_best)
-			r->own_best = ti;
+		if (age < call->exclude_recent_days)
+			r->recent = true;	/* in the user's pipeline: not news */
+		if (ti >= 0)
+		{
+			r->own[ti] += ContextRecencyWeight(age);
+			if (ti > r->own_best)
+				r->own_best = ti;
+		}
 	}
 	pfree(t);
 }
@@ -1438,6 +1449,7 @@ RetrievalRun(RecommendCall *call)
 		RetrievalPreparePlans();
 		RetrievalLoadHistory(call);
 	}
+	call->exclude_recent_days = RetrievalIntervalDays(&cfg->exclude_recent);
 	RetrievalBegin(call);
 	if (call->nhist == 0)
 		q_aff = 0;				/* nothing to be similar to: icp takes it */

@@ -1656,6 +1656,9 @@ ALTER TABLE icpml.bandit_settings
   ADD COLUMN explore_share double precision NOT NULL DEFAULT 0.05
     CHECK (explore_share BETWEEN 0 AND 1),
   ADD COLUMN fresh_window interval NOT NULL DEFAULT '30 days' CHECK (fresh_window >= '0'),
+  ADD COLUMN exclude_recent interval NOT NULL DEFAULT '7 days' CHECK (exclude_recent >= '0'),
+  ADD COLUMN exploit_slots integer NOT NULL DEFAULT 2 CHECK (exploit_slots BETWEEN 0 AND 100),
+  ADD COLUMN warm_start integer NOT NULL DEFAULT 0 CHECK (warm_start >= 0),
   ADD CONSTRAINT bandit_settings_source_shares_check
     CHECK (affinity_share + fresh_share + explore_share <= 1);
 COMMENT ON COLUMN icpml.bandit_settings.affinity_share IS
@@ -1666,6 +1669,12 @@ COMMENT ON COLUMN icpml.bandit_settings.explore_share IS
   'Retrieval: share of the candidates drawn at random from outside the ICP top';
 COMMENT ON COLUMN icpml.bandit_settings.fresh_window IS
   'Retrieval: an account counts as fresh this long after its first scoring or its latest research run';
+COMMENT ON COLUMN icpml.bandit_settings.exclude_recent IS
+  'Retrieval: an account the user had any interaction with this recently is not recommended (it is in the user''s pipeline already; 0: no such exclusion)';
+COMMENT ON COLUMN icpml.bandit_settings.exploit_slots IS
+  'Safe exploration: the first this many slots of a list go by the expected reward (posterior mean) under linucb, thompson and epsilon_greedy; they explore below';
+COMMENT ON COLUMN icpml.bandit_settings.warm_start IS
+  'Warm start: below exploit_slots, the share warm_start / (n + warm_start) of the slots also goes by the expected reward, n the impressions the shared model learnt from (0: off)';
 
 CREATE TABLE icpml.account_candidates (
   account_id        bigint PRIMARY KEY,
