@@ -134,8 +134,8 @@ BEGIN
 END
 $$;
 \echo 'what it measures: reward per finalized impression (a save 0.5, else 0) per arm, its 95 % interval,'
-\echo 'the relative lift of linucb over icp and its p-value; 12 users split 7/5, so one user''s taste weighs'
-\echo 'in (docs/benchmarks.md compares the policies over 20,000 rounds in a simulated world)'
+\echo 'the relative lift of linucb over icp and its p-value; with 12 users (split above) one user''s taste'
+\echo 'weighs in (docs/benchmarks.md compares the policies over 20,000 rounds in a simulated world)'
 SELECT variant, users, finalized, round(reward_per_impression::numeric, 3) AS reward_rate,
        round(ci_low::numeric, 3) AS ci_low, round(ci_high::numeric, 3) AS ci_high,
        round(lift::numeric, 3) AS lift, round(p_value::numeric, 4) AS p_value,
