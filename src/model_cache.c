@@ -2,13 +2,16 @@
  * model_cache.c — the per-backend cache of the deployed ICP model.
  *
  * Loading: ModelStoreLoadDeployed() reads the deployed version (as the
- * extension owner), the UBJSON blob is loaded into an XGBoost booster and
- * compiled into a native tree array (tree.c), and three plans are prepared
- * that read the model's own feature columns (by name, from the relation the
- * model was trained on) as the caller.  Everything lives in one memory
- * context; it is built as a child of the current context and moved under
- * CacheMemoryContext only when complete, so an ERROR while loading leaks
- * nothing.  The booster's handle is freed by its context's reset callback.
+ * extension owner), the stored UBJSON blob is checked and compiled into a
+ * native tree array without XGBoost (tree.c), and the plans that read the
+ * model's own feature columns (by name, from the relation the model was
+ * trained on) as the caller are prepared when first used.  Everything
+ * lives in one memory context; it is built as a child of the current
+ * context and moved under CacheMemoryContext only when complete, so an
+ * ERROR while loading leaks nothing.  The XGBoost booster is loaded only
+ * when asked for (exact SHAP), and its handle is freed by the context's
+ * reset callback.  A second slot keeps one other stored version, for
+ * score_all(version => v) and score_changed() on challenger sets.
  *
  * Invalidation: icpml.models and icpml.deployments carry statement
  * triggers that queue a relcache invalidation; our hook marks the cache
@@ -20,6 +23,7 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -35,41 +39,50 @@ struct ModelCache
 {
 	MemoryContext cxt;
 	ModelRecord *rec;
-	XgbBooster *booster;
+	XgbBooster *booster;		/* loaded on first use (ModelCacheBooster) */
 	TreeModel  *tree;
-	SPIPlanPtr	plans[3];
+	char	   *select_list;	/* key, then SpecSelectList */
+	SPIPlanPtr	plans[RELATION_NSCOPES];	/* prepared on first use */
 	float	   *row;			/* nfeatures scratch */
 	double	   *contrib;		/* nfeatures + 1 scratch */
 };
 
+/* the deployed model; and one other version (score_all(version => v)) */
 static ModelCache *model_cache = NULL;
 static bool model_cache_valid = false;
+static ModelCache *version_cache = NULL;
+static bool version_cache_valid = false;
+static int32 version_requested = 0;
 
 /* Invalidation hook: reload on next use. */
 static void
 ModelCacheInvalidate(void)
 {
 	model_cache_valid = false;
+	version_cache_valid = false;
 }
 
-/* Drop the current cache (plans and memory, booster freed by its context). */
+/* Drop a cache (plans and memory, booster freed by its context). */
 static void
-ModelCacheRelease(void)
+ModelCacheRelease(ModelCache **cache)
 {
 	int			i;
 
-	if (model_cache == NULL)
+	if (*cache == NULL)
 		return;
-	for (i = 0; i < 3; i++)
-		if (model_cache->plans[i])
-			SPI_freeplan(model_cache->plans[i]);
-	MemoryContextDelete(model_cache->cxt);
-	model_cache = NULL;
+	for (i = 0; i < RELATION_NSCOPES; i++)
+		if ((*cache)->plans[i])
+			SPI_freeplan((*cache)->plans[i]);
+	MemoryContextDelete((*cache)->cxt);
+	*cache = NULL;
 }
 
-/* Build a cache for the deployed model; NULL when none is deployed. */
+/*
+ * Build a cache for a version (0: the deployed one; NULL when none is
+ * deployed).  The plans are prepared when first asked for.
+ */
 static ModelCache *
-ModelCacheLoad(void)
+ModelCacheLoad(int32 version)
 {
 	MemoryContext cxt,
 				oldcxt;
@@ -80,7 +93,7 @@ ModelCacheLoad(void)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "icpml model cache",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
-	rec = ModelStoreLoadDeployed();
+	rec = version > 0 ? ModelStoreLoad(version) : ModelStoreLoadDeployed();
 	if (rec == NULL)
 	{
 		MemoryContextSwitchTo(oldcxt);
@@ -101,9 +114,8 @@ ModelCacheLoad(void)
 	initStringInfo(&sel);
 	appendStringInfo(&sel, "f.%s::pg_catalog.int8, %s", quote_identifier(rec->spec->key),
 					 SpecSelectList(rec->spec, "f"));
+	mc->select_list = sel.data;
 	MemoryContextSwitchTo(oldcxt);
-
-	RelationPlansBuild(sel.data, rec->spec->relation, rec->spec->key, mc->plans);
 
 	/* complete: keep it beyond this transaction */
 	MemoryContextSetParent(cxt, CacheMemoryContext);
@@ -117,8 +129,19 @@ ModelCacheReload(void)
 	CatalogRegisterInvalidation(ModelCacheInvalidate);
 	(void) CatalogRelid("models");
 	(void) CatalogRelid("deployments");
-	ModelCacheRelease();
-	model_cache = ModelCacheLoad();
+	ModelCacheRelease(&model_cache);
+	model_cache = ModelCacheLoad(0);
+}
+
+/* Replace the other version's cache by version_requested. */
+static void
+ModelCacheReloadVersion(void)
+{
+	CatalogRegisterInvalidation(ModelCacheInvalidate);
+	(void) CatalogRelid("models");
+	(void) CatalogRelid("deployments");
+	ModelCacheRelease(&version_cache);
+	version_cache = ModelCacheLoad(version_requested);
 }
 
 /* The deployed model (see model_cache.h). */
@@ -130,16 +153,40 @@ ModelCacheGet(void)
 	return model_cache;
 }
 
+/* A stored version, deployed or not (see model_cache.h). */
+ModelCache *
+ModelCacheGetVersion(int32 version)
+{
+	ModelCache *deployed = ModelCacheGet();
+
+	if (deployed != NULL && deployed->rec->version == version)
+		return deployed;
+	if (version_cache_valid && version_cache != NULL && version_cache->rec->version == version)
+		return version_cache;
+	version_requested = version;
+	version_cache_valid = false;
+	while (!version_cache_valid)
+		version_cache_valid = CatalogLoadFresh(ModelCacheReloadVersion);
+	return version_cache;
+}
+
 /* Load the deployed model and the rules' configuration now. */
 void
 ModelCachePrewarm(void)
 {
-	(void) ModelCacheGet();
+	ModelCache *mc = ModelCacheGet();
+
+	if (mc != NULL)
+		(void) ModelCachePlan(mc, RELATION_ONE);
 }
 
+/* The plan reading the model's features for a scope, prepared on first use. */
 SPIPlanPtr
 ModelCachePlan(ModelCache *mc, RelationScope scope)
 {
+	if (mc->plans[scope] == NULL)
+		mc->plans[scope] = RelationPlanBuild(mc->select_list, mc->rec->spec->relation,
+											 mc->rec->spec->key, scope);
 	return mc->plans[scope];
 }
 
@@ -237,19 +284,32 @@ ModelCachePushValue(FactorsBuilder *fb, const FeatureSpec *spec, int j, float v)
 		FactorsValueNumber(fb, v, 9);
 }
 
-/* Score one row: native margin, calibrated cut-offs, Saabas factors. */
+/* Score one row read with ModelCachePlan (see model_cache.h). */
 void
 ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc, IcpScore *out,
 					 bool factors)
+{
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	ModelCacheScoreValues(mc, values, nulls, out, factors);
+	pfree(values);
+	pfree(nulls);
+}
+
+/* Score one row: native margin, calibrated cut-offs, Saabas factors. */
+void
+ModelCacheScoreValues(ModelCache *mc, const Datum *values, const bool *nulls, IcpScore *out,
+					  bool factors)
 {
 	const ModelRecord *rec = mc->rec;
 	const FeatureSpec *spec = rec->spec;
 	double		margin;
 	int			k;
-	bool		isnull;
 
-	out->account_id = DatumGetInt64(heap_getattr(tuple, 1, desc, &isnull));
-	SpecEncodeRow(spec, tuple, desc, 2, mc->row);
+	out->account_id = DatumGetInt64(values[0]);
+	SpecEncodeValues(spec, values, nulls, 2, mc->row);
 	margin = factors && icpml_top_factors > 0
 		? TreeModelSaabas(mc->tree, mc->row, mc->contrib)
 		: TreeModelMargin(mc->tree, mc->row);

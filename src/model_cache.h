@@ -19,10 +19,20 @@ typedef struct ModelCache ModelCache;
  */
 extern ModelCache *ModelCacheGet(void);
 
+/*
+ * A stored version, deployed or not (the deployed one's cache when it is);
+ * kept like the deployed one.  ERROR when the version does not exist.
+ * Call inside SPI_connect.
+ */
+extern ModelCache *ModelCacheGetVersion(int32 version);
+
 /* Load the deployed model now (icpml.prewarm). */
 extern void ModelCachePrewarm(void);
 
-/* Plans reading the model's features: key (int8) then SpecSelectList. */
+/*
+ * The plan reading the model's features for a scope: key (int8) then
+ * SpecSelectList; prepared on first use, so inside SPI_connect.
+ */
 extern SPIPlanPtr ModelCachePlan(ModelCache *mc, RelationScope scope);
 extern const char *ModelCacheRelation(ModelCache *mc);
 
@@ -30,7 +40,11 @@ extern const char *ModelCacheRelation(ModelCache *mc);
 extern void ModelCacheScoreTuple(ModelCache *mc, HeapTuple tuple, TupleDesc desc,
 								 IcpScore *out, bool factors);
 
-/* The loaded booster and spec, for exact SHAP and verification. */
+/* The same from the row's deformed attributes (a slot's tts_values, tts_isnull). */
+extern void ModelCacheScoreValues(ModelCache *mc, const Datum *values, const bool *nulls,
+								  IcpScore *out, bool factors);
+
+/* The booster (loaded by the first call: exact SHAP) and the spec. */
 extern XgbBooster *ModelCacheBooster(ModelCache *mc);
 extern const FeatureSpec *ModelCacheSpec(ModelCache *mc);
 extern int32 ModelCacheVersion(ModelCache *mc);

@@ -218,23 +218,44 @@ RelationCheckColumn(Oid relid, const char *display, const char *name, Oid type)
  */
 void
 RelationPlansBuild(const char *select_list, const char *relation_display,
-				   const char *key, SPIPlanPtr plans[3])
+				   const char *key, SPIPlanPtr plans[RELATION_NSCOPES])
+{
+	int			i;
+
+	for (i = 0; i < RELATION_NSCOPES; i++)
+	{
+		if (plans[i])
+			SPI_freeplan(plans[i]);
+		plans[i] = NULL;
+	}
+	for (i = 0; i < RELATION_NSCOPES; i++)
+		plans[i] = RelationPlanBuild(select_list, relation_display, key, (RelationScope) i);
+}
+
+/* Prepare and keep the plan of one scope (see relation.h). */
+SPIPlanPtr
+RelationPlanBuild(const char *select_list, const char *relation_display, const char *key,
+				  RelationScope scope)
 {
 	char	   *base = psprintf("SELECT %s FROM %s AS f", select_list, relation_display);
 	const char *qkey = quote_identifier(key);
 	Oid			one = INT8OID,
 				many = INT8ARRAYOID;
-	int			i;
 
-	for (i = 0; i < 3; i++)
-		if (plans[i])
-		{
-			SPI_freeplan(plans[i]);
-			plans[i] = NULL;
-		}
-	plans[RELATION_ONE] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, &one, 0);
-	plans[RELATION_MANY] = SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many, 0);
-	plans[RELATION_ALL] = SpiKeepPlan(base, 0, NULL, 0);
+	switch (scope)
+	{
+		case RELATION_ONE:
+			return SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) $1", base, qkey), 1, &one, 0);
+		case RELATION_MANY:
+			return SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many, 0);
+		case RELATION_MANY_LARGE:
+			/* the array's size known to the planner: it may read everything instead */
+			return SpiKeepPlan(psprintf("%s WHERE f.%s OPERATOR(pg_catalog.=) ANY ($1)", base, qkey), 1, &many,
+							   CURSOR_OPT_CUSTOM_PLAN);
+		case RELATION_ALL:
+			break;
+	}
+	return SpiKeepPlan(base, 0, NULL, 0);
 }
 
 /*
@@ -282,7 +303,8 @@ RelationReaderBuild(RelationReader *reader)
 	StringInfoData sql;
 	StringInfoData missing;
 	int			i;
-	SPIPlanPtr	plans[3] = {reader->plan_one, reader->plan_many, reader->plan_all};
+	SPIPlanPtr	plans[RELATION_NSCOPES] = {reader->plan_one, reader->plan_many, reader->plan_all,
+	reader->plan_many_large};
 	MemoryContext oldcxt;
 
 	relid = RelationResolveFeatures(icpml_feature_relation, &display);
@@ -320,11 +342,12 @@ RelationReaderBuild(RelationReader *reader)
 				 errdetail("%s", reader->missing_note ? reader->missing_note : "They read as NULL."),
 				 errhint("Only the key column is required; add the columns to the relation (a view over your tables) to use them.")));
 
-	reader->plan_one = reader->plan_many = reader->plan_all = NULL;
+	reader->plan_one = reader->plan_many = reader->plan_all = reader->plan_many_large = NULL;
 	RelationPlansBuild(sql.data, display, icpml_feature_key, plans);
 	reader->plan_one = plans[RELATION_ONE];
 	reader->plan_many = plans[RELATION_MANY];
 	reader->plan_all = plans[RELATION_ALL];
+	reader->plan_many_large = plans[RELATION_MANY_LARGE];
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	if (reader->relation_setting)
@@ -356,5 +379,6 @@ RelationReaderPlan(RelationReader *reader, RelationScope scope)
 		RelationReaderBuild(reader);
 
 	return scope == RELATION_ONE ? reader->plan_one :
-		scope == RELATION_MANY ? reader->plan_many : reader->plan_all;
+		scope == RELATION_MANY ? reader->plan_many :
+		scope == RELATION_MANY_LARGE ? reader->plan_many_large : reader->plan_all;
 }

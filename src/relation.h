@@ -42,6 +42,7 @@ typedef struct RelationReader
 	SPIPlanPtr	plan_one;		/* WHERE key = $1 */
 	SPIPlanPtr	plan_many;		/* WHERE key = ANY($1) */
 	SPIPlanPtr	plan_all;		/* every row (for cursors) */
+	SPIPlanPtr	plan_many_large;	/* WHERE key = ANY($1), planned per call */
 } RelationReader;
 
 /* Which rows a plan reads. */
@@ -49,17 +50,29 @@ typedef enum RelationScope
 {
 	RELATION_ONE,				/* $1 int8 */
 	RELATION_MANY,				/* $1 int8[] */
-	RELATION_ALL
+	RELATION_ALL,
+	RELATION_MANY_LARGE			/* $1 int8[] of many keys: a custom plan per
+								 * call, so that the planner may read the
+								 * whole relation instead of probing each key */
 } RelationScope;
+
+#define RELATION_NSCOPES 4
+/* arrays of at least this many keys are read with RELATION_MANY_LARGE */
+#define RELATION_LARGE_ARRAY 1000
 
 extern SPIPlanPtr RelationReaderPlan(RelationReader *reader, RelationScope scope);
 
 /*
- * Build the three plans over `relation_display` (already resolved and
- * quoted) for `select_list` (which must start with the key as int8).
+ * Prepare (and keep) the plan of one scope over `relation_display`
+ * (already resolved and quoted) for `select_list` (which must start with
+ * the key as int8); inside SPI_connect.
  */
+extern SPIPlanPtr RelationPlanBuild(const char *select_list, const char *relation_display,
+									const char *key, RelationScope scope);
+
+/* The plans of every scope (old plans in plans[] are freed first). */
 extern void RelationPlansBuild(const char *select_list, const char *relation_display,
-							   const char *key, SPIPlanPtr plans[3]);
+							   const char *key, SPIPlanPtr plans[RELATION_NSCOPES]);
 
 /* Resolve a relation a setting names; ERROR with a hint when unusable. */
 extern Oid	RelationResolve(const char *setting, const char *kind, const char *guc,

@@ -1,17 +1,13 @@
 /*
- * score.c — icp_score and icp_score_batch, the SQL entry points for ICP
- * scoring.
+ * score.c — icp_score, icp_score_batch, explain_icp_score and prewarm, the
+ * SQL entry points that score accounts on request, and the ScoreSource
+ * they share with score_store.c (see score.h).
  *
- * Both are STABLE and SECURITY INVOKER: the feature rows are read as the
+ * They are STABLE and SECURITY INVOKER: the feature rows are read as the
  * caller through SPI in read-only mode, so the caller's privileges and
  * row-level security decide what can be scored (a hidden account is
  * indistinguishable from an unknown one), and nothing is written, so they
  * work on a hot standby.
- *
- * A ScoreSource hides which model scores: the deployed XGBoost model (through
- * the backend's model cache, evaluated natively) or, when none is
- * deployed, the rules.  score_all() runs the same scorer over every row
- * with a cursor and replaces icpml.account_scores as the extension owner.
  */
 #include "postgres.h"
 
@@ -24,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -31,51 +28,59 @@
 
 #include "catalog.h"
 #include "icpml.h"
-#include "candidates.h"
 #include "model_cache.h"
 #include "relation.h"
 #include "rules.h"
+#include "score.h"
+#include "spi_scan.h"
 
 #define ICP_RESULT_NATTS 8
 
 PG_FUNCTION_INFO_V1(icp_score);
 PG_FUNCTION_INFO_V1(icp_score_batch);
-PG_FUNCTION_INFO_V1(score_all);
 PG_FUNCTION_INFO_V1(explain_icp_score);
 PG_FUNCTION_INFO_V1(prewarm);
 
-/* The deployed model, or the rules when none is deployed. */
-typedef struct ScoreSource
-{
-	ModelCache *model;
-	RelationReader *rules;
-} ScoreSource;
-
-/* Pick the scorer (inside SPI_connect). */
-static void
-ScoreInit(ScoreSource *sc)
+/* The deployed model, or the rules when none is deployed (see score.h). */
+void
+ScoreSourceDeployed(ScoreSource *sc)
 {
 	sc->model = ModelCacheGet();
 	sc->rules = sc->model ? NULL : RulesReader();
 }
 
+/* A stored model version (see score.h). */
+void
+ScoreSourceVersion(ScoreSource *sc, int32 version)
+{
+	sc->model = ModelCacheGetVersion(version);
+	sc->rules = NULL;
+}
+
 /* The plan reading features for the chosen scorer. */
-static SPIPlanPtr
-ScorePlan(ScoreSource *sc, RelationScope scope)
+SPIPlanPtr
+ScoreSourcePlan(ScoreSource *sc, RelationScope scope)
 {
 	return sc->model ? ModelCachePlan(sc->model, scope) : RelationReaderPlan(sc->rules, scope);
 }
 
-/* Relation the scorer reads, for messages (after ScorePlan). */
-static const char *
-ScoreRelation(ScoreSource *sc)
+/* Relation the scorer reads, for messages (after ScoreSourcePlan). */
+const char *
+ScoreSourceRelation(ScoreSource *sc)
 {
 	return sc->model ? ModelCacheRelation(sc->model) : sc->rules->relation_display;
 }
 
-/* Score one feature row read with ScorePlan. */
-static void
-ScoreTuple(ScoreSource *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
+/* The scorer's model version, 0 for the rules. */
+int32
+ScoreSourceModelVersion(ScoreSource *sc)
+{
+	return sc->model ? ModelCacheVersion(sc->model) : 0;
+}
+
+/* Score one feature row read with ScoreSourcePlan. */
+void
+ScoreSourceScore(ScoreSource *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool factors)
 {
 	if (sc->model)
 		ModelCacheScoreTuple(sc->model, tuple, desc, out, factors);
@@ -83,14 +88,25 @@ ScoreTuple(ScoreSource *sc, HeapTuple tuple, TupleDesc desc, IcpScore *out, bool
 		RulesScoreTuple(tuple, desc, out, factors);
 }
 
+/* Score one feature row from a slot read with ScoreSourcePlan. */
+void
+ScoreSourceScoreSlot(ScoreSource *sc, TupleTableSlot *slot, IcpScore *out, bool factors)
+{
+	if (sc->model)
+		ModelCacheScoreValues(sc->model, slot->tts_values, slot->tts_isnull, out, factors);
+	else
+		RulesScoreTuple(heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull),
+						slot->tts_tupleDescriptor, out, factors);
+}
+
 /* ERROR for a feature relation with two rows for one key. */
-static void
+void
 ScoreDuplicateKey(ScoreSource *sc, int64 key)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_CARDINALITY_VIOLATION),
 			 errmsg("feature relation %s has more than one row for account " INT64_FORMAT,
-					ScoreRelation(sc), key),
+					ScoreSourceRelation(sc), key),
 			 errhint("The feature relation must hold one row per account; make its key unique.")));
 }
 
@@ -102,7 +118,7 @@ static void
 ScoreReadOne(ScoreSource *sc, int64 account_id)
 {
 	Datum		arg = Int64GetDatum(account_id);
-	int			ret = SPI_execute_plan(ScorePlan(sc, RELATION_ONE), &arg, NULL, true, 2);
+	int			ret = SPI_execute_plan(ScoreSourcePlan(sc, RELATION_ONE), &arg, NULL, true, 2);
 
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
@@ -110,7 +126,7 @@ ScoreReadOne(ScoreSource *sc, int64 account_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
-						ScoreRelation(sc)),
+						ScoreSourceRelation(sc)),
 				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
 	if (SPI_processed > 1)
 		ScoreDuplicateKey(sc, account_id);
@@ -150,18 +166,40 @@ ScoreCheckDesc(TupleDesc desc)
 			 desc->natts, ICP_RESULT_NATTS);
 }
 
+/* What the single-row read found: the score, and how many rows. */
+typedef struct ScoreOneScan
+{
+	ScoreSource *sc;
+	IcpScore   *out;
+	int			nrows;
+} ScoreOneScan;
+
+/* The account's feature row: score it (SpiScan callback). */
+static void
+ScoreOneRow(TupleTableSlot *slot, void *arg)
+{
+	ScoreOneScan *scan = (ScoreOneScan *) arg;
+
+	/* a second row is reported when the read is over */
+	if (scan->nrows++ == 0)
+		ScoreSourceScoreSlot(scan->sc, slot, scan->out, true);
+}
+
 /*
  * icp_score(account_id bigint) → icpml.icp_score_result
  * An unknown account (or one hidden by row-level security) is an error.
+ * The feature row is scored as it is read (no copy of it is made).
  */
 Datum
 icp_score(PG_FUNCTION_ARGS)
 {
 	int64		account_id = PG_GETARG_INT64(0);
 	TupleDesc	desc;
-	ScoreSource	sc;
+	ScoreSource sc;
 	IcpScore	s;
+	ScoreOneScan scan;
 	HeapTuple	result;
+	Datum		arg = Int64GetDatum(account_id);
 	MemoryContext callcxt = CurrentMemoryContext;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -170,31 +208,132 @@ icp_score(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 
 	SPI_connect();
-	ScoreInit(&sc);
-	ScoreReadOne(&sc, account_id);
-
-	{
-		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
-
-		ScoreTuple(&sc, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &s, true);
-		result = ScoreFormTuple(desc, &s);
-		MemoryContextSwitchTo(spicxt);
-	}
+	ScoreSourceDeployed(&sc);
+	memset(&s, 0, sizeof(s));
+	s.account_id = account_id;
+	scan.sc = &sc;
+	scan.out = &s;
+	scan.nrows = 0;
+	/* the callback runs in the caller's context: the result outlives SPI */
+	MemoryContextSwitchTo(callcxt);
+	(void) SpiScan(ScoreSourcePlan(&sc, RELATION_ONE), &arg, true, ScoreOneRow, &scan,
+				   ScoreSourceRelation(&sc));
+	if (scan.nrows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("account " INT64_FORMAT " not found in %s", account_id,
+						ScoreSourceRelation(&sc)),
+				 errhint("Check the account id. Rows that row-level security hides from you count as not found.")));
+	if (scan.nrows > 1)
+		ScoreDuplicateKey(&sc, account_id);
+	result = ScoreFormTuple(desc, &s);
 	SPI_finish();
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }
 
-typedef struct ScoreHashEntry
+/* One scored account of a batch, by key (the result's columns but the key). */
+typedef struct ScoreBatchEntry
 {
 	int64		key;
-	int			row;
-} ScoreHashEntry;
+	double		probability;
+	int32		score;
+	int32		model_version;
+	const char *priority;		/* static strings */
+	const char *model;
+	const char *factor_method;
+	Jsonb	   *factors;		/* in the batch's context */
+	char		status;			/* simplehash's */
+} ScoreBatchEntry;
+
+/* A 64-bit key mixed to 32 bits (splitmix64's finaliser). */
+static inline uint32
+ScoreBatchHashKey(int64 key)
+{
+	uint64		h = (uint64) key;
+
+	h ^= h >> 30;
+	h *= UINT64CONST(0xbf58476d1ce4e5b9);
+	h ^= h >> 27;
+	h *= UINT64CONST(0x94d049bb133111eb);
+	h ^= h >> 31;
+	return (uint32) h;
+}
+
+#define SH_PREFIX		scorebatch
+#define SH_ELEMENT_TYPE	ScoreBatchEntry
+#define SH_KEY_TYPE		int64
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	ScoreBatchHashKey(k)
+#define SH_EQUAL(tb, a, b)	((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+typedef struct ScoreBatchScan
+{
+	ScoreSource *sc;
+	scorebatch_hash *rows;
+	MemoryContext rowcxt;		/* per-row scratch */
+	MemoryContext keepcxt;		/* the factors kept */
+	uint64		nrows;
+	bool		duplicate;		/* a key read twice: ERROR after the read */
+	int64		duplicate_key;
+} ScoreBatchScan;
+
+/* One feature row of a batch: score it now, keep only the result (SpiScan callback). */
+static void
+ScoreBatchRow(TupleTableSlot *slot, void *arg)
+{
+	ScoreBatchScan *scan = (ScoreBatchScan *) arg;
+	ScoreBatchEntry *e;
+	IcpScore	s;
+	bool		found;
+	MemoryContext oldcxt;
+
+	if (slot->tts_isnull[0])
+		return;
+	/* large batches: let cancel and statement_timeout in */
+	if ((scan->nrows++ & 1023) == 0)
+		CHECK_FOR_INTERRUPTS();
+	e = scorebatch_insert(scan->rows, DatumGetInt64(slot->tts_values[0]), &found);
+	if (found)
+	{
+		/* reported when the read is over (an error here would name its SQL) */
+		if (!scan->duplicate)
+		{
+			scan->duplicate = true;
+			scan->duplicate_key = e->key;
+		}
+		return;
+	}
+	oldcxt = MemoryContextSwitchTo(scan->rowcxt);
+	memset(&s, 0, sizeof(s));
+	ScoreSourceScoreSlot(scan->sc, slot, &s, true);
+	MemoryContextSwitchTo(oldcxt);
+	e->probability = s.probability;
+	e->score = s.score;
+	e->model_version = s.model_version;
+	e->priority = s.priority;
+	e->model = s.model;
+	e->factor_method = s.factor_method;
+	e->factors = NULL;
+	if (s.factors)
+	{
+		e->factors = MemoryContextAlloc(scan->keepcxt, VARSIZE(s.factors));
+		memcpy(e->factors, s.factors, VARSIZE(s.factors));
+	}
+	MemoryContextReset(scan->rowcxt);
+}
 
 /*
  * icp_score_batch(account_ids bigint[]) → setof icpml.icp_score_result
  * One row per array element, in order (duplicates repeated).  Unknown or
  * hidden ids, and NULL elements, give a row whose score columns are NULL.
+ * Rows are scored as they are read and only their results kept; a large
+ * array is read with a plan made for its size (the planner may then read
+ * the whole relation).
  */
 Datum
 icp_score_batch(PG_FUNCTION_ARGS)
@@ -205,14 +344,15 @@ icp_score_batch(PG_FUNCTION_ARGS)
 	bool	   *enulls;
 	int			n,
 				i;
-	ScoreSource	sc;
-	SPIPlanPtr	plan;
+	ScoreSource sc;
+	ScoreBatchScan scan;
 	Datum		arg;
-	int			ret;
-	HTAB	   *rows;
-	HASHCTL		ctl;
-	SPITupleTable *tuptable;
-	MemoryContext rowcxt;
+	Datum		text_high,
+				text_medium,
+				text_low,
+				text_model,
+				text_method;
+	MemoryContext callcxt;
 
 	if (ARR_NDIM(ids) > 1)
 		ereport(ERROR,
@@ -234,240 +374,77 @@ icp_score_batch(PG_FUNCTION_ARGS)
 	if (n == 0)
 		return (Datum) 0;
 
+	callcxt = CurrentMemoryContext;
 	SPI_connect();
-	ScoreInit(&sc);
-	plan = ScorePlan(&sc, RELATION_MANY);
+	ScoreSourceDeployed(&sc);
+	MemoryContextSwitchTo(callcxt);
+
+	scan.sc = &sc;
+	scan.rows = scorebatch_create(callcxt, Max(n, 16), NULL);
+	scan.rowcxt = AllocSetContextCreate(callcxt, "icpml batch row", ALLOCSET_DEFAULT_SIZES);
+	scan.keepcxt = AllocSetContextCreate(callcxt, "icpml batch results", ALLOCSET_DEFAULT_SIZES);
+	scan.nrows = 0;
+	scan.duplicate = false;
 	arg = PointerGetDatum(ids);
-	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading features failed: %s", SPI_result_code_string(ret));
-	tuptable = SPI_tuptable;
+	ScoreScanNoJit(ScoreSourcePlan(&sc, n >= RELATION_LARGE_ARRAY ? RELATION_MANY_LARGE : RELATION_MANY),
+				   &arg, ScoreBatchRow, &scan, ScoreSourceRelation(&sc));
+	if (scan.duplicate)
+		ScoreDuplicateKey(&sc, scan.duplicate_key);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(ScoreHashEntry);
-	ctl.hcxt = CurrentMemoryContext;
-	rows = hash_create("icpml batch rows", Max(SPI_processed, 16), &ctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (i = 0; i < (int) SPI_processed; i++)
-	{
-		bool		isnull,
-					found;
-		int64		key = DatumGetInt64(heap_getattr(tuptable->vals[i], 1,
-													 tuptable->tupdesc, &isnull));
-		ScoreHashEntry *e = hash_search(rows, &key, HASH_ENTER, &found);
-
-		if (found)
-			ScoreDuplicateKey(&sc, key);
-		e->row = i;
-	}
-
-	/* per-row scratch memory, reset after each row is in the tuplestore */
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml batch row",
-								   ALLOCSET_DEFAULT_SIZES);
+	/* the result's text columns take a few values: build each once */
+	text_high = CStringGetTextDatum("high");
+	text_medium = CStringGetTextDatum("medium");
+	text_low = CStringGetTextDatum("low");
+	text_model = sc.model ? CStringGetTextDatum("xgboost") : CStringGetTextDatum("rules");
+	text_method = sc.model ? CStringGetTextDatum("saabas") : CStringGetTextDatum("rule_weights");
 	for (i = 0; i < n; i++)
 	{
-		IcpScore	s;
-		ScoreHashEntry *e;
-		MemoryContext oldcxt;
+		ScoreBatchEntry *e = NULL;
+		Datum		values[ICP_RESULT_NATTS];
+		bool		nulls[ICP_RESULT_NATTS];
 
-		/* large batches: let cancel and statement_timeout in */
-		CHECK_FOR_INTERRUPTS();
-
-		memset(&s, 0, sizeof(s));
-		if (enulls[i])
-		{
-			Datum		values[ICP_RESULT_NATTS];
-			bool		nulls[ICP_RESULT_NATTS];
-
-			memset(nulls, true, sizeof(nulls));
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-			continue;
-		}
-		s.account_id = DatumGetInt64(elems[i]);
-		e = hash_search(rows, &s.account_id, HASH_FIND, NULL);
-		oldcxt = MemoryContextSwitchTo(rowcxt);
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (!enulls[i])
+			e = scorebatch_lookup(scan.rows, DatumGetInt64(elems[i]));
+		memset(nulls, e == NULL, sizeof(nulls));
+		values[0] = elems[i];
+		nulls[0] = enulls[i];
 		if (e)
-			ScoreTuple(&sc, tuptable->vals[e->row], tuptable->tupdesc, &s, true);
-		tuplestore_puttuple(rsinfo->setResult, ScoreFormTuple(rsinfo->setDesc, &s));
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(rowcxt);
+		{
+			values[1] = Int32GetDatum(e->score);
+			values[2] = e->priority[0] == 'h' ? text_high : e->priority[0] == 'm' ? text_medium : text_low;
+			values[3] = Float8GetDatum(e->probability);
+			values[4] = text_model;	/* one source scored every row */
+			values[5] = Int32GetDatum(e->model_version);
+			nulls[5] = (e->model_version == 0);
+			values[6] = PointerGetDatum(e->factors);
+			nulls[6] = (e->factors == NULL);
+			values[7] = text_method;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	MemoryContextDelete(scan.keepcxt);
+	MemoryContextDelete(scan.rowcxt);
 	SPI_finish();
 
 	return (Datum) 0;
 }
 
-/* Upsert one batch of scores into icpml.account_scores, as the owner. */
-static void
-ScoreAllWrite(SPIPlanPtr upsert, Datum *ids, Datum *scores, Datum *priorities,
-			  Datum *probs, int n, const char *model, int32 version, TimestampTz at)
-{
-	Datum		args[7];
-	char		nulls[7] = "       ";
-	CatalogOwnerState owner;
-	int			ret;
-
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(scores, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(priorities, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_array(probs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = CStringGetTextDatum(model);
-	args[5] = Int32GetDatum(version);
-	if (version == 0)
-		nulls[5] = 'n';
-	args[6] = TimestampTzGetDatum(at);
-
-	CatalogSwitchToOwner(&owner);
-	ret = SPI_execute_plan(upsert, args, nulls, false, 0);
-	CatalogRestoreUser(&owner);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "writing icpml.account_scores failed: %s", SPI_result_code_string(ret));
-}
-
 /*
- * The first score_all() also fills the recommender's industry and technology
- * vocabularies (icpml.set_bandit_vocabulary(), as the caller) while they
- * were never set, so that the context's one-hot slots mean something.
+ * Run a read of many rows (SpiScan, read-only) with JIT compilation off:
+ * the work per row is icpml's own C, and compiling the plan's expressions
+ * costs more than it saves at the sizes scoring reads.
  */
-static void
-ScoreAllFillVocabulary(void)
+void
+ScoreScanNoJit(SPIPlanPtr plan, Datum *args, SpiRowCallback callback, void *arg, const char *what)
 {
-	CatalogOwnerState owner;
-	int			ret;
-	bool		unset = false;
+	int			nest = NewGUCNestLevel();
 
-	CatalogSwitchToOwner(&owner);
-	ret = SPI_execute("SELECT industries IS NULL AND technologies IS NULL FROM icpml.bandit_settings",
-					  true, 0);
-	CatalogRestoreUser(&owner);
-	if (ret == SPI_OK_SELECT && SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		unset = !isnull && DatumGetBool(d);
-	}
-	if (unset && SPI_execute("SELECT FROM icpml.set_bandit_vocabulary()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "filling the recommender vocabulary failed");
-}
-
-/*
- * score_all(batch_size integer) → bigint
- * Score every row of the scorer's relation (read as the caller through a
- * cursor) and make icpml.account_scores hold exactly those rows.
- */
-Datum
-score_all(PG_FUNCTION_ARGS)
-{
-	int32		batch_size = PG_GETARG_INT32(0);
-	ScoreSource	sc;
-	Portal		portal;
-	SPIPlanPtr	upsert;
-	SPIPlanPtr	prune;
-	Oid			argtypes[7] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
-	TEXTOID, INT4OID, TIMESTAMPTZOID};
-	TimestampTz at = GetCurrentTransactionStartTimestamp();
-	MemoryContext batchcxt;
-	int64		total = 0;
-	Datum	   *ids,
-			   *scores,
-			   *priorities,
-			   *probs;
-	CatalogOwnerState owner;
-	Datum		atarg;
-
-	if (batch_size < 100 || batch_size > 1000000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_size must be between 100 and 1000000"),
-				 errhint("The default, 10000, suits most tables.")));
-
-	SPI_connect();
-	(void) CatalogRelid("account_scores");
-	ScoreInit(&sc);
-
-	/* prepared as the owner, under the pinned search_path it runs with */
-	CatalogSwitchToOwner(&owner);
-	upsert = SPI_prepare("INSERT INTO icpml.account_scores AS s"
-						 " (account_id, score, priority, probability, model, model_version, scored_at)"
-						 " SELECT u.a, u.s, u.p, u.pr, $5, $6, $7"
-						 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-						 " pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(a, s, p, pr)"
-						 " ON CONFLICT (account_id) DO UPDATE SET score = excluded.score,"
-						 " priority = excluded.priority, probability = excluded.probability,"
-						 " model = excluded.model, model_version = excluded.model_version,"
-						 " scored_at = excluded.scored_at",
-						 7, argtypes);
-	CatalogRestoreUser(&owner);
-	if (upsert == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-
-	portal = SPI_cursor_open(NULL, ScorePlan(&sc, RELATION_ALL), NULL, NULL, true);
-	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "icpml score_all batch",
-									 ALLOCSET_DEFAULT_SIZES);
-	ids = palloc(sizeof(Datum) * batch_size);
-	scores = palloc(sizeof(Datum) * batch_size);
-	priorities = palloc(sizeof(Datum) * batch_size);
-	probs = palloc(sizeof(Datum) * batch_size);
-
-	for (;;)
-	{
-		SPITupleTable *tuptable;
-		uint64		n,
-					i;
-		MemoryContext oldcxt;
-		const char *model = "rules";
-		int32		version = 0;
-
-		CHECK_FOR_INTERRUPTS();
-		SPI_cursor_fetch(portal, true, batch_size);
-		tuptable = SPI_tuptable;
-		n = SPI_processed;
-		if (n == 0)
-			break;
-
-		oldcxt = MemoryContextSwitchTo(batchcxt);
-		for (i = 0; i < n; i++)
-		{
-			IcpScore	s;
-
-			ScoreTuple(&sc, tuptable->vals[i], tuptable->tupdesc, &s, false);
-			ids[i] = Int64GetDatum(s.account_id);
-			scores[i] = Int32GetDatum(s.score);
-			priorities[i] = CStringGetTextDatum(s.priority);
-			probs[i] = Float8GetDatum(s.probability);
-			model = s.model;
-			version = s.model_version;
-		}
-		MemoryContextSwitchTo(oldcxt);
-		ScoreAllWrite(upsert, ids, scores, priorities, probs, (int) n, model, version, at);
-		/* the recommender's candidates (candidates.c), from the same batch */
-		CandidatesStore(PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-						PointerGetDatum(construct_array(probs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-						PointerGetDatum(construct_array(scores, n, INT4OID, 4, true, TYPALIGN_INT)),
-						PointerGetDatum(construct_array(priorities, n, TEXTOID, -1, false, TYPALIGN_INT)));
-		SPI_freetuptable(tuptable);
-		MemoryContextReset(batchcxt);
-		total += n;
-	}
-	SPI_cursor_close(portal);
-
-	/* accounts no longer in the relation leave the table */
-	atarg = TimestampTzGetDatum(at);
-	argtypes[0] = TIMESTAMPTZOID;
-	CatalogSwitchToOwner(&owner);
-	prune = SPI_prepare("DELETE FROM icpml.account_scores WHERE scored_at OPERATOR(pg_catalog.<>) $1",
-						1, argtypes);
-	if (SPI_execute_plan(prune, &atarg, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pruning icpml.account_scores failed");
-	CatalogRestoreUser(&owner);
-	CandidatesPrune();
-
-	ScoreAllFillVocabulary();
-
-	SPI_finish();
-	PG_RETURN_INT64(total);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) SpiScan(plan, args, true, callback, arg, what);
+	AtEOXact_GUC(true, nest);
 }
 
 /* One row of explain_icp_score's result. */
@@ -507,7 +484,7 @@ explain_icp_score(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	SPI_connect();
-	ScoreInit(&sc);
+	ScoreSourceDeployed(&sc);
 	ScoreReadOne(&sc, account_id);
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -561,8 +538,8 @@ prewarm(PG_FUNCTION_ARGS)
 	char	   *what;
 
 	SPI_connect();
-	ScoreInit(&sc);
-	(void) ScorePlan(&sc, RELATION_ONE);
+	ScoreSourceDeployed(&sc);
+	(void) ScoreSourcePlan(&sc, RELATION_ONE);
 	what = sc.model ? psprintf("xgboost v%d", ModelCacheVersion(sc.model)) : "rules";
 	what = MemoryContextStrdup(TopTransactionContext, what);
 	SPI_finish();

@@ -929,37 +929,43 @@ void
 SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 			  int firstatt, float *out)
 {
+	Datum		values[SPEC_DEFORM_MAX];
+	bool		nulls[SPEC_DEFORM_MAX];
+	Datum	   *v = values;
+	bool	   *n = nulls;
+
+	/* one pass over the tuple instead of a heap_getattr walk per column */
+	if (desc->natts > SPEC_DEFORM_MAX)
+	{
+		v = palloc(sizeof(Datum) * desc->natts);
+		n = palloc(sizeof(bool) * desc->natts);
+	}
+	heap_deform_tuple(tuple, desc, v, n);
+	SpecEncodeValues(spec, v, n, firstatt, out);
+	if (v != values)
+	{
+		pfree(v);
+		pfree(n);
+	}
+}
+
+/* Encode one row's deformed attributes (see spec.h). */
+void
+SpecEncodeValues(const FeatureSpec *spec, const Datum *values, const bool *nulls,
+				 int firstatt, float *out)
+{
 	int			c,
 				l;
 
-	Datum		values[SPEC_DEFORM_MAX];
-	bool		nulls[SPEC_DEFORM_MAX];
-	bool		deformed = false;
-
 	if (spec->lookup == NULL)
 		SpecBuildLookup((FeatureSpec *) spec, GetMemoryChunkContext((void *) spec));
-
-	/* one pass over the tuple instead of a heap_getattr walk per column */
-	if (desc->natts <= SPEC_DEFORM_MAX)
-	{
-		heap_deform_tuple(tuple, desc, values, nulls);
-		deformed = true;
-	}
 
 	for (c = 0; c < spec->ncolumns; c++)
 	{
 		const SpecColumn *col = &spec->columns[c];
 		float	   *o = out + col->first_feature;
-		bool		isnull;
-		Datum		d;
-
-		if (deformed)
-		{
-			d = values[firstatt + c - 1];
-			isnull = nulls[firstatt + c - 1];
-		}
-		else
-			d = heap_getattr(tuple, firstatt + c, desc, &isnull);
+		bool		isnull = nulls[firstatt + c - 1];
+		Datum		d = values[firstatt + c - 1];
 
 		if (isnull)
 		{

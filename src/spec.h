@@ -131,4 +131,8 @@ extern void SpecColumnSelect(StringInfo buf, const FeatureSpec *spec, int c, con
 extern void SpecEncodeRow(const FeatureSpec *spec, HeapTuple tuple, TupleDesc desc,
 						  int firstatt, float *out);
 
+/* The same from a row's deformed attributes (a slot's tts_values, tts_isnull). */
+extern void SpecEncodeValues(const FeatureSpec *spec, const Datum *values, const bool *nulls,
+							 int firstatt, float *out);
+
 #endif							/* ICPML_SPEC_H */

@@ -57,6 +57,17 @@ SELECT icpml.score_all() AS accounts_rescored;
 SELECT priority, count(*) AS accounts, round(avg(probability)::numeric, 3) AS mean_probability,
        round(avg(icpml_ref.true_fit_probability(account_id))::numeric, 3) AS hidden_true_fit_rate
 FROM icpml.account_scores GROUP BY priority ORDER BY min(score) DESC;
+\echo 'each run writes only the rows whose score changed (icpml.score_runs):'
+SELECT kind, model, model_version, rows_read, rows_written, rows_deleted
+FROM icpml.score_runs ORDER BY run_id DESC LIMIT 3;
+\echo 'incremental scoring: triggers queue changed accounts, score_changed() (pg_cron, every minute) rescores them'
+SELECT table_name, queued FROM icpml.enable_score_queue();
+INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
+                             has_open_engineering_roles, total_open_roles, has_engineering_blog)
+VALUES (20001, 'Newco', 'devtools', 30, true, 60, true);
+SELECT icpml.score_changed() - 'run_id' AS score_changed;
+SELECT account_id, score, priority, round(probability::numeric, 3) AS probability, model_version
+FROM icpml.account_scores WHERE account_id = 20001;
 
 \echo
 \echo '== 6. Recommendations for a sales user (LinUCB over ICP fit, intent and the user''s own history)'

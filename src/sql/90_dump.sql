@@ -5,7 +5,8 @@
 --   settings     rule_weights, rule_settings, bandit_settings, reward_map,
 --                health_settings
 --   models       models, deployments, training_runs (20_models.sql)
---   scores       account_scores (score_all() can rebuild it), account_candidates
+--   scores       account_scores, version_scores, score_runs, score_queue
+--                (score_all() can rebuild the scores), account_candidates
 --   profiles     user_profiles (rebuild_user_profiles() can rebuild it)
 --   recommender  bandit_state, account_feedback, recommendations and
 --                feedback_events (the log the state is rebuilt from),
@@ -78,3 +79,7 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.bandit_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.account_candidates', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.user_profiles', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.health_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.version_scores', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.score_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.score_runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.score_queue', '');

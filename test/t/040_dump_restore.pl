@@ -93,7 +93,7 @@ my $src_results = $src->safe_psql('app', q{
 like($src_results, qr/^greedy:\d,linucb:\d$/, 'the source ran an experiment');
 ok($max_id > 0 && $max_version > 0, 'the source has a recommendation log and a bandit state');
 like($before, qr/^bandit_state [1-9]/m, 'the source has learned state rows');
-is(scalar(() = $before =~ /\n/g) + 1, 17, 'every configuration table (seventeen) is compared');
+is(scalar(() = $before =~ /\n/g) + 1, 20, 'every configuration table (twenty) is compared');
 
 my $dump = $PostgreSQL::Test::Utils::tmp_check . '/app.dump';
 $src->command_ok([ 'pg_dump', '-Fc', '-C', '-f', $dump, '-d', $src->connstr('app') ],
