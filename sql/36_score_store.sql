@@ -13,7 +13,7 @@ FROM icpml_ref.generate(accounts => 1500, users => 3, interactions => 300, seed 
                         as_of => '2026-01-01 00:00+00');
 RESET client_min_messages;
 SET icpml.nthread = 1;
-TRUNCATE icpml.account_scores, icpml.score_runs, icpml.score_queue, icpml.version_scores;
+TRUNCATE icpml.account_scores, icpml.score_runs, icpml.score_queue, icpml.version_scores, icpml.account_candidates;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 
 -- no age features (days from a date to now()): scores do not drift between
@@ -145,11 +145,26 @@ SELECT * FROM pg_temp.last_run();
 SELECT pg_temp.served_mismatches() AS mismatches;
 SELECT count(*) AS challenger_rows_of_new_account FROM icpml.version_scores WHERE account_id = 5001;
 SELECT count(*) AS queued FROM icpml.score_queue;
+-- the recommender's candidates follow: the new account is there, the
+-- deleted one gone, every candidate has the served score
+SELECT count(*) FILTER (WHERE account_id = 5001) AS new_candidate,
+       count(*) FILTER (WHERE account_id = 1400) AS deleted_candidate,
+       bool_and(s.probability = c.probability AND s.score = c.score AND s.priority = c.priority)
+         AS same_scores,
+       count(*) = (SELECT count(*) FROM icpml.account_scores) AS same_accounts
+FROM icpml.account_candidates AS c LEFT JOIN icpml.account_scores AS s USING (account_id);
 -- nothing queued: nothing done
 SELECT icpml.score_changed() AS nothing;
 -- an update that moves nothing still queues; the score is found unchanged
 UPDATE account_signals SET account_name = 'renamed' WHERE account_id = 5;
 SELECT icpml.score_changed() - 'run_id' AS unchanged;
+-- a signal the model does not use (research date) reaches the candidates
+-- although no score moved
+SELECT min(account_id) AS researched FROM research_runs WHERE account_id > 100 \gset
+UPDATE research_runs SET created_at = '2031-01-02'
+WHERE ctid = (SELECT ctid FROM research_runs WHERE account_id = :researched ORDER BY created_at DESC LIMIT 1);
+SELECT icpml.score_changed() ->> 'written' AS written;
+SELECT researched_at::date AS candidate_researched_at FROM icpml.account_candidates WHERE account_id = :researched;
 -- max_rows: a large change is taken in parts
 UPDATE account_signals SET updated_at = updated_at WHERE account_id <= 30;
 SELECT icpml.score_changed(max_rows => 20) - 'run_id' AS first_part;
@@ -158,7 +173,7 @@ SELECT icpml.score_changed(max_rows => 0);
 
 -- 8. a deploy: score_changed() adopts the challenger set of the new version
 -- (no feature read), then drops it
-SELECT version, action FROM icpml.deploy_model(version => 2);
+SELECT version, action FROM icpml.deploy_model(version => 2, replace_dataset => true);
 SELECT icpml.score_changed() - 'run_id' AS after_deploy;
 SELECT * FROM pg_temp.last_run();
 SELECT pg_temp.served_mismatches() AS mismatches;
@@ -182,7 +197,7 @@ UPDATE research_runs SET company_size = 5000 WHERE account_id BETWEEN 100 AND 12
 SELECT icpml.score_changed() -> 'versions' AS challengers_rescored;
 -- what version 2 would score now, deployed for a moment
 BEGIN;
-SELECT version, action FROM icpml.deploy_model(version => 2);
+SELECT version, action FROM icpml.deploy_model(version => 2, replace_dataset => true);
 SELECT count(*) AS challenger_mismatches
 FROM icpml.version_scores v
 FULL JOIN (SELECT * FROM icpml.icp_score_batch(ARRAY(SELECT account_id FROM account_signals))) b
@@ -209,6 +224,6 @@ DROP VIEW dup_view;
 DROP VIEW account_features;
 DROP TABLE user_interactions, research_runs, sales_users, account_signals CASCADE;
 TRUNCATE icpml.models, icpml.deployments, icpml.training_runs RESTART IDENTITY;
-TRUNCATE icpml.account_scores, icpml.score_runs, icpml.score_queue, icpml.version_scores;
+TRUNCATE icpml.account_scores, icpml.score_runs, icpml.score_queue, icpml.version_scores, icpml.account_candidates;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
 RESET client_min_messages;

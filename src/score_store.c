@@ -26,6 +26,13 @@
  *   4. delete: stored rows of accounts the read did not return (gone, or
  *      hidden from the role that runs it) are deleted;
  *   5. log: one row in icpml.score_runs.
+ * The served set's runs feed the recommender's candidates (candidates.c),
+ * in the same transaction, as the caller: every account a scoring run read
+ * goes to CandidatesStore with its score, changed or not (the signals the
+ * recommender reads may have changed where the score did not; it skips
+ * rows equal to its own), an adopt passes the rows it wrote, deleted rows
+ * go to CandidatesForget, and a full run or an adopt ends with
+ * CandidatesPrune.
  * Unchanged rows are not written at all, so scored_at is when a row's score
  * last changed; the run log says when the set was last checked.
  *
@@ -79,6 +86,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "candidates.h"
 #include "catalog.h"
 #include "icpml.h"
 #include "score.h"
@@ -154,6 +162,7 @@ typedef struct ScoreRun
 	int32		set_version;	/* SCORE_VERSION: its model_version */
 	const char *kind;			/* "all", "changed", "adopt" */
 	bool		full;			/* every account: unseen stored rows go */
+	bool		candidates_all;	/* CandidatesStore every account read, not only those written */
 	char		model;			/* 'x' or 'r', of the rows written */
 	int32		model_version;	/* 0 for the rules */
 	const char *relation;		/* what was read (NULL when adopting) */
@@ -227,6 +236,8 @@ ScoreStoreRunBegin(ScoreTarget target, int32 set_version, const char *kind, bool
 	{
 		run->model_version = ScoreSourceModelVersion(source);
 		run->model = run->model_version > 0 ? 'x' : 'r';
+		/* the served set's candidates are refreshed for every account read */
+		run->candidates_all = (target == SCORE_SERVED);
 	}
 	run->set = scoreset_create(cxt, 1024, NULL);
 	return run;
@@ -358,6 +369,10 @@ ScoreStoreConsider(ScoreRun *run, int64 account_id, double probability, int32 sc
 		e->priority == priority && e->model == run->model &&
 		e->model_version == run->model_version)
 		return;					/* unchanged: nothing to write */
+	/* the entry now holds the account's new score (CandidatesStore reads it) */
+	e->probability = probability;
+	e->score = score;
+	e->priority = priority;
 
 	if (run->nrows == run->caprows)
 	{
@@ -727,7 +742,61 @@ ScoreStoreDeleteIds(ScoreRun *run, Datum *ids, int64 nids)
 		if (ret != SPI_OK_DELETE)
 			elog(ERROR, "deleting scores failed: %s", SPI_result_code_string(ret));
 		run->rows_deleted += SPI_processed;
+		/* the recommender's candidates follow (a full run prunes them at its end) */
+		if (run->target == SCORE_SERVED && !run->full)
+			CandidatesForget(args[0]);
 	}
+}
+
+/*
+ * Pass rows of the served set to the recommender's candidates
+ * (CandidatesStore), in batches, as the caller.
+ */
+static void
+ScoreStoreCandidates(ScoreRun *run, const ScoreRow *rows, int64 nrows)
+{
+	MemoryContext batchcxt = AllocSetContextCreate(run->cxt, "icpml score candidates",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(batchcxt);
+	Datum	   *ids = palloc(sizeof(Datum) * run->batch_size);
+	Datum	   *probs = palloc(sizeof(Datum) * run->batch_size);
+	Datum	   *scores = palloc(sizeof(Datum) * run->batch_size);
+	Datum	   *priorities = palloc(sizeof(Datum) * run->batch_size);
+	Datum		prio_datum[3];
+	int64		i;
+	int			n,
+				k;
+
+	MemoryContextSwitchTo(run->cxt);
+	prio_datum[0] = CStringGetTextDatum("high");
+	prio_datum[1] = CStringGetTextDatum("medium");
+	prio_datum[2] = CStringGetTextDatum("low");
+	for (i = 0; i < nrows; i += n)
+	{
+		MemoryContext callcxt = AllocSetContextCreate(batchcxt, "icpml score candidates batch",
+													  ALLOCSET_DEFAULT_SIZES);
+
+		CHECK_FOR_INTERRUPTS();
+		n = (int) Min(run->batch_size, nrows - i);
+		for (k = 0; k < n; k++)
+		{
+			const ScoreRow *r = &rows[i + k];
+
+			ids[k] = Int64GetDatum(r->account_id);
+			probs[k] = Float8GetDatum(r->probability);
+			scores[k] = Int32GetDatum(r->score);
+			priorities[k] = prio_datum[r->priority == 'h' ? 0 : r->priority == 'm' ? 1 : 2];
+		}
+		MemoryContextSwitchTo(callcxt);
+		CandidatesStore(PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						PointerGetDatum(construct_array(probs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						PointerGetDatum(construct_array(scores, n, INT4OID, 4, true, TYPALIGN_INT)),
+						PointerGetDatum(construct_array(priorities, n, TEXTOID, -1, false, TYPALIGN_INT)));
+		MemoryContextSwitchTo(run->cxt);
+		MemoryContextDelete(callcxt);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(batchcxt);
 }
 
 /*
@@ -746,6 +815,33 @@ ScoreStoreWrite(ScoreRun *run, Datum *asked, int nasked)
 
 	if (run->nrows > 0 && !ScoreStoreBulkFill(run, relid))
 		ScoreStoreUpsert(run);
+	if (run->target == SCORE_SERVED)
+	{
+		if (run->candidates_all)
+		{
+			/* every account read, with its new score (changed or not) */
+			scoreset_iterator it;
+			ScoreSetEntry *e;
+			ScoreRow   *all;
+			int64		nall = 0;
+
+			all = MemoryContextAllocHuge(run->cxt, sizeof(ScoreRow) * Max(run->rows_read, 1));
+			scoreset_start_iterate(run->set, &it);
+			while ((e = scoreset_iterate(run->set, &it)) != NULL)
+				if (e->seen && nall < run->rows_read)
+				{
+					all[nall].account_id = e->account_id;
+					all[nall].probability = e->probability;
+					all[nall].score = e->score;
+					all[nall].priority = e->priority;
+					nall++;
+				}
+			ScoreStoreCandidates(run, all, nall);
+			pfree(all);
+		}
+		else
+			ScoreStoreCandidates(run, run->rows, run->nrows);
+	}
 
 	oldcxt = MemoryContextSwitchTo(run->cxt);
 	if (asked == NULL)
@@ -778,6 +874,8 @@ ScoreStoreWrite(ScoreRun *run, Datum *asked, int nasked)
 	MemoryContextSwitchTo(oldcxt);
 	if (ngone > 0)
 		ScoreStoreDeleteIds(run, gone, ngone);
+	if (run->target == SCORE_SERVED && run->full)
+		CandidatesPrune();
 }
 
 /* Log the run in icpml.score_runs (as the owner); returns its run_id. */
