@@ -236,7 +236,7 @@ BEGIN
       EXECUTE pg_catalog.format(
         'CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS %s FOR EACH STATEMENT'
         ' EXECUTE FUNCTION icpml.score_queue_trigger(%L)',
-        'icpml_score_queue_' || op, op, t.table_name,
+        'icpml_score_queue_' OPERATOR(pg_catalog.||) op, op, t.table_name,
         CASE op WHEN 'delete' THEN 'OLD' WHEN 'insert' THEN 'NEW' ELSE 'OLD TABLE AS old_rows NEW' END,
         CASE op WHEN 'delete' THEN 'old_rows' ELSE 'new_rows' END, v_key);
     END LOOP;
