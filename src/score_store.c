@@ -975,7 +975,12 @@ ScoreStoreFillVocabulary(const char *relation)
 	{
 		int			nest = NewGUCNestLevel();
 
-		(void) set_config_option("icpml.feature_relation", relation, PGC_USERSET, PGC_S_SESSION,
+		/*
+		 * icpml.feature_relation is a superuser setting; this is icpml
+		 * pointing it, for one call, at the relation it just read as the
+		 * caller (a resolved stored name, not caller text)
+		 */
+		(void) set_config_option("icpml.feature_relation", relation, PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		if (SPI_execute("SELECT FROM icpml.set_bandit_vocabulary()", false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "set_bandit_vocabulary() failed");
