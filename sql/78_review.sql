@@ -1,7 +1,8 @@
 -- The surfaces new in 0.4.0 probed as an attacker and as a careless
 -- operator would (docs/security.md): who chooses the relations icpml reads
--- on a caller's behalf, the model-health thresholds, the triggers icpml puts
--- on the user's tables.  Each case misbehaved before its fix.
+-- on a caller's behalf, the model-health thresholds, the score queue
+-- triggers icpml puts on the user's tables.  Each case misbehaved before
+-- its fix.
 \set VERBOSITY terse
 SET icpml.nthread = 1;
 \i sql/include/reference_generator.sql
@@ -79,6 +80,48 @@ SELECT pg_temp.try_health('max_model_age', '-5 days') AS negative_age,
        pg_temp.try_health('max_model_age', '0 seconds') AS zero_age;
 UPDATE icpml.health_settings SET psi_watch = DEFAULT, psi_alert = DEFAULT, auc_drop = DEFAULT,
   brier_rise = DEFAULT, calibration_gap = DEFAULT, max_model_age = DEFAULT;
+
+-- 3. the score queue triggers read the key column of the user's table with
+--    the extension owner's rights: a table owner who made the key a type of
+--    its own, with a cast of its own, ran that cast as the owner (a
+--    superuser).  Now a key of a user-defined type is refused at every
+--    firing, as the feedback and profile triggers refuse theirs.
+CREATE ROLE icpml_rv_owner NOLOGIN;
+GRANT CREATE ON SCHEMA public TO icpml_rv_owner;
+SET ROLE icpml_rv_owner;
+CREATE TYPE public.rv_key AS ENUM ('1', '2', '3');
+CREATE TABLE public.rv_scored (account_id bigint, signal integer);
+CREATE TABLE public.rv_witness (was_superuser boolean);
+CREATE FUNCTION public.rv_key_to_int8(k public.rv_key) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.rv_witness SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user;
+  RETURN k::text::bigint;
+END
+$$;
+CREATE CAST (public.rv_key AS bigint) WITH FUNCTION public.rv_key_to_int8(public.rv_key);
+RESET ROLE;
+SELECT table_name, queued FROM icpml.enable_score_queue('public.rv_scored', 'account_id');
+SET ROLE icpml_rv_owner;
+INSERT INTO public.rv_scored VALUES (1, 1);
+ALTER TABLE public.rv_scored ALTER COLUMN account_id TYPE public.rv_key USING account_id::text::public.rv_key;
+INSERT INTO public.rv_scored VALUES ('2', 1);
+UPDATE public.rv_scored SET signal = 2;
+DELETE FROM public.rv_scored;
+RESET ROLE;
+SELECT count(*) AS casts_run, count(*) FILTER (WHERE was_superuser) AS as_superuser FROM public.rv_witness;
+-- a key column renamed under the trigger: a clear error, not a raw one
+ALTER TABLE public.rv_scored ALTER COLUMN account_id TYPE bigint USING account_id::text::bigint;
+INSERT INTO public.rv_scored VALUES (3, 1);
+ALTER TABLE public.rv_scored RENAME COLUMN account_id TO id;
+INSERT INTO public.rv_scored VALUES (4, 1);
+SELECT account_id FROM icpml.score_queue WHERE account_id IN (1, 2, 3, 4) ORDER BY 1;
+SELECT * FROM icpml.disable_score_queue('public.rv_scored');
+DROP TABLE public.rv_scored, public.rv_witness;
+DROP CAST (public.rv_key AS bigint);
+DROP FUNCTION public.rv_key_to_int8(public.rv_key);
+DROP TYPE public.rv_key;
+REVOKE CREATE ON SCHEMA public FROM icpml_rv_owner;
+DROP ROLE icpml_rv_owner;
 
 -- clean up
 ALTER TABLE public.account_signals DISABLE ROW LEVEL SECURITY;

@@ -3683,3 +3683,76 @@ END
 $$;
 SELECT icpml.grant_admin('icpml_admin');
 SELECT icpml.grant_admin('icpml_jobs');
+
+-- ---------------------------------------------------------------------------
+-- Review of the 0.4.0 surfaces (review lane), after the score store: the
+-- score queue trigger reads the key column with the owner's rights, so it
+-- refuses a key of a user-defined type (whose cast the table's owner wrote)
+-- at every firing, and says so when the key column is gone.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION icpml.score_queue_trigger()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_base pg_catalog.oid;
+BEGIN
+  IF TG_LEVEL OPERATOR(pg_catalog.<>) 'STATEMENT' OR TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN
+    RAISE EXCEPTION 'icpml.score_queue_trigger() must be a statement trigger with the key column as its argument'
+      USING ERRCODE = 'triggered_action_exception';
+  END IF;
+  -- The key column is read with the owner's rights: a cast, operator or
+  -- function of a type the table's owner defined would run as the owner.
+  -- Only a column of a built-in type (a domain followed to its base) is
+  -- read, checked at every firing (the column may change type after the
+  -- trigger was put there), as the feedback and profile triggers do.
+  IF TG_OP OPERATOR(pg_catalog.<>) 'TRUNCATE' THEN
+    WITH RECURSIVE d(typ) AS (
+      SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
+      WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attname OPERATOR(pg_catalog.=) TG_ARGV[0]
+        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+      UNION ALL
+      SELECT t.typbasetype FROM d JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) d.typ
+      WHERE t.typtype OPERATOR(pg_catalog.=) 'd')
+    SELECT d.typ INTO v_base
+    FROM d JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) d.typ
+    WHERE t.typtype OPERATOR(pg_catalog.<>) 'd';
+    IF v_base IS NULL THEN
+      RAISE EXCEPTION 'column "%" of "%" does not exist: the score queue trigger cannot queue its accounts',
+                      TG_ARGV[0], TG_RELID::pg_catalog.regclass
+        USING ERRCODE = 'undefined_column',
+              HINT = 'Put the triggers there again for the new key column with icpml.enable_score_queue(), or remove them with icpml.disable_score_queue().';
+    END IF;
+    IF v_base OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid THEN
+      RAISE EXCEPTION 'column "%" of "%" has a user-defined type', TG_ARGV[0], TG_RELID::pg_catalog.regclass
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'The score queue trigger reads the key with the extension owner''s rights; use a bigint key (or a domain over one), or remove the triggers with icpml.disable_score_queue().';
+    END IF;
+  END IF;
+  IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+    -- every account scored so far: score_changed() deletes those that are gone
+    INSERT INTO icpml.score_queue AS q (account_id)
+    SELECT s.account_id FROM icpml.account_scores AS s
+    ON CONFLICT (account_id) DO UPDATE SET queued_at = excluded.queued_at;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    EXECUTE pg_catalog.format(
+      'INSERT INTO icpml.score_queue AS q (account_id)'
+      ' SELECT DISTINCT n.%1$I::pg_catalog.int8 FROM new_rows AS n WHERE n.%1$I IS NOT NULL'
+      ' ON CONFLICT (account_id) DO UPDATE SET queued_at = excluded.queued_at', TG_ARGV[0]);
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+    EXECUTE pg_catalog.format(
+      'INSERT INTO icpml.score_queue AS q (account_id)'
+      ' SELECT DISTINCT o.%1$I::pg_catalog.int8 FROM old_rows AS o WHERE o.%1$I IS NOT NULL'
+      ' ON CONFLICT (account_id) DO UPDATE SET queued_at = excluded.queued_at', TG_ARGV[0]);
+  ELSE
+    -- an update may move a row from one account to another: both change
+    EXECUTE pg_catalog.format(
+      'INSERT INTO icpml.score_queue AS q (account_id)'
+      ' SELECT DISTINCT k.a FROM (SELECT n.%1$I::pg_catalog.int8 FROM new_rows AS n'
+      '   UNION ALL SELECT o.%1$I::pg_catalog.int8 FROM old_rows AS o) AS k(a) WHERE k.a IS NOT NULL'
+      ' ON CONFLICT (account_id) DO UPDATE SET queued_at = excluded.queued_at', TG_ARGV[0]);
+  END IF;
+  RETURN NULL;
+END
+$$;
