@@ -123,6 +123,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_base pg_catalog.oid;
+  v_next pg_catalog.oid;
 BEGIN
   IF TG_LEVEL OPERATOR(pg_catalog.<>) 'STATEMENT' OR TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN
     RAISE EXCEPTION 'icpml.score_queue_trigger() must be a statement trigger with the key column as its argument'
@@ -134,16 +135,16 @@ BEGIN
   -- read, checked at every firing (the column may change type after the
   -- trigger was put there), as the feedback and profile triggers do.
   IF TG_OP OPERATOR(pg_catalog.<>) 'TRUNCATE' THEN
-    WITH RECURSIVE d(typ) AS (
-      SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
-      WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attname OPERATOR(pg_catalog.=) TG_ARGV[0]
-        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-      UNION ALL
-      SELECT t.typbasetype FROM d JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) d.typ
-      WHERE t.typtype OPERATOR(pg_catalog.=) 'd')
-    SELECT d.typ INTO v_base
-    FROM d JOIN pg_catalog.pg_type AS t ON t.oid OPERATOR(pg_catalog.=) d.typ
-    WHERE t.typtype OPERATOR(pg_catalog.<>) 'd';
+    SELECT a.atttypid INTO v_base FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attname OPERATOR(pg_catalog.=) TG_ARGV[0]
+      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    -- a domain of the user's: down to its base type
+    WHILE v_base OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid LOOP
+      SELECT t.typbasetype INTO v_next FROM pg_catalog.pg_type AS t
+      WHERE t.oid OPERATOR(pg_catalog.=) v_base AND t.typtype OPERATOR(pg_catalog.=) 'd';
+      EXIT WHEN NOT FOUND;
+      v_base := v_next;
+    END LOOP;
     IF v_base IS NULL THEN
       RAISE EXCEPTION 'column "%" of "%" does not exist: the score queue trigger cannot queue its accounts',
                       TG_ARGV[0], TG_RELID::pg_catalog.regclass
