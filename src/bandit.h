@@ -133,6 +133,11 @@ typedef struct BanditSettings
 	 * ranks with and trains, "global" when the variants share it.
 	 */
 	char	  **variant_scopes;
+	/*
+	 * The model version whose scores variant i serves when it is not the
+	 * deployed one (icpml.version_scores), else 0: the deployed model's.
+	 */
+	int32	   *variant_versions;
 	double		holdout;		/* share of users held out, 0 none */
 	BanditPolicy holdout_policy;
 } BanditSettings;

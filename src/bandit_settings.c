@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -21,6 +22,7 @@
 #include "bandit.h"
 #include "catalog.h"
 #include "icpml.h"
+#include "model_store.h"
 
 /* SQL names of the policies, in BanditPolicy order. */
 static const char *const BanditPolicyNames[BANDIT_NPOLICIES] = {
@@ -133,6 +135,7 @@ BanditLoadSettings(void)
 	bool		cfg_has_experiments;
 	bool		cfg_has_feedback_log;
 	bool		has_sources;
+	int32		deployed = 0;
 
 	CatalogRegisterInvalidation(BanditInvalidate);
 	has_sources = get_attnum(CatalogRelid("bandit_settings"), "affinity_share") != InvalidAttrNumber;
@@ -267,15 +270,23 @@ BanditLoadSettings(void)
 	cfg.has_experiments = cfg_has_experiments;
 	if (cfg.has_experiments)
 	{
-		/* labels with policies, separate states, holdout: 0.4.0 SQL */
+		/* labels with policies, separate states, holdout, model versions: 0.4.0 SQL */
 		bool		labels = get_attnum(CatalogRelid("experiments"), "policies") != InvalidAttrNumber;
+
+		/*
+		 * The deployed version, which a variant's model version is compared
+		 * with (a deploy invalidates these settings too: models' trigger).
+		 * Read first: a query switches back to SPI's context.
+		 */
+		if (labels)
+			deployed = ModelStoreDeployedVersion();
 
 		ret = SPI_execute(labels ?
 						  "SELECT name, variants, weights, policies, separate_state, holdout,"
-						  " holdout_policy FROM icpml.experiments"
+						  " holdout_policy, model_versions FROM icpml.experiments"
 						  " WHERE status OPERATOR(pg_catalog.=) 'running'" :
 						  "SELECT name, variants, weights, variants, false, 0::pg_catalog.float8,"
-						  " 'icp'::pg_catalog.text FROM icpml.experiments"
+						  " 'icp'::pg_catalog.text, NULL::pg_catalog.int4[] FROM icpml.experiments"
 						  " WHERE status OPERATOR(pg_catalog.=) 'running'", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading icpml.experiments failed: %s", SPI_result_code_string(ret));
@@ -292,6 +303,9 @@ BanditLoadSettings(void)
 		char	  **policies;
 		bool		separate;
 		char	   *holdout_policy;
+		Datum	   *velems = NULL;
+		bool	   *vnulls = NULL;
+		int			nv = 0;
 
 		oldcxt = MemoryContextSwitchTo(bandit_cxt);
 		cfg.experiment = SPI_getvalue(etup, edesc, 1);
@@ -313,9 +327,18 @@ BanditLoadSettings(void)
 			!BanditPolicyFromName(holdout_policy, &cfg.holdout_policy))
 			elog(ERROR, "experiment \"%s\" has an invalid holdout (please report a bug)",
 				 cfg.experiment);
+		if (!heap_attisnull(etup, 8, edesc))
+		{
+			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(etup, edesc, 8, &isnull)),
+							  INT4OID, 4, true, TYPALIGN_INT, &velems, &vnulls, &nv);
+			if (nv != nw)
+				elog(ERROR, "experiment \"%s\" has %d variants and %d model versions (please report a bug)",
+					 cfg.experiment, nw, nv);
+		}
 		cfg.variant_weights = palloc(sizeof(double) * nw);
 		cfg.variant_policies = palloc(sizeof(BanditPolicy) * nw);
 		cfg.variant_scopes = palloc(sizeof(char *) * nw);
+		cfg.variant_versions = palloc0(sizeof(int32) * nw);
 		for (i = 0; i < (uint64) nw; i++)
 		{
 			cfg.variant_weights[i] = DatumGetFloat8(welems[i]);
@@ -327,6 +350,8 @@ BanditLoadSettings(void)
 			if (strlen(cfg.variant_scopes[i]) >= BANDIT_SCOPE_LEN)
 				elog(ERROR, "the state scope of variant \"%s\" is too long (please report a bug)",
 					 cfg.variants[i]);
+			if (velems != NULL && !vnulls[i] && DatumGetInt32(velems[i]) != deployed)
+				cfg.variant_versions[i] = DatumGetInt32(velems[i]);
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}

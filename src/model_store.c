@@ -138,8 +138,8 @@ ModelStoreLockDeployments(void)
 				   0, NULL, NULL, NULL, false);
 }
 
-/* The deployed version, 0 when none is deployed. */
-static int32
+/* The deployed version, 0 when none is deployed (inside SPI, as the owner). */
+int32
 ModelStoreDeployedVersion(void)
 {
 	bool		isnull;

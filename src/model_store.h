@@ -92,6 +92,9 @@ extern bool ModelStoreApplyPolicy(int32 version, const char *policy,
  */
 extern ModelRecord *ModelStoreLoadDeployed(void);
 
+/* The deployed version, 0 when none is (inside SPI, as the extension owner). */
+extern int32 ModelStoreDeployedVersion(void);
+
 /* Any stored version (for explain/verify); ERROR if unknown. */
 extern ModelRecord *ModelStoreLoad(int32 version);
 

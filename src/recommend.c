@@ -31,7 +31,9 @@
  * will train (state_scope) are logged with every row, and the experiment
  * and variant named in the reason.  A held-out user gets the holdout
  * policy, ranked with the global state, logged as variant 'holdout' with
- * state_scope 'none'.
+ * state_scope 'none'.  A variant that names a model version other than the
+ * deployed one gets its candidates and scores from that version's
+ * materialised scores (retrieval.c), named in the reason (model_version).
  *
  * Memory: everything lives in the SPI procedure context and goes away at
  * SPI_finish; the result rows are copied into the tuplestore before that.
@@ -383,6 +385,8 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 		escape_json(&buf, call->cfg->experiment);
 		appendStringInfoString(&buf, ",\"variant\":");
 		escape_json(&buf, RecommendVariantName(call));
+		if (call->model_version > 0)
+			appendStringInfo(&buf, ",\"model_version\":%d", call->model_version);
 	}
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
@@ -641,6 +645,8 @@ RecommendRetrieve(RecommendCall *call)
 											 call->cfg->holdout);
 			call->policy = call->variant == EXPERIMENT_HOLDOUT ? call->cfg->holdout_policy :
 				call->cfg->variant_policies[call->variant];
+			if (call->variant >= 0)
+				call->model_version = call->cfg->variant_versions[call->variant];
 		}
 	}
 	if (call->M == 0)

@@ -189,6 +189,9 @@ typedef struct RecommendCall
 	int64		state_version;
 	int			variant;		/* index in cfg->variants, -1 outside experiments,
 								 * EXPERIMENT_HOLDOUT (experiments.h) held out */
+	int32		model_version;	/* the variant's model version when it is not
+								 * the deployed one (retrieval reads its
+								 * icpml.version_scores), 0: the deployed */
 	MemoryContext rowcxt;		/* per feature row scratch, reset after each */
 } RecommendCall;
 

@@ -36,6 +36,14 @@
  * of the M accounts as the caller: O(M) rows, no per-account probes of the
  * feature relation or of the interactions.
  *
+ * A model-version variant of an experiment (call->model_version, a version
+ * other than the deployed one): the icp source reads the top of that
+ * version's materialised scores (icpml.version_scores, its own index) with
+ * the features of account_candidates, the other sources read as usual but
+ * not bounded by the icp slice, and every candidate they bring gets that
+ * version's probability, score and priority; one the version has not
+ * scored is left out.  A version with no materialised scores is an error.
+ *
  * Fallbacks, all 'icp': before account_candidates has rows (after an
  * upgrade, until the next scoring or refresh_candidates()), the top of
  * account_scores with features read live as the caller; before any scoring
@@ -62,6 +70,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -352,12 +361,142 @@ RetrievalIcpFirstPlan(int n)
 	return plan_icp_first[i];
 }
 
+/*
+ * One page of the icp source of a model-version variant: the top of its
+ * version's scores (LIMIT page OFFSET offset) with account_candidates'
+ * features, one primary-key probe per row (the fenced LATERAL keeps the
+ * planner from hashing the whole table: O(page) rows read).  The first
+ * page has a plan per page size, like the served set's; later pages a
+ * custom plan per call.
+ */
+#define RETRIEVAL_VERSION_SELECT \
+	"SELECT v.account_id, v.probability, v.score, v.priority, c.industry," \
+	" c.size_band, c.engineering_roles, c.hiring, c.open_roles, c.blog," \
+	" c.funding_date, c.researched_at, c.tech_stack" \
+	" FROM (SELECT s.account_id, s.probability, s.score, s.priority" \
+	" FROM icpml.version_scores AS s WHERE s.model_version OPERATOR(pg_catalog.=) $1" \
+	" ORDER BY s.probability DESC, s.account_id LIMIT %s OFFSET %s) AS v" \
+	" CROSS JOIN LATERAL (SELECT * FROM icpml.account_candidates AS c" \
+	" WHERE c.account_id OPERATOR(pg_catalog.=) v.account_id OFFSET 0) AS c" \
+	" ORDER BY v.probability DESC, v.account_id"
+static SPIPlanPtr plan_version_first[RETRIEVAL_FIRST_PLANS];
+static int	plan_version_first_n[RETRIEVAL_FIRST_PLANS];
+static int	plan_version_first_next = 0;
+
+static int
+RetrievalIcpVersionPage(RecommendCall *call, int page, int64 offset, RetrievalScan *scan)
+{
+	static SPIPlanPtr plan_next = NULL;
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		args[3];
+	SPIPlanPtr	plan = NULL;
+	int			i;
+
+	args[0] = Int32GetDatum(call->model_version);
+	if (offset == 0)
+	{
+		for (i = 0; i < RETRIEVAL_FIRST_PLANS; i++)
+			if (plan_version_first[i] != NULL && plan_version_first_n[i] == page)
+				plan = plan_version_first[i];
+		if (plan == NULL)
+		{
+			i = plan_version_first_next;
+			plan_version_first_next = (plan_version_first_next + 1) % RETRIEVAL_FIRST_PLANS;
+			if (plan_version_first[i] != NULL)
+				SPI_freeplan(plan_version_first[i]);
+			plan_version_first[i] = NULL;
+			plan_version_first[i] = CatalogKeepPlan(psprintf(RETRIEVAL_VERSION_SELECT,
+															 psprintf("%d", page), "0"),
+													1, argtypes, 0);
+			plan_version_first_n[i] = page;
+			plan = plan_version_first[i];
+		}
+		return RetrievalScanSource(call, plan, args, SOURCE_ICP, scan);
+	}
+	if (plan_next == NULL)
+		plan_next = CatalogKeepPlan(psprintf(RETRIEVAL_VERSION_SELECT, "$2", "$3"), 3, argtypes,
+									CURSOR_OPT_CUSTOM_PLAN);
+	args[1] = Int32GetDatum(page);
+	args[2] = Int64GetDatum(offset);
+	return RetrievalScanSource(call, plan_next, args, SOURCE_ICP, scan);
+}
+
+/* Where RetrievalVersionRow writes: the call, and which rows the version scored. */
+typedef struct RetrievalVersionScan
+{
+	RecommendCall *call;
+	bool	   *scored;			/* by row index */
+} RetrievalVersionScan;
+
+/* One version_scores row of a candidate another source brought. */
+static void
+RetrievalVersionRow(TupleTableSlot *slot, void *arg)
+{
+	RetrievalVersionScan *scan = (RetrievalVersionScan *) arg;
+	RecommendCall *call = scan->call;
+	int64		id = DatumGetInt64(slot->tts_values[0]);
+	RecommendAccount *e = hash_search(call->accounts, &id, HASH_FIND, NULL);
+	RecommendRow *r;
+
+	if (e == NULL || e->row < 0)
+		return;
+	r = &call->rows[e->row];
+	r->probability = DatumGetFloat8(slot->tts_values[1]);
+	if (isnan(r->probability))
+		r->probability = 0.0;
+	r->icp_score = DatumGetInt32(slot->tts_values[2]);
+	r->priority = TextDatumGetCString(slot->tts_values[3]);
+	scan->scored[e->row] = true;
+}
+
+/*
+ * A model-version variant: the candidates rows[first..] that a source other
+ * than icp brought get the version's probability, score and priority (as
+ * the owner, one read); those the version has not scored are left out.
+ */
+static void
+RetrievalVersionScores(RecommendCall *call, int first)
+{
+	static SPIPlanPtr plan = NULL;
+	RetrievalVersionScan scan;
+	Datum	   *ids;
+	Datum		args[2];
+	int			j,
+				n = 0;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {INT4OID, INT8ARRAYOID};
+
+		plan = CatalogKeepPlan("SELECT s.account_id, s.probability, s.score, s.priority"
+							   " FROM icpml.version_scores AS s WHERE s.model_version OPERATOR(pg_catalog.=) $1"
+							   " AND s.account_id OPERATOR(pg_catalog.=) ANY ($2)", 2, argtypes,
+							   CURSOR_OPT_GENERIC_PLAN);
+	}
+	ids = palloc(sizeof(Datum) * Max(call->nrows - first, 1));
+	for (j = first; j < call->nrows; j++)
+		if (call->rows[j].source != SOURCE_ICP && call->rows[j].visible)
+			ids[n++] = Int64GetDatum(call->rows[j].account_id);
+	if (n == 0)
+		return;
+	scan.call = call;
+	scan.scored = palloc0(sizeof(bool) * call->nrows);
+	args[0] = Int32GetDatum(call->model_version);
+	args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	(void) RecommendOwnerScan(plan, args, true, RetrievalVersionRow, &scan, "icpml.version_scores");
+	for (j = first; j < call->nrows; j++)
+		if (call->rows[j].source != SOURCE_ICP && !scan.scored[j])
+			call->rows[j].visible = false;	/* not scored by the version */
+}
+
 /* One page of the icp source: LIMIT page OFFSET offset. */
 static int
 RetrievalIcpPage(RecommendCall *call, int page, int64 offset, RetrievalScan *scan)
 {
 	Datum		args[2];
 
+	if (call->model_version > 0)
+		return RetrievalIcpVersionPage(call, page, offset, scan);
 	if (offset == 0)
 		return RetrievalScanSource(call, RetrievalIcpFirstPlan(page), NULL, SOURCE_ICP, scan);
 	if (plan_icp == NULL)
@@ -1459,6 +1598,14 @@ RetrievalRun(RecommendCall *call)
 	nfetched = OidIsValid(CatalogRelidIfExists("account_candidates")) ?
 		RetrievalIcpPage(call, q_icp, 0, &scan) : 0;
 	call->materialised = nfetched > 0;
+	if (call->model_version > 0 && !call->materialised)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model version %d of experiment \"%s\" has no materialised scores",
+						call->model_version, call->cfg->experiment),
+				 errdetail("Its variant serves the candidates and scores of that version, read from icpml.version_scores with the signals of icpml.account_candidates."),
+				 errhint("Run SELECT icpml.score_all(version => %d) (and, right after an upgrade, SELECT icpml.refresh_candidates()), or stop the experiment.",
+						 call->model_version)));
 	if (!call->materialised)
 	{
 		/* not materialised yet: account_scores with live features, or the rules */
@@ -1495,7 +1642,8 @@ RetrievalRun(RecommendCall *call)
 	RetrievalHistoryAttributes(call);
 	if (nfetched == q_icp)
 	{
-		double		p = scan.last_probability;
+		/* a model version's icp slice is in its own order: no bound */
+		double		p = call->model_version > 0 ? get_float8_infinity() : scan.last_probability;
 		int64		id = scan.last_id;
 
 		RetrievalAffinity(call, q_aff, p, id);
@@ -1503,6 +1651,8 @@ RetrievalRun(RecommendCall *call)
 		RetrievalExplore(call, q_explore, p, id);
 	}
 	RetrievalCheckVisible(call, 0);
+	if (call->model_version > 0)
+		RetrievalVersionScores(call, 0);
 	RetrievalMarkUser(call, 0);
 	RetrievalAdmit(call, 0);
 

@@ -166,6 +166,18 @@ SELECT metric, scope, round(value::numeric, 3) AS value, impressions, status, no
 FROM icpml.bandit_health()
 WHERE metric IN ('served', 'exploration', 'propensity_ess', 'reward_slope', 'stale_pending')
    OR (metric = 'reward_by_rank' AND scope IN ('1', '5'));
+\echo 'champion against challenger: a second model version, its scores materialised next to the'
+\echo 'served ones (score_all(version => v)), gives the challenger''s users its candidates and scores'
+SELECT version AS challenger FROM icpml.train_icp_model(n_rounds => 20, deploy => 'never') \gset
+SELECT icpml.score_all(version => :challenger) AS challenger_scores;
+SELECT name, variants, model_versions
+FROM icpml.start_experiment('champion-vs-challenger', ARRAY['champion', 'challenger'],
+                            policies => ARRAY['linucb', 'linucb'], model_versions => ARRAY[NULL, :challenger]);
+SELECT r.reason->>'variant' AS variant, r.account_id, r.icp_score, r.priority,
+       r.reason->>'model_version' AS model_version
+FROM (SELECT user_id FROM sales_users ORDER BY user_id LIMIT 4) AS u,
+     LATERAL icpml.recommend_accounts(u.user_id, 1, seed => 1) AS r;
+SELECT name, status FROM icpml.stop_experiment('champion-vs-challenger');
 
 \echo
 \echo '== 9. Watching the model after deployment'

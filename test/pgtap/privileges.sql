@@ -40,7 +40,7 @@ SELECT ok(NOT has_table_privilege('authenticated', 'icpml.recommendations', 'sel
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.bandit_state', 'select,update'), 'authenticated cannot read or change bandit state');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.process_feedback(timestamp with time zone, boolean)', 'execute'), 'authenticated cannot run batch feedback');
 SELECT ok(NOT has_function_privilege('anon', 'icpml.recommend_accounts(uuid, integer, text, integer, bigint)', 'execute'), 'anon cannot get recommendations');
-SELECT ok(NOT has_function_privilege('authenticated', 'icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text)', 'execute'), 'authenticated cannot start experiments');
+SELECT ok(NOT has_function_privilege('authenticated', 'icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[])', 'execute'), 'authenticated cannot start experiments');
 SELECT ok(NOT has_table_privilege('authenticated', 'icpml.experiments', 'select,insert,update'), 'authenticated cannot read or change experiments');
 SELECT ok(has_function_privilege('service_role', 'icpml.experiment_results(text, double precision, interval, timestamptz)', 'execute'), 'service_role reads experiment results');
 SELECT ok(NOT has_function_privilege('authenticated', 'icpml.bandit_health(timestamptz, timestamptz)', 'execute'), 'authenticated cannot read bandit health (every user''s log)');

@@ -2954,7 +2954,8 @@ ALTER TABLE icpml.experiments
   ADD COLUMN holdout double precision NOT NULL DEFAULT 0 CHECK (holdout >= 0 AND holdout < 1),
   ADD COLUMN holdout_policy text NOT NULL DEFAULT 'icp'
     CHECK (holdout_policy IN ('linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random')),
-  ADD COLUMN promoted text;
+  ADD COLUMN promoted text,
+  ADD COLUMN model_versions integer[];
 -- 0.3.0's variants are policy names; those experiments shared the global state
 UPDATE icpml.experiments SET policies = variants;
 ALTER TABLE icpml.experiments ALTER COLUMN policies SET NOT NULL,
@@ -2962,7 +2963,9 @@ ALTER TABLE icpml.experiments ALTER COLUMN policies SET NOT NULL,
   ADD CONSTRAINT experiments_variant_labels_check
     CHECK (cardinality(policies) = cardinality(variants)
            AND NOT 'holdout' = ANY (variants)
-           AND (promoted IS NULL OR promoted = ANY (variants)));
+           AND (promoted IS NULL OR promoted = ANY (variants))),
+  ADD CONSTRAINT experiments_model_versions_check
+    CHECK (model_versions IS NULL OR cardinality(model_versions) = cardinality(variants));
 COMMENT ON TABLE icpml.experiments IS
   'A/B tests between recommendation policies: variants (labels), the policy each serves, their weights, running or stopped; at most one runs at a time';
 COMMENT ON COLUMN icpml.experiments.policies IS
@@ -2975,6 +2978,8 @@ COMMENT ON COLUMN icpml.experiments.holdout_policy IS
   'The fixed baseline policy the holdout is served';
 COMMENT ON COLUMN icpml.experiments.promoted IS
   'The variant promote_variant() made the default, NULL when none was promoted';
+COMMENT ON COLUMN icpml.experiments.model_versions IS
+  'The model version each variant serves scores and candidates from (NULL, or a NULL element: the deployed model); one that is not deployed reads its icpml.version_scores';
 
 CREATE OR REPLACE FUNCTION icpml.experiments_guard()
 RETURNS trigger
@@ -3000,7 +3005,9 @@ BEGIN
           OR NEW.policies OPERATOR(pg_catalog.<>) OLD.policies
           OR NEW.separate_state OPERATOR(pg_catalog.<>) OLD.separate_state
           OR NEW.holdout OPERATOR(pg_catalog.<>) OLD.holdout
-          OR NEW.holdout_policy OPERATOR(pg_catalog.<>) OLD.holdout_policy) THEN
+          OR NEW.holdout_policy OPERATOR(pg_catalog.<>) OLD.holdout_policy
+          OR (NEW.model_versions IS NULL) OPERATOR(pg_catalog.<>) (OLD.model_versions IS NULL)
+          OR NEW.model_versions OPERATOR(pg_catalog.<>) OLD.model_versions) THEN
     RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Stop it and start a new experiment under another name.';
@@ -3010,7 +3017,7 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.experiments_guard() IS
-  'Trigger on icpml.experiments: distinct variant names; name, variants, policies, weights, state option, holdout and start fixed once inserted';
+  'Trigger on icpml.experiments: distinct variant names; name, variants, policies, model versions, weights, state option, holdout and start fixed once inserted';
 
 DROP FUNCTION icpml.start_experiment(text, text[], double precision[], text);
 
@@ -3022,7 +3029,8 @@ CREATE FUNCTION icpml.start_experiment(
   policies text[] DEFAULT NULL,
   separate_state boolean DEFAULT true,
   holdout double precision DEFAULT 0,
-  holdout_policy text DEFAULT 'icp')
+  holdout_policy text DEFAULT 'icp',
+  model_versions integer[] DEFAULT NULL)
 RETURNS icpml.experiments
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -3032,6 +3040,8 @@ DECLARE
   w double precision[] := weights;
   p pg_catalog.text[] := policies;
   v pg_catalog.text;
+  mv integer;
+  deployed integer;
   running pg_catalog.text;
   result icpml.experiments;
 BEGIN
@@ -3112,6 +3122,28 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The holdout is served a fixed baseline: icp (the default), random, or another policy.';
   END IF;
+  IF model_versions IS NOT NULL THEN
+    IF pg_catalog.array_ndims(model_versions) OPERATOR(pg_catalog.<>) 1
+       OR pg_catalog.cardinality(model_versions) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
+      RAISE EXCEPTION 'model_versions must name % versions, one per variant', pg_catalog.cardinality(variants)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'model_versions[i] is the model version variants[i] serves; NULL for the deployed model.';
+    END IF;
+    SELECT m.version INTO deployed FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
+    FOREACH mv IN ARRAY model_versions LOOP
+      CONTINUE WHEN mv IS NULL OR mv OPERATOR(pg_catalog.=) deployed;
+      IF NOT EXISTS (SELECT FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) mv) THEN
+        RAISE EXCEPTION 'model version % does not exist', mv
+          USING ERRCODE = 'undefined_object',
+                HINT = 'SELECT * FROM icpml.list_models() lists the stored versions.';
+      END IF;
+      IF NOT EXISTS (SELECT FROM icpml.version_scores AS s WHERE s.model_version OPERATOR(pg_catalog.=) mv) THEN
+        RAISE EXCEPTION 'model version % has no materialised scores', mv
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = pg_catalog.format('Score every account with it first: SELECT icpml.score_all(version => %s);', mv);
+      END IF;
+    END LOOP;
+  END IF;
 
   -- one start at a time: the checks below and the insert see the same table
   LOCK TABLE icpml.experiments IN SHARE ROW EXCLUSIVE MODE;
@@ -3129,9 +3161,10 @@ BEGIN
 
   BEGIN
     INSERT INTO icpml.experiments AS e (name, variants, weights, description, policies, separate_state,
-                                        holdout, holdout_policy)
+                                        holdout, holdout_policy, model_versions)
     VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description, p,
-            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy)
+            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy,
+            start_experiment.model_versions)
     RETURNING e.* INTO result;
   EXCEPTION WHEN unique_violation THEN
     -- a concurrent start committed after this transaction's snapshot
@@ -3143,8 +3176,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text) IS
-  'Start an A/B test (the first variant is the control; weights default to an even split; variants are policy names, or labels with policies => saying what each serves): recommend_accounts(policy => NULL) serves each user the policy of their hashed variant; separate_state gives each variant its own shared bandit state; a holdout share is served holdout_policy and trains nothing';
+COMMENT ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[]) IS
+  'Start an A/B test (the first variant is the control; weights default to an even split; variants are policy names, or labels with policies => saying what each serves): recommend_accounts(policy => NULL) serves each user the policy of their hashed variant, and the candidates and scores of its model version (model_versions; NULL: the deployed model); separate_state gives each variant its own shared bandit state; a holdout share is served holdout_policy and trains nothing';
 
 CREATE FUNCTION icpml.promote_variant(experiment text, variant text)
 RETURNS icpml.experiments
@@ -3155,6 +3188,7 @@ DECLARE
   e icpml.experiments;
   i integer;
   scope pg_catalog.text;
+  mv integer;
 BEGIN
   SELECT x.* INTO e FROM icpml.experiments AS x
   WHERE x.name OPERATOR(pg_catalog.=) promote_variant.experiment FOR UPDATE;
@@ -3174,6 +3208,16 @@ BEGIN
     RAISE EXCEPTION 'experiment "%" already promoted variant "%"', experiment, e.promoted
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'A promotion happens once; set icpml.bandit_settings.default_policy to change the policy again.';
+  END IF;
+
+  mv := e.model_versions[i];
+  IF mv IS NOT NULL AND NOT EXISTS (SELECT FROM icpml.models AS m
+                                    WHERE m.version OPERATOR(pg_catalog.=) mv
+                                      AND m.status OPERATOR(pg_catalog.=) 'deployed') THEN
+    PERFORM icpml.deploy_model(mv, reason => pg_catalog.format('experiment %s promoted variant %s',
+                                                                e.name, promote_variant.variant));
+    -- the version's materialised scores become the served set now (adopt)
+    PERFORM icpml.score_changed();
   END IF;
 
   UPDATE icpml.experiments AS x
@@ -3197,7 +3241,7 @@ END
 $$;
 
 COMMENT ON FUNCTION icpml.promote_variant(text, text) IS
-  'Promote an experiment''s winning variant: stop the experiment, make its policy the default, and (separate states) merge what it learned into the global bandit state (its impressions join the global stream; the states are rebuilt from the log)';
+  'Promote an experiment''s winning variant: stop the experiment, deploy its model version (if it names one), make its policy the default, and (separate states) merge what it learned into the global bandit state (its impressions join the global stream; the states are rebuilt from the log)';
 
 CREATE OR REPLACE FUNCTION icpml.experiment_results(
   name text,
@@ -3358,19 +3402,19 @@ $$;
 COMMENT ON FUNCTION icpml.experiment_results(text, double precision, interval, timestamptz) IS
   'Per variant (the holdout last, weight NULL): users served, impressions, finalized impressions, reward, reward per finalized impression with a 95 % confidence interval (delta method over users), lift and two-sided p-value against the first variant, the sample-ratio-mismatch p-value of the user split; always-valid (sequential, mSPRT) interval and p-value; CUPED-adjusted rate, interval and p-values with a pre-period covariate (docs/experiments.md)';
 
-REVOKE ALL ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
+REVOKE ALL ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[]),
   icpml.promote_variant(text, text) FROM PUBLIC;
 DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) 'service_role') THEN
-    GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
+    GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[]),
       icpml.promote_variant(text, text) TO service_role;
   END IF;
 END
 $$;
-GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
+GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[]),
   icpml.promote_variant(text, text) TO icpml_admin;
-GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text),
+GRANT EXECUTE ON FUNCTION icpml.start_experiment(text, text[], double precision[], text, text[], boolean, double precision, text, integer[]),
   icpml.promote_variant(text, text) TO icpml_jobs;
 
 -- ---------------------------------------------------------------------------
