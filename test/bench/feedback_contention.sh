@@ -14,13 +14,17 @@
 # script runs once per mode ('immediate': every writer updates the shared
 # state under its row lock, as 0.3.0 did; 'queued': writers append and the
 # state is folded in batches), side by side in one run.  Prints one table
-# with the load average before and after each run.
+# with the load average before and after each run.  ICPML_BENCH_VARIANTS=N
+# (N >= 1) logs the impressions as an experiment's N variants with their own
+# states (state_scope variant:bench/v0 ... ; the writers of one variant update
+# its row directly), to compare with the one global state.
 set -euo pipefail
 
 db=${1:?usage: feedback_contention.sh DB [SECONDS] [CLIENTS]}
 secs=${2:-20}
 clients=${3:-16}
 per_user=${ICPML_BENCH_PENDING:-6000}   # at most the 6000 accounts: one impression per (user, account)
+variants=${ICPML_BENCH_VARIANTS:-0}     # >= 1: impressions train N variant states (by user)
 here=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d /tmp/icpml_fb_bench.XXXXXX)
 chmod 755 "$tmp"
@@ -73,8 +77,9 @@ TRUNCATE icpml.recommendations, icpml.bandit_state, icpml.account_feedback;
 $( [ "$has_modes" = 1 ] && echo "TRUNCATE icpml.bandit_queue, icpml.feedback_events;" )
 TRUNCATE user_interactions;
 INSERT INTO icpml.recommendations (user_id, account_id, rank, policy, context, score,
-                                   expected_reward, propensity, state_version)
-SELECT u.user_id, 1 + g, 1 + g % 10, 'linucb', c.context, 0.5, 0.5, 1, 0
+                                   expected_reward, propensity, state_version$( [ "$variants" -ge 1 ] && echo ", experiment, variant, state_scope" ))
+SELECT u.user_id, 1 + g, 1 + g % 10, 'linucb', c.context, 0.5, 0.5, 1, 0$( [ "$variants" -ge 1 ] &&
+  echo ", 'bench', 'v' || u.n % $variants, 'variant:bench/v' || u.n % $variants" )
 FROM bench_users AS u, generate_series(0, $per_user - 1) AS g, bench_ctx AS c;
 SELECT icpml.rebuild_bandit_state();   -- the shared state row exists at the prior
 VACUUM ANALYZE icpml.recommendations;
@@ -99,11 +104,11 @@ run() { # label script mode
   p99=$(awk -v n="$n" 'NR == int(n * 0.99 + 0.5) {printf "%.1f", $1 / 1000}' "$tmp/lat.txt")
   if [ "$has_modes" = 1 ]; then q -c "SELECT icpml.process_feedback()" >/dev/null; fi
   local fin
-  fin=$(q -Atc "SELECT count(*) FILTER (WHERE status = 'rewarded') || ' rewarded, global n ' || coalesce((SELECT n FROM icpml.bandit_state WHERE scope = 'global'), 0) FROM icpml.recommendations")
+  fin=$(q -Atc "SELECT count(*) FILTER (WHERE status = 'rewarded') || ' rewarded, global n ' || coalesce((SELECT n FROM icpml.bandit_state WHERE scope = 'global'), 0) || coalesce(', variants n ' || (SELECT sum(n) FROM icpml.bandit_state WHERE scope LIKE 'variant:%'), '') FROM icpml.recommendations")
   printf '| %-8s | %-9s | %8s | %9s | %9s | %-16s | %-16s | %s |\n' "$label" "$mode" "$tps" "$p50" "$p99" "$la0" "$la1" "$fin"
 }
 
-echo "feedback writers: $clients clients, $secs s per run, $(nproc) CPUs, commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "feedback writers: $clients clients, $secs s per run, $(nproc) CPUs, commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')$( [ "$variants" -ge 1 ] && echo ", impressions of $variants variants with their own states" )"
 echo
 printf '| %-8s | %-9s | %8s | %9s | %9s | %-16s | %-16s | %s |\n' script mode tps "p50 ms" "p99 ms" "load before" "load after" "state"
 echo '|----------|-----------|----------|-----------|-----------|------------------|------------------|-------|'
