@@ -178,6 +178,10 @@ SELECT icpml.score_changed() - 'run_id' AS after_deploy;
 SELECT * FROM pg_temp.last_run();
 SELECT pg_temp.served_mismatches() AS mismatches;
 SELECT count(*) AS challenger_rows_left FROM icpml.version_scores;
+-- the candidates took the adopted scores, and hold the served accounts only
+SELECT count(*) FILTER (WHERE s.account_id IS NULL OR c.account_id IS NULL) AS not_in_both,
+       bool_and(c.probability = s.probability AND c.score = s.score) AS adopted_scores
+FROM icpml.account_candidates AS c FULL JOIN icpml.account_scores AS s USING (account_id);
 -- back to version 1, which has no challenger set: everything is rescored
 SELECT version, action FROM icpml.rollback_model();
 SELECT icpml.score_changed() - 'run_id' AS after_rollback;
