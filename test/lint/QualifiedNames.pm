@@ -167,6 +167,11 @@ sub tokens
 			|| $rest =~ /^('(?:[^']|'')*')/s)
 		{
 			($type, $text) = ('string', $1);
+			# 'a'<newline>'b' is one literal, 'ab'
+			while (substr($s, $i + length $text) =~ /^([ \t]*\n\s*'(?:[^']|'')*')/s)
+			{
+				$text .= $1;
+			}
 		}
 		elsif ($rest =~ /^(\$([A-Za-z_][A-Za-z_0-9]*)?\$)/)
 		{
@@ -232,10 +237,9 @@ sub string_value
 		$v =~ s/\$\Q$tag\E\$$//;
 		return $v;
 	}
-	$v =~ s/^[eE]?'//;
-	$v =~ s/'$//;
-	$v =~ s/''/'/g;
-	return $v;
+	# the pieces of a literal continued over lines
+	my @pieces = $v =~ /[eE]?'((?:[^']|'')*)'/gs;
+	return join('', map { s/''/'/gr } @pieces);
 }
 
 sub is_operand_end

@@ -32,6 +32,7 @@ my %bad = (
 	'SELECT a OPERATOR(=) b'                         => 'OPERATOR(=) without',
 	"BEGIN EXECUTE 'SELECT a = 1'; END"              => 'in a string run as SQL',
 	"BEGIN EXECUTE pg_catalog.format('SELECT %I < 1', c); END" => 'in a string run as SQL',
+	"BEGIN EXECUTE 'SELECT 1'\n  ' WHERE a = 1'; END"   => 'in a string run as SQL',
 	'BEGIN x = 1; END'                               => 'operator = without',
 	'SELECT 1 -- a = b' . "\n" . ', c + d'          => 'operator + without',
 );
