@@ -230,10 +230,18 @@ SELECT r.policy = icpml.experiment_variant('upgrade-check', r.user_id) AS varian
 FROM upgrade_list AS l JOIN icpml.recommendations AS r ON r.recommendation_id = l.recommendation_id;
 DELETE FROM icpml.experiments;
 UPDATE icpml.bandit_settings SET industries = NULL, technologies = NULL;
+-- a 0.3.0 experiment (its variants are policies, they shared the global state)
+SELECT name FROM icpml.start_experiment('old-ab', ARRAY['greedy', 'icp'], weights => ARRAY[2, 1]);
+SELECT name, status FROM icpml.stop_experiment('old-ab');
 
 -- 0.3.0 -> 0.4.0, and on to the default version
 ALTER EXTENSION icpml UPDATE TO '0.4.0';
 SELECT extversion FROM pg_extension WHERE extname = 'icpml';
+-- the 0.3.0 experiment: each variant serves the policy it is named after, on
+-- the shared state as it ran, no holdout, nothing promoted
+SELECT name, variants, weights, policies, separate_state, holdout, holdout_policy, promoted, model_versions
+FROM icpml.experiments;
+DELETE FROM icpml.experiments;
 SET client_min_messages = warning;   -- no "already installed" while 0.4.0 is the default
 ALTER EXTENSION icpml UPDATE;
 RESET client_min_messages;
