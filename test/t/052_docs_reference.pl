@@ -5,13 +5,11 @@
 # GUC of icpml is named.  A function added, renamed or given a new
 # parameter without its reference line fails here.
 use strict;
-use utf8;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-binmode(Test::More->builder->$_, ":encoding(UTF-8)") for qw(output failure_output todo_output);
 
 my $node = PostgreSQL::Test::Cluster->new('reference');
 $node->init;
