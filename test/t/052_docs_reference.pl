@@ -23,8 +23,8 @@ my @lines = split /\n/, $md;
 
 # functions and procedures that belong to the extension: name|arg,arg,...
 my @funcs = split /\n/, $node->safe_psql('postgres', q{
-  SELECT p.proname || '|' || pg_catalog.coalesce(pg_catalog.array_to_string(ARRAY(
-           SELECT n FROM pg_catalog.unnest(p.proargnames, p.proargmodes::text[]) WITH ORDINALITY AS a(n, m, i)
+  SELECT p.proname || '|' || coalesce(pg_catalog.array_to_string(ARRAY(
+           SELECT n FROM unnest(p.proargnames, p.proargmodes::text[]) WITH ORDINALITY AS a(n, m, i)
             WHERE a.m IS NULL OR a.m IN ('i', 'b', 'v') ORDER BY a.i), ','), '')
     FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
