@@ -1,6 +1,7 @@
 -- Feedback: rewards by trigger and in batch, exactly once per impression,
 -- expiry, the reward map, the reward over the window (a funnel of
--- interactions: the best, a capped sum, the first), online state == rebuilt
+-- interactions: the best, a capped sum, the first), later steps of a funnel
+-- following the impression it started from, online state == rebuilt
 -- state (also with forgetting), and lists that change with what users do.
 \set VERBOSITY default
 SET icpml.nthread = 1;
@@ -153,6 +154,41 @@ WHERE rank = 3;
 SELECT l3.rank, r.status, round(r.reward::numeric, 6) AS reward FROM l3 JOIN icpml.recommendations r USING (recommendation_id)
 WHERE l3.rank > 1 ORDER BY l3.rank;
 UPDATE icpml.bandit_settings SET reward_aggregate = DEFAULT, reward_cap = DEFAULT;
+-- a later step of a funnel credits the impression the funnel started from
+-- (attribution 'funnel'), not a re-show meanwhile: user e views the first
+-- account of list l4, both accounts are shown again (l5); the research and
+-- the contact that follow raise l4's impression to the contact's 0.7 and
+-- l5's re-show stays pending (it expires with 0); the first interaction
+-- with the other account, which nobody acted on, credits the most recent
+-- impression (l5's); with attribution 'latest' a later step credits the
+-- re-show
+CREATE TEMP TABLE l4 AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000e', 2, policy => 'icp');
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000e', account_id, 'view' FROM l4 WHERE rank = 1;
+CREATE TEMP TABLE l5 AS
+SELECT * FROM icpml.recommend_accounts('00000000-0000-0000-0000-00000000000e', 2, policy => 'icp');
+SELECT count(*) AS reshown FROM l4 JOIN l5 USING (account_id);
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000e', account_id, t FROM l4, unnest(ARRAY['research', 'contact']) AS t
+WHERE rank = 1;
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000e', account_id, 'view' FROM l4 WHERE rank = 2;
+SELECT l.list, l.rank, r.status, r.reward,
+       (SELECT string_agg(e.interaction_type, ' ' ORDER BY e.interaction_id)
+        FROM icpml.feedback_events AS e WHERE e.recommendation_id = r.recommendation_id) AS events
+FROM (SELECT 'l4' AS list, * FROM l4 UNION ALL SELECT 'l5', * FROM l5) AS l
+JOIN icpml.recommendations r USING (recommendation_id) ORDER BY l.rank, l.list;
+UPDATE icpml.bandit_settings SET attribution = 'latest';
+INSERT INTO user_interactions (user_id, account_id, interaction_type)
+SELECT '00000000-0000-0000-0000-00000000000e', account_id, 'save' FROM l4 WHERE rank = 1;
+UPDATE icpml.bandit_settings SET attribution = DEFAULT;
+\set VERBOSITY terse
+UPDATE icpml.bandit_settings SET attribution = 'oldest';
+\set VERBOSITY default
+SELECT l.list, l.rank, r.status, r.reward
+FROM (SELECT 'l4' AS list, * FROM l4 UNION ALL SELECT 'l5', * FROM l5) AS l
+JOIN icpml.recommendations r USING (recommendation_id) WHERE l.rank = 1 ORDER BY l.list;
 -- nothing was left queued: with no contention each writer folds its own update
 SELECT count(*) AS queued FROM icpml.bandit_queue;
 -- the batch does not count any of them again

@@ -107,7 +107,8 @@ typedef struct BanditSettings
 	/*
 	 * Feedback (feedback.c): the reward aggregate, whether writers queue
 	 * their updates of the shared state, how long an interaction waits for
-	 * a list being served to its user.  has_feedback_log is false when the
+	 * a list being served to its user, whether a later step of a funnel
+	 * credits the impression the funnel started from (attribution 'funnel').  has_feedback_log is false when the
 	 * installed SQL predates icpml.feedback_events (0.3.0 objects with this
 	 * library): online feedback then waits for ALTER EXTENSION UPDATE.
 	 */
@@ -116,6 +117,7 @@ typedef struct BanditSettings
 	double		reward_cap;
 	bool		queue_updates;
 	int			attribution_wait_ms;
+	bool		funnel_attribution;
 	/*
 	 * The running experiment (icpml.experiments), experiment NULL when none;
 	 * has_experiments false when the installed SQL predates experiments

@@ -214,13 +214,14 @@ BanditLoadSettings(void)
 	cfg.reward_cap = 1.0;
 	cfg.queue_updates = false;
 	cfg.attribution_wait_ms = 0;
+	cfg.funnel_attribution = false;
 	if (cfg.has_feedback_log)
 	{
 		char	   *aggregate;
 		Interval   *wait;
 
-		ret = SPI_execute("SELECT reward_aggregate, reward_cap, state_updates, attribution_wait"
-						  " FROM icpml.bandit_settings", true, 0);
+		ret = SPI_execute("SELECT reward_aggregate, reward_cap, state_updates, attribution_wait,"
+						  " attribution OPERATOR(pg_catalog.=) 'funnel' FROM icpml.bandit_settings", true, 0);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "reading icpml.bandit_settings failed (please report a bug)");
 		tup = SPI_tuptable->vals[0];
@@ -242,6 +243,7 @@ BanditLoadSettings(void)
 		cfg.attribution_wait_ms = (int) Max(0, Min(60000,
 												   (wait->time + (int64) wait->day * USECS_PER_DAY +
 													(int64) wait->month * 30 * USECS_PER_DAY) / 1000));
+		cfg.funnel_attribution = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	BanditCheckSettings(&cfg);
 

@@ -4,10 +4,17 @@
  * applied by feedback_apply.c, the log is replayed by feedback_rebuild.c.
  *
  * Attribution.  An interaction (user, account, type, created_at) with a
- * reward in icpml.reward_map credits the most recent impression of the same
- * user and account -- most recent in the order the impressions were logged
- * (recommendation_id), not by timestamps -- that was served within
- * reward_window before created_at and has not expired.  Online that means
+ * reward in icpml.reward_map credits an impression of the same user and
+ * account that was served within reward_window before created_at and has
+ * not expired: the one whose funnel it continues, i.e. the most recent of
+ * them that an interaction rewarded already (bandit_settings.attribution
+ * 'funnel'), else the most recent one -- most recent in the order the
+ * impressions were logged (recommendation_id), not by timestamps.  So the
+ * first step of a funnel credits the impression the user saw last, and the
+ * later steps (research, contact...) follow it instead of going to a
+ * re-show of the account the user is already working on, which expires
+ * with 0 (attribution 'latest': every step credits the most recent
+ * impression).  Online "most recent" means
  * "every impression logged before the interaction was processed", which
  * needs commit order, not transaction start:
  *   - recommend_accounts takes a shared transaction-level advisory lock on
@@ -299,7 +306,7 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 	static SPIPlanPtr plan_first = NULL;
 	static SPIPlanPtr plan_change = NULL;
 	const BanditSettings *cfg = ctx->cfg;
-	Datum		args[5];
+	Datum		args[6];
 	double		reward,
 				previous,
 				aggregate;
@@ -319,18 +326,23 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 
 	if (plan_target == NULL)
 	{
-		Oid			argtypes[5] = {UUIDOID, INT8OID, INT8OID, TIMESTAMPTZOID, INTERVALOID};
+		Oid			argtypes[6] = {UUIDOID, INT8OID, INT8OID, TIMESTAMPTZOID, INTERVALOID, BOOLOID};
 		Oid			ftypes[3] = {INT8OID, FLOAT8OID, INT8OID};
 
-#define FEEDBACK_TARGET "SELECT p.recommendation_id, p.status OPERATOR(pg_catalog.=) 'pending'," \
-	" p.reward, p.context, p.rank, p.state_scope FROM icpml.recommendations AS p" \
-	" WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.account_id OPERATOR(pg_catalog.=) $2" \
-	" AND p.status OPERATOR(pg_catalog.<>) 'expired' AND p.recommendation_id OPERATOR(pg_catalog.<=) $3" \
-	" AND p.served_at OPERATOR(pg_catalog.<=) $4" \
-	" AND p.served_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) $5)" \
-	" ORDER BY p.recommendation_id DESC LIMIT 1"
-
-		plan_target = CatalogKeepPlan(FEEDBACK_TARGET " FOR UPDATE", 5, argtypes, 0);
+		/*
+		 * The impressions of the pair in the window, newest first; with $6
+		 * (attribution 'funnel') the ones already rewarded come first.
+		 */
+		plan_target = CatalogKeepPlan("SELECT p.recommendation_id, p.status OPERATOR(pg_catalog.=) 'pending',"
+									  " p.reward, p.context, p.rank, p.state_scope FROM icpml.recommendations AS p"
+									  " WHERE p.user_id OPERATOR(pg_catalog.=) $1"
+									  " AND p.account_id OPERATOR(pg_catalog.=) $2"
+									  " AND p.status OPERATOR(pg_catalog.<>) 'expired'"
+									  " AND p.recommendation_id OPERATOR(pg_catalog.<=) $3"
+									  " AND p.served_at OPERATOR(pg_catalog.<=) $4"
+									  " AND p.served_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) $5)"
+									  " ORDER BY ($6 AND p.status OPERATOR(pg_catalog.=) 'rewarded') DESC,"
+									  " p.recommendation_id DESC LIMIT 1 FOR UPDATE", 6, argtypes, 0);
 		plan_first = CatalogKeepPlan("UPDATE icpml.recommendations AS r SET status = 'rewarded', reward = $2,"
 									 " reward_interaction_id = $3, finalized_at = pg_catalog.now(),"
 									 " finalize_seq = pg_catalog.nextval('icpml.recommendations_finalize_seq')"
@@ -348,8 +360,12 @@ FeedbackAttribute(FeedbackCtx *ctx, FeedbackEvents *ev, const FeedbackInteractio
 	args[2] = Int64GetDatum(bound);
 	args[3] = TimestampTzGetDatum(x->created_at);
 	args[4] = IntervalPGetDatum(&cfg->reward_window);
+	args[5] = BoolGetDatum(cfg->funnel_attribution);
 
-	/* the user's state row is locked already (FeedbackAttributeAll) */
+	/*
+	 * The user's state row is locked already (FeedbackAttributeAll), so this
+	 * statement sees every earlier attribution to the user's impressions.
+	 */
 	ret = SPI_execute_plan(plan_target, args, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "finding the impression of an interaction failed: %s", SPI_result_code_string(ret));

@@ -100,18 +100,24 @@ FROM next_list ORDER BY rank;
 \echo 'intent, fatigue, the user''s history, industry/technology slots, what all users did with it):'
 SELECT s->>'signal' AS signal, s->>'value' AS value, s->>'contribution' AS contribution
 FROM next_list, jsonb_array_elements(reason->'top_signals') s WHERE rank = 1;
-\echo 'a funnel on that account (view, research, contact): the impression''s reward becomes the best'
-\echo 'interaction''s, and it still counts once in the bandit (later ones change b only)'
+\echo 'a funnel (view, research, contact) on the top account of a rank-by-ICP list, listed again after'
+\echo 'the view (re-shows allowed here: exclude_recent = 0; by default an account the user works on is'
+\echo 'not listed again): the impression the funnel started from takes the best interaction''s reward and'
+\echo 'still counts once in the bandit (later ones change b only); the re-show is not credited'
+UPDATE icpml.bandit_settings SET exclude_recent = '0';
+CREATE TEMP TABLE icp_list AS SELECT * FROM icpml.recommend_accounts(:'demo_user', 3, policy => 'icp');
 INSERT INTO user_interactions (user_id, account_id, interaction_type)
-SELECT :'demo_user', account_id, 'view' FROM next_list WHERE rank = 1;
+SELECT :'demo_user', account_id, 'view' FROM icp_list WHERE rank = 1;
+SELECT count(*) AS listed_again FROM icpml.recommend_accounts(:'demo_user', 3, policy => 'icp') AS r
+JOIN icp_list AS l ON l.rank = 1 AND l.account_id = r.account_id;
 INSERT INTO user_interactions (user_id, account_id, interaction_type)
-SELECT :'demo_user', account_id, 'research' FROM next_list WHERE rank = 1;
-INSERT INTO user_interactions (user_id, account_id, interaction_type)
-SELECT :'demo_user', account_id, 'contact' FROM next_list WHERE rank = 1;
-SELECT e.interaction_type, e.reward, round(e.delta::numeric, 2) AS change, r.reward AS impression_reward
-FROM next_list l JOIN icpml.recommendations r USING (recommendation_id)
-JOIN icpml.feedback_events e USING (recommendation_id)
-WHERE l.rank = 1 ORDER BY e.interaction_id;
+SELECT :'demo_user', account_id, t FROM icp_list, unnest(ARRAY['research', 'contact']) AS t WHERE rank = 1;
+SELECT r.recommendation_id AS impression, r.status, r.reward AS impression_reward,
+       e.interaction_type, e.reward, round(e.delta::numeric, 2) AS change
+FROM icp_list l JOIN icpml.recommendations r ON r.user_id = :'demo_user' AND r.account_id = l.account_id
+LEFT JOIN icpml.feedback_events e ON e.recommendation_id = r.recommendation_id
+WHERE l.rank = 1 ORDER BY r.recommendation_id, e.interaction_id;
+UPDATE icpml.bandit_settings SET exclude_recent = DEFAULT;
 \echo 'the vocabulary of the industry and technology slots (filled by the first score_all()):'
 SELECT array_to_string(industries, ', ') AS industries, array_to_string(technologies[1:8], ', ') || ', ...' AS technologies
 FROM icpml.bandit_settings;

@@ -59,6 +59,7 @@ CREATE TABLE icpml.bandit_settings (
   exclude_recent         interval NOT NULL DEFAULT '7 days' CHECK (exclude_recent >= '0'),
   exploit_slots          integer NOT NULL DEFAULT 2 CHECK (exploit_slots BETWEEN 0 AND 100),
   warm_start             integer NOT NULL DEFAULT 0 CHECK (warm_start >= 0),
+  attribution            text NOT NULL DEFAULT 'funnel' CHECK (attribution IN ('funnel', 'latest')),
   CONSTRAINT bandit_settings_source_shares_check
     CHECK (affinity_share + fresh_share + explore_share <= 1)
 );
@@ -125,6 +126,8 @@ COMMENT ON COLUMN icpml.bandit_settings.reward_cap IS
   'reward_aggregate sum: an impression''s reward is at most this';
 COMMENT ON COLUMN icpml.bandit_settings.state_updates IS
   'How feedback updates the shared model: queued (writers append to icpml.bandit_queue, whoever holds the shared row folds it; no writer waits for another) or immediate (each writer updates it under its row lock, in order); forgetting (gamma < 1) is always immediate';
+COMMENT ON COLUMN icpml.bandit_settings.attribution IS
+  'Which impression of the (user, account) in the window an interaction credits: funnel (the most recent one an interaction rewarded already -- a later step of a funnel follows the impression it started from, and a re-show meanwhile expires with 0 --, else the most recent one) or latest (always the most recent one)';
 COMMENT ON COLUMN icpml.bandit_settings.attribution_wait IS
   'Longest an interaction waits for a list being served to the same user to commit before it is attributed (0: never wait; the list''s impressions are then not seen by it)';
 
@@ -225,7 +228,7 @@ COMMENT ON COLUMN icpml.recommendations.source IS
 COMMENT ON COLUMN icpml.recommendations.state_scope IS
   'The shared bandit state this impression''s feedback trains: NULL the global one, variant:<experiment>/<variant> an experiment variant''s own, none a holdout impression (trains no state at all)';
 
--- attribution: the most recent open impression of (user, account)
+-- attribution: the open impressions of (user, account), newest first
 CREATE INDEX recommendations_open_idx ON icpml.recommendations
   (user_id, account_id, recommendation_id DESC) WHERE status <> 'expired';
 CREATE INDEX recommendations_pending_served_idx ON icpml.recommendations

@@ -1974,6 +1974,16 @@ SELECT icpml.grant_admin('icpml_admin');
 SELECT icpml.grant_admin('icpml_jobs');
 
 -- ---------------------------------------------------------------------------
+-- Funnel attribution (#11.1, the simulator's finding 1): a later step of a
+-- funnel credits the impression the funnel started from, not a re-show
+-- (bandit_settings.attribution; feedback.c).  Existing rows take the default.
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.bandit_settings
+  ADD COLUMN attribution text NOT NULL DEFAULT 'funnel' CHECK (attribution IN ('funnel', 'latest'));
+COMMENT ON COLUMN icpml.bandit_settings.attribution IS
+  'Which impression of the (user, account) in the window an interaction credits: funnel (the most recent one an interaction rewarded already -- a later step of a funnel follows the impression it started from, and a re-show meanwhile expires with 0 --, else the most recent one) or latest (always the most recent one)';
+
+-- ---------------------------------------------------------------------------
 -- Models belong to a dataset (#14 item 1): icpml.models.dataset and
 -- spec_fingerprint (set by a trigger, filled for existing rows here), policy
 -- best compares only models of one dataset, deploy_model(replace_dataset =>)
