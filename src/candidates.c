@@ -9,12 +9,15 @@
  * batch they write to icpml.account_scores, in the same transaction:
  *   1. the batch's rows of icpml.feature_relation, CandidatesColumns, are
  *      read as the caller (what the caller could score, it can read);
- *   2. one INSERT ... ON CONFLICT as the extension owner upserts them with
- *      the probability, score and priority just written.  A row carries a
- *      64-bit signature of its values: an upsert that would not change it
- *      writes nothing (a nightly rescore of unchanged accounts costs the read,
- *      not the write).  first_scored_at and explore_key are set once, when
- *      the account first arrives.
+ *   2. the signatures stored for the batch are read as the extension owner;
+ *      a row carries a 64-bit signature of its values, and a row whose
+ *      signature is unchanged is not written at all (no row lock, no WAL: a
+ *      nightly rescore of unchanged accounts costs the reads, not a write);
+ *   3. one INSERT ... ON CONFLICT as the owner upserts the changed and new
+ *      rows with the probability, score and priority just written (its
+ *      WHERE on the signature still guards a row a concurrent
+ *      refresh_candidates() wrote meanwhile).  first_scored_at and
+ *      explore_key are set once, when the account first arrives.
  * CandidatesForget and CandidatesPrune follow the scoring functions'
  * deletions.  icpml.refresh_candidates() re-reads every scored account.
  *
@@ -130,13 +133,18 @@ typedef struct CandidateFeatures
 	Datum		values[CANDIDATES_NCOLUMNS + 1];
 } CandidateFeatures;
 
-/* What a batch read refers to: the batch's ids, sorted, and their rows. */
+/*
+ * What a batch read refers to: the batch's ids, sorted, their rows and the
+ * signatures stored for them.
+ */
 typedef struct CandidatesBatch
 {
 	int64	   *ids;			/* the batch, in input order */
 	int		   *order;			/* positions sorted by id */
 	int			n;
 	CandidateFeatures *rows;	/* by input position */
+	bool	   *stored;			/* by input position: a row is stored ... */
+	int64	   *signature;		/* ... with this signature */
 } CandidatesBatch;
 
 static int
@@ -201,6 +209,48 @@ CandidatesFeatureRow(TupleTableSlot *slot, void *arg)
 	}
 }
 
+/* One stored row of the batch: (account_id, signature). */
+static void
+CandidatesStoredRow(TupleTableSlot *slot, void *arg)
+{
+	CandidatesBatch *b = (CandidatesBatch *) arg;
+	int			pos;
+
+	if (slot->tts_isnull[0] || slot->tts_isnull[1])
+		return;
+	pos = CandidatesFind(b, DatumGetInt64(slot->tts_values[0]));
+	if (pos < 0)
+		return;
+	b->stored[pos] = true;
+	b->signature[pos] = DatumGetInt64(slot->tts_values[1]);
+}
+
+/*
+ * Read the signatures stored for the batch (as the owner), so that only
+ * the rows whose values changed are written: an upsert's ON CONFLICT would
+ * lock (and WAL-log the lock of) every unchanged row before its WHERE
+ * skipped it.
+ */
+static void
+CandidatesReadStored(CandidatesBatch *b, Datum ids)
+{
+	static SPIPlanPtr plan = NULL;
+	CatalogOwnerState owner;
+
+	b->stored = palloc0(sizeof(bool) * b->n);
+	b->signature = palloc(sizeof(int64) * b->n);
+	if (plan == NULL)
+	{
+		Oid			argtype = INT8ARRAYOID;
+
+		plan = CatalogKeepPlan("SELECT c.account_id, c.signature FROM icpml.account_candidates AS c"
+							   " WHERE c.account_id OPERATOR(pg_catalog.=) ANY ($1)", 1, &argtype, 0);
+	}
+	CatalogSwitchToOwner(&owner);
+	(void) SpiScan(plan, &ids, true, CandidatesStoredRow, b, "candidates");
+	CatalogRestoreUser(&owner);
+}
+
 /* Feed a value into the signature. */
 static inline uint64
 CandidatesMix(uint64 h, const void *p, int len)
@@ -262,6 +312,7 @@ CandidatesStore(Datum ids, Datum probabilities, Datum scores, Datum priorities)
 	arg = ids;
 	(void) SpiScan(RelationReaderPlan(&candidates_reader, RELATION_MANY), &arg, true,
 				   CandidatesFeatureRow, &b, "features");
+	CandidatesReadStored(&b, ids);
 
 	/* 2. the rows found, as parallel arrays, with their signatures */
 	for (i = 0; i < CANDIDATES_NARGS; i++)
@@ -360,6 +411,9 @@ CandidatesStore(Datum ids, Datum probabilities, Datum scores, Datum priorities)
 			else
 				out[12][m] = (Datum) 0;
 			h = CandidatesMix(h, &nulls[12][m], 1);
+			/* unchanged since stored: nothing to write (slot m is reused) */
+			if (b.stored[i] && b.signature[i] == (int64) h)
+				continue;
 			sig[m] = Int64GetDatum((int64) h);
 			m++;
 		}
