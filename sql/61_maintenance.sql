@@ -107,4 +107,4 @@ DROP VIEW account_features;
 DROP TABLE user_interactions, research_runs, sales_users, account_signals CASCADE;
 RESET client_min_messages;
 TRUNCATE icpml.account_scores, icpml.recommendations, icpml.bandit_state, icpml.account_feedback,
-         icpml.feedback_events, icpml.maintenance_runs;
+         icpml.feedback_events, icpml.maintenance_runs, icpml.score_queue;

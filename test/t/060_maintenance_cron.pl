@@ -1,7 +1,9 @@
 # Maintenance that runs itself: one call of icpml.schedule_maintenance() as
 # a superuser, and pg_cron runs the jobs as icpml_jobs (never a superuser):
 # the feedback job expires the impressions past their window and folds the
-# shared state's queued updates, the retraining job trains, every run is
+# shared state's queued updates, the scoring job scores an account inserted
+# meanwhile (queued by the triggers schedule_maintenance() put on the
+# feature tables) so that it is a candidate, the retraining job trains, every run is
 # logged; unschedule_maintenance() removes the jobs.  pg_cron schedules by
 # the minute: the test waits (polls) for the runs, it asserts no times.
 use strict;
@@ -73,6 +75,31 @@ is($node->safe_psql('postgres', q{
   WHERE jobname IN ('icpml-feedback', 'icpml-retrain')}),
 	'icpml-feedback icpml_jobs, icpml-retrain icpml_jobs', 'the feedback and retraining jobs run as icpml_jobs');
 
+is($node->safe_psql('postgres', q{
+  SELECT jobname || ' ' || username FROM cron.job WHERE jobname = 'icpml-scoring'}),
+	'icpml-scoring icpml_jobs', 'the scoring job runs as icpml_jobs');
+is($node->safe_psql('postgres', q{
+  SELECT string_agg(DISTINCT tgrelid::regclass::text, ', ' ORDER BY tgrelid::regclass::text) FROM pg_trigger
+  WHERE tgfoid = 'icpml.score_queue_trigger()'::regprocedure}),
+	'account_signals, research_runs', 'the tables behind the feature relation queue their changed accounts');
+
+# a new account, inserted once the jobs are scheduled, is scored by the
+# scoring job and is then a candidate the recommender can serve
+$node->safe_psql('postgres', q{
+  INSERT INTO account_signals (account_id, account_name, industry, engineering_role_count,
+                               has_open_engineering_roles, total_open_roles, has_engineering_blog)
+  VALUES (900001, 'arrived', 'saas', 25, true, 40, true)});
+ok($node->poll_query_until('postgres', q{
+  SELECT count(*) > 0 FROM icpml.account_scores WHERE account_id = 900001}),
+	'pg_cron\'s scoring job scored the new account');
+is($node->safe_psql('postgres', q{
+  SELECT status || ' ' || run_by || ' ' || (result ->> 'kind') FROM icpml.maintenance_runs
+  WHERE job = 'scoring' AND status <> 'running' AND (result ->> 'written')::int > 0 ORDER BY run_id LIMIT 1}),
+	'succeeded icpml_jobs changed', 'the scoring run that wrote it was incremental, as icpml_jobs');
+is($node->safe_psql('postgres', qq{
+  SELECT count(*) FROM icpml.retrieve_candidates('$user', 1000, 1) WHERE account_id = 900001}),
+	1, 'the new account is a candidate of the next list');
+
 ok($node->poll_query_until('postgres', q{
   SELECT count(*) > 0 FROM icpml.maintenance_runs WHERE job = 'feedback' AND status <> 'running'}),
 	'pg_cron ran the feedback job');
@@ -98,7 +125,7 @@ is($node->safe_psql('postgres', q{
 	't', 'the shared state counts every finalized impression once');
 is($node->safe_psql('postgres', q{
   SELECT count(*) FROM cron.job_run_details AS d JOIN cron.job AS j USING (jobid)
-  WHERE j.jobname IN ('icpml-feedback', 'icpml-retrain') AND d.status = 'failed'}),
+  WHERE j.jobname IN ('icpml-feedback', 'icpml-scoring', 'icpml-retrain') AND d.status = 'failed'}),
 	0, 'no run failed in pg_cron');
 
 # a second feedback run finds nothing to do

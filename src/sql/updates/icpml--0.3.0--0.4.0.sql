@@ -2281,6 +2281,7 @@ DECLARE
   v_command pg_catalog.text;
   v_fields pg_catalog.text[];
   v_id bigint;
+  v_message pg_catalog.text;
 BEGIN
   -- every schedule is checked before anything is scheduled
   FOREACH v_cron IN ARRAY ARRAY[schedule_maintenance.feedback_cron, schedule_maintenance.scoring_cron,
@@ -2313,11 +2314,21 @@ BEGIN
     v_cron := CASE v_job WHEN 'feedback' THEN schedule_maintenance.feedback_cron
                          ELSE schedule_maintenance.scoring_cron END;
     v_command := pg_catalog.format('CALL icpml.run_maintenance(job => %L)', v_job);
-    IF v_job OPERATOR(pg_catalog.=) 'scoring' AND v_cron IS NOT NULL
-       AND pg_catalog.to_regprocedure('icpml.score_changed(integer)') IS NULL THEN
-      RAISE NOTICE 'incremental scoring (icpml.score_changed) is not installed: icpml-scoring is not scheduled'
-        USING HINT = 'Schedule SELECT icpml.score_all() yourself, or update icpml.';
-      v_cron := NULL;
+    IF v_job OPERATOR(pg_catalog.=) 'scoring' AND v_cron IS NOT NULL THEN
+      -- score_changed() scores the accounts the queue triggers saw change:
+      -- put them on the tables behind the scored relation (idempotent);
+      -- a caller who does not own them is told, the job scores deploys
+      BEGIN
+        -- the library defines icpml.feature_relation: load it first (a new
+        -- session may not have called any of its functions yet)
+        PERFORM icpml.normal_sf(0);
+        PERFORM FROM icpml.enable_score_queue();
+      EXCEPTION
+        WHEN OTHERS THEN
+          GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+          RAISE NOTICE 'changed accounts are not queued for icpml-scoring: %', v_message
+            USING HINT = 'Run SELECT * FROM icpml.enable_score_queue() as the owner of the feature tables; until then the job only follows deploys.';
+      END;
     END IF;
     IF v_cron IS NULL THEN
       PERFORM icpml.unschedule_job('icpml-' OPERATOR(pg_catalog.||) v_job, v_role);
