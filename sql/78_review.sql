@@ -123,6 +123,21 @@ DROP TYPE public.rv_key;
 REVOKE CREATE ON SCHEMA public FROM icpml_rv_owner;
 DROP ROLE icpml_rv_owner;
 
+-- 4. experiment weights are relative shares up to 1e6: finite weights near
+--    the float limit summed to Infinity, every user went to the last variant
+--    and experiment_results failed (float8 overflow)
+SELECT name FROM icpml.start_experiment('rv-huge', ARRAY['icp', 'random'], weights => ARRAY[1e308, 1e308]);
+INSERT INTO icpml.experiments (name, variants, weights, policies)
+VALUES ('rv-huge', ARRAY['a', 'b'], ARRAY[1e308, 1e308], ARRAY['icp', 'random']);
+SELECT name, weights FROM icpml.start_experiment('rv-wide', ARRAY['icp', 'random'], weights => ARRAY[1e6, 1e6]);
+SELECT v.variant, count(*) AS users
+FROM generate_series(1, 400) g,
+     LATERAL (SELECT icpml.experiment_variant('rv-wide', md5(g::text)::uuid) AS variant) v
+GROUP BY 1 ORDER BY 1;
+SELECT variant, users FROM icpml.experiment_results('rv-wide') ORDER BY variant;
+SELECT (icpml.stop_experiment('rv-wide')).status;
+DELETE FROM icpml.experiments WHERE name = 'rv-wide';
+
 -- clean up
 ALTER TABLE public.account_signals DISABLE ROW LEVEL SECURITY;
 DROP POLICY rv_even ON public.account_signals;

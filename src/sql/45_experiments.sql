@@ -25,7 +25,7 @@ CREATE TABLE icpml.experiments (
                    CHECK (cardinality(variants) BETWEEN 2 AND 8 AND array_position(variants, NULL) IS NULL),
   weights        double precision[] NOT NULL
                    CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights)
-                          AND 'Infinity' > ALL (weights)),
+                          AND 1e6 >= ALL (weights)),
   status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'stopped')),
   description    text,
   started_at     timestamptz NOT NULL DEFAULT now(),
@@ -200,10 +200,10 @@ BEGIN
      OR pg_catalog.cardinality(w) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants)
      OR EXISTS (SELECT FROM pg_catalog.unnest(w) AS x
                 WHERE x IS NULL OR NOT (x OPERATOR(pg_catalog.>) 0
-                                        AND x OPERATOR(pg_catalog.<) 'Infinity'::double precision)) THEN
-    RAISE EXCEPTION 'weights must be % positive finite numbers, one per variant', pg_catalog.cardinality(variants)
+                                        AND x OPERATOR(pg_catalog.<=) 1e6::double precision)) THEN
+    RAISE EXCEPTION 'weights must be % positive numbers up to 1e6, one per variant', pg_catalog.cardinality(variants)
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Omit weights for an even split.';
+            HINT = 'Weights are relative shares (e.g. 1, 1, 2); omit them for an even split.';
   END IF;
   IF separate_state IS NULL THEN
     RAISE EXCEPTION 'separate_state must not be NULL'

@@ -3822,3 +3822,140 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Review (review lane): experiment weights are relative shares up to 1e6.
+-- Finite weights near the float limit summed to Infinity: every user went to
+-- the last variant, and experiment_results failed (float8 overflow).
+-- ---------------------------------------------------------------------------
+ALTER TABLE icpml.experiments DROP CONSTRAINT experiments_weights_check,
+  ADD CONSTRAINT experiments_weights_check
+    CHECK (array_position(weights, NULL) IS NULL AND 0 < ALL (weights) AND 1e6 >= ALL (weights));
+CREATE OR REPLACE FUNCTION icpml.start_experiment(
+  name text,
+  variants text[],
+  weights double precision[] DEFAULT NULL,
+  description text DEFAULT NULL,
+  policies text[] DEFAULT NULL,
+  separate_state boolean DEFAULT true,
+  holdout double precision DEFAULT 0,
+  holdout_policy text DEFAULT 'icp')
+RETURNS icpml.experiments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  known constant pg_catalog.text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
+  w double precision[] := weights;
+  p pg_catalog.text[] := policies;
+  v pg_catalog.text;
+  running pg_catalog.text;
+  result icpml.experiments;
+BEGIN
+  IF name IS NULL OR name OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
+    RAISE EXCEPTION 'invalid experiment name "%"', name
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit.';
+  END IF;
+  IF variants IS NULL OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.<) 2
+     OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.>) 8
+     OR pg_catalog.array_ndims(variants) OPERATOR(pg_catalog.<>) 1 THEN
+    RAISE EXCEPTION 'an experiment needs 2 to 8 variants, not %', COALESCE(pg_catalog.cardinality(variants), 0)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the policies to compare, the control first: ARRAY[''linucb'', ''thompson''].';
+  END IF;
+  IF p IS NULL THEN
+    -- the variants name their policies (0.3.0's form)
+    FOREACH v IN ARRAY variants LOOP
+      IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (known) THEN
+        RAISE EXCEPTION 'unknown policy "%" in variants', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A variant is a policy (linucb, thompson, greedy, epsilon_greedy, icp or random), or a label with policies => ARRAY[...] saying what each serves.';
+      END IF;
+    END LOOP;
+    p := variants;
+  ELSE
+    FOREACH v IN ARRAY variants LOOP
+      IF v IS NULL OR v OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$' OR v OPERATOR(pg_catalog.=) 'holdout' THEN
+        RAISE EXCEPTION 'invalid variant name "%"', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit; holdout is reserved.';
+      END IF;
+    END LOOP;
+    IF pg_catalog.array_ndims(p) OPERATOR(pg_catalog.<>) 1
+       OR pg_catalog.cardinality(p) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
+      RAISE EXCEPTION 'policies must name % policies, one per variant', pg_catalog.cardinality(variants)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'policies[i] is the policy variants[i] serves; omit it when the variants are policy names.';
+    END IF;
+    FOREACH v IN ARRAY p LOOP
+      IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (known) THEN
+        RAISE EXCEPTION 'unknown policy "%" in policies', v
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A policy is linucb, thompson, greedy, epsilon_greedy, icp or random.';
+      END IF;
+    END LOOP;
+  END IF;
+  IF (SELECT pg_catalog.count(DISTINCT u) FROM pg_catalog.unnest(variants) AS u)
+     OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
+    RAISE EXCEPTION 'variants must be distinct: %', variants
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'List each variant once; weights set how many users each gets (two variants may serve one policy through policies).';
+  END IF;
+  IF w IS NULL THEN
+    w := pg_catalog.array_fill(1.0::double precision, ARRAY[pg_catalog.cardinality(variants)]);
+  END IF;
+  IF pg_catalog.array_ndims(w) OPERATOR(pg_catalog.<>) 1
+     OR pg_catalog.cardinality(w) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants)
+     OR EXISTS (SELECT FROM pg_catalog.unnest(w) AS x
+                WHERE x IS NULL OR NOT (x OPERATOR(pg_catalog.>) 0
+                                        AND x OPERATOR(pg_catalog.<=) 1e6::double precision)) THEN
+    RAISE EXCEPTION 'weights must be % positive numbers up to 1e6, one per variant', pg_catalog.cardinality(variants)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Weights are relative shares (e.g. 1, 1, 2); omit them for an even split.';
+  END IF;
+  IF separate_state IS NULL THEN
+    RAISE EXCEPTION 'separate_state must not be NULL'
+      USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'true: each variant learns in its own state (the default); false: the variants share the global state.';
+  END IF;
+  IF holdout IS NULL OR NOT (holdout OPERATOR(pg_catalog.>=) 0 AND holdout OPERATOR(pg_catalog.<) 1) THEN
+    RAISE EXCEPTION 'holdout must be a share in [0, 1), not %', holdout
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The share of users held out, e.g. 0.05; 0 for none.';
+  END IF;
+  IF holdout_policy IS NULL OR NOT holdout_policy OPERATOR(pg_catalog.=) ANY (known) THEN
+    RAISE EXCEPTION 'unknown holdout policy "%"', holdout_policy
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The holdout is served a fixed baseline: icp (the default), random, or another policy.';
+  END IF;
+
+  -- one start at a time: the checks below and the insert see the same table
+  LOCK TABLE icpml.experiments IN SHARE ROW EXCLUSIVE MODE;
+  IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) start_experiment.name) THEN
+    RAISE EXCEPTION 'experiment "%" already exists', name
+      USING ERRCODE = 'duplicate_object',
+            HINT = 'Choose another name; the results of the old one stay in icpml.experiment_results().';
+  END IF;
+  SELECT e.name INTO running FROM icpml.experiments AS e WHERE e.status OPERATOR(pg_catalog.=) 'running';
+  IF FOUND THEN
+    RAISE EXCEPTION 'experiment "%" is running', running
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = pg_catalog.format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
+  END IF;
+
+  BEGIN
+    INSERT INTO icpml.experiments AS e (name, variants, weights, description, policies, separate_state,
+                                        holdout, holdout_policy)
+    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description, p,
+            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy)
+    RETURNING e.* INTO result;
+  EXCEPTION WHEN unique_violation THEN
+    -- a concurrent start committed after this transaction's snapshot
+    RAISE EXCEPTION 'experiment "%" cannot start: another experiment started meanwhile, or the name was taken', name
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'SELECT name, status FROM icpml.experiments shows the experiments; stop the running one first.';
+  END;
+  RETURN result;
+END
+$$;
