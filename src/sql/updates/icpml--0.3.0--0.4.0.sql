@@ -3839,7 +3839,8 @@ CREATE OR REPLACE FUNCTION icpml.start_experiment(
   policies text[] DEFAULT NULL,
   separate_state boolean DEFAULT true,
   holdout double precision DEFAULT 0,
-  holdout_policy text DEFAULT 'icp')
+  holdout_policy text DEFAULT 'icp',
+  model_versions integer[] DEFAULT NULL)
 RETURNS icpml.experiments
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -3849,6 +3850,8 @@ DECLARE
   w double precision[] := weights;
   p pg_catalog.text[] := policies;
   v pg_catalog.text;
+  mv integer;
+  deployed integer;
   running pg_catalog.text;
   result icpml.experiments;
 BEGIN
@@ -3929,6 +3932,28 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'The holdout is served a fixed baseline: icp (the default), random, or another policy.';
   END IF;
+  IF model_versions IS NOT NULL THEN
+    IF pg_catalog.array_ndims(model_versions) OPERATOR(pg_catalog.<>) 1
+       OR pg_catalog.cardinality(model_versions) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
+      RAISE EXCEPTION 'model_versions must name % versions, one per variant', pg_catalog.cardinality(variants)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'model_versions[i] is the model version variants[i] serves; NULL for the deployed model.';
+    END IF;
+    SELECT m.version INTO deployed FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
+    FOREACH mv IN ARRAY model_versions LOOP
+      CONTINUE WHEN mv IS NULL OR mv OPERATOR(pg_catalog.=) deployed;
+      IF NOT EXISTS (SELECT FROM icpml.models AS m WHERE m.version OPERATOR(pg_catalog.=) mv) THEN
+        RAISE EXCEPTION 'model version % does not exist', mv
+          USING ERRCODE = 'undefined_object',
+                HINT = 'SELECT * FROM icpml.list_models() lists the stored versions.';
+      END IF;
+      IF NOT EXISTS (SELECT FROM icpml.version_scores AS s WHERE s.model_version OPERATOR(pg_catalog.=) mv) THEN
+        RAISE EXCEPTION 'model version % has no materialised scores', mv
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = pg_catalog.format('Score every account with it first: SELECT icpml.score_all(version => %s);', mv);
+      END IF;
+    END LOOP;
+  END IF;
 
   -- one start at a time: the checks below and the insert see the same table
   LOCK TABLE icpml.experiments IN SHARE ROW EXCLUSIVE MODE;
@@ -3946,9 +3971,10 @@ BEGIN
 
   BEGIN
     INSERT INTO icpml.experiments AS e (name, variants, weights, description, policies, separate_state,
-                                        holdout, holdout_policy)
+                                        holdout, holdout_policy, model_versions)
     VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description, p,
-            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy)
+            start_experiment.separate_state, start_experiment.holdout, start_experiment.holdout_policy,
+            start_experiment.model_versions)
     RETURNING e.* INTO result;
   EXCEPTION WHEN unique_violation THEN
     -- a concurrent start committed after this transaction's snapshot
