@@ -112,7 +112,7 @@ PolicyTop(RecommendCall *call, const double *key, int m)
  * ICP ranking, from the ICP prior, plus what it learns), and opens the
  * lower slots to exploration as evidence comes in.
  */
-static int
+int
 PolicyExploitSlots(RecommendCall *call, int kk)
 {
 	const BanditSettings *cfg = call->cfg;

@@ -16,4 +16,11 @@ struct RecommendCall;
  */
 extern void PolicyRank(struct RecommendCall *call);
 
+/*
+ * How many of the first slots of a list of kk call->policy fills by mu
+ * whatever it explores (bandit_settings.exploit_slots and warm_start); 0 for
+ * the policies that do not explore.  ope.c logs it with the candidates.
+ */
+extern int	PolicyExploitSlots(struct RecommendCall *call, int kk);
+
 #endif							/* ICPML_POLICY_H */

@@ -67,6 +67,7 @@
 #include "experiments.h"
 #include "feedback.h"
 #include "icpml.h"
+#include "ope.h"
 #include "policy.h"
 #include "profile.h"
 #include "recommend.h"
@@ -691,6 +692,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	{
 		RecommendFillPriorities(call);
 		RecommendLog(call, ids);
+		OpeLogCandidates(call, ids);
 	}
 
 	for (j = 0; j < call->nchosen; j++)

@@ -184,6 +184,27 @@ SELECT r.reason->>'variant' AS variant, r.account_id, r.icp_score, r.priority,
 FROM (SELECT user_id FROM sales_users ORDER BY user_id LIMIT 4) AS u,
      LATERAL icpml.recommend_accounts(u.user_id, 1, seed => 1) AS r;
 SELECT name, status FROM icpml.stop_experiment('champion-vs-challenger');
+\echo 'off-policy evaluation: log the candidates of exploring (epsilon-greedy) lists, then estimate'
+\echo 'what other rankings would have earned on the same requests (icpml.evaluate_policy, per list of 5)'
+UPDATE icpml.candidate_log_settings SET sample_rate = 1;
+DO $$
+DECLARE i int;
+BEGIN
+  FOR i IN 11..20 LOOP
+    INSERT INTO user_interactions (user_id, account_id, interaction_type)
+    SELECT u.user_id, r.account_id, 'save'
+    FROM sales_users u, icpml.recommend_accounts(u.user_id, 5, policy => 'epsilon_greedy', seed => i) r
+    WHERE (hashtext(u.user_id::text || r.account_id || i) & 1023) / 1024.0
+          < icpml_ref.true_fit_probability(r.account_id);
+  END LOOP;
+  PERFORM icpml.process_feedback(as_of => now() + interval '8 days');
+END
+$$;
+SELECT p.policy, e.estimator, round(e.value::numeric, 3) AS value, round(e.ci_low::numeric, 3) AS ci_low,
+       round(e.ci_high::numeric, 3) AS ci_high, e.lists, round(e.effective_sample_size::numeric) AS ess
+FROM unnest(ARRAY['epsilon_greedy', 'greedy', 'icp']) AS p(policy), icpml.evaluate_policy(p.policy) AS e
+WHERE e.estimator IN ('ips', 'dr', 'logged') AND (e.estimator <> 'logged' OR p.policy = 'epsilon_greedy');
+UPDATE icpml.candidate_log_settings SET sample_rate = 0;
 
 \echo
 \echo '== 9. Watching the model after deployment'

@@ -8,6 +8,7 @@
 --   scores       account_scores, version_scores, score_runs, score_queue
 --                (score_all() can rebuild the scores), account_candidates
 --   profiles     user_profiles (rebuild_user_profiles() can rebuild it)
+--   ope          candidate_log_settings, recommendation_candidates (47_ope.sql)
 --   recommender  bandit_state, account_feedback, recommendations and
 --                feedback_events (the log the state is rebuilt from),
 --                bandit_queue, experiments
@@ -83,3 +84,5 @@ SELECT pg_catalog.pg_extension_config_dump('icpml.version_scores', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.score_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.score_runs_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('icpml.score_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.candidate_log_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('icpml.recommendation_candidates', '');

@@ -130,6 +130,8 @@ ALTER TABLE icpml.bandit_queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.account_candidates ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.user_profiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.maintenance_runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.candidate_log_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE icpml.recommendation_candidates ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators ON icpml.rule_weights TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.rule_settings TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.health_settings TO icpml_admin USING (true) WITH CHECK (true);
@@ -151,6 +153,8 @@ CREATE POLICY administrators ON icpml.bandit_queue TO icpml_admin USING (true) W
 CREATE POLICY administrators ON icpml.account_candidates TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.user_profiles TO icpml_admin USING (true) WITH CHECK (true);
 CREATE POLICY administrators ON icpml.maintenance_runs TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.candidate_log_settings TO icpml_admin USING (true) WITH CHECK (true);
+CREATE POLICY administrators ON icpml.recommendation_candidates TO icpml_admin USING (true) WITH CHECK (true);
 
 -- Supabase's roles when present, then icpml's own (in this order: an
 -- update appends the same grants in the same order to existing objects).

@@ -42,6 +42,7 @@ $src->safe_psql('app', q{
   UPDATE icpml.rule_weights SET weight = 2.5 WHERE factor = 'engineering_blog';
   UPDATE icpml.rule_settings SET size_min = 20, target_stack = '{python,go}';
   UPDATE icpml.bandit_settings SET alpha = 0.4, default_policy = 'thompson', candidates = 200;
+  UPDATE icpml.candidate_log_settings SET sample_rate = 1, retention = '90 days';
   UPDATE icpml.reward_map SET reward = 0.9 WHERE interaction_type = 'contact';
   INSERT INTO icpml.reward_map (interaction_type, reward) VALUES ('demo_booked', 1.0);
 });
@@ -93,7 +94,7 @@ my $src_results = $src->safe_psql('app', q{
 like($src_results, qr/^greedy:\d,linucb:\d$/, 'the source ran an experiment');
 ok($max_id > 0 && $max_version > 0, 'the source has a recommendation log and a bandit state');
 like($before, qr/^bandit_state [1-9]/m, 'the source has learned state rows');
-is(scalar(() = $before =~ /\n/g) + 1, 20, 'every configuration table (twenty) is compared');
+is(scalar(() = $before =~ /\n/g) + 1, 22, 'every configuration table (twenty-two) is compared');
 
 my $dump = $PostgreSQL::Test::Utils::tmp_check . '/app.dump';
 $src->command_ok([ 'pg_dump', '-Fc', '-C', '-f', $dump, '-d', $src->connstr('app') ],

@@ -669,6 +669,7 @@ class ProductionWorld:
         reward, [(due round, account_id, type)] to log, mu of each item)."""
         self.fatigue[u] *= RUN["FATIGUE_DECAY"]
         m = self.mu(u)
+        self.mu_served = m          # every account's mu as this list was served (--ope)
         idx = [self.index.get(int(a), -1) for a in accounts]
         mus = np.array([m[i] if i >= 0 else 0.0 for i in idx])
         expected = float(np.dot(self.exam[:len(idx)], mus))

@@ -234,6 +234,8 @@ class ProductPolicy:
             db.execute("select icpml.rebuild_bandit_state()")
         if run.args.set_nthread:
             db.execute("set icpml.nthread = 1")
+        if run.args.ope:
+            db.execute("update icpml.candidate_log_settings set sample_rate = 1")
         db.execute("""prepare rec(uuid, integer, text, integer, bigint) as
                       select r.account_id, now()::text from icpml.recommend_accounts(
                           user_id => $1, k => $2, policy => $3, candidates => $4, seed => $5) r
@@ -371,6 +373,47 @@ class Trace(Observer):
         return path
 
 
+class OpeTruth(Observer):
+    """The truth off-policy estimates are checked against (--ope DIR, with
+    candidate logging switched on in the run's database): for every list
+    whose candidates the product logged (icpml.recommendation_candidates),
+    every candidate's true mu as the list was served, and the true reward
+    (deepest funnel step) of each served rank; saved as <dir>/<label>.npz.
+    test/bench/sim/ope.py reads it with the kept database."""
+    name = "ope"
+
+    def __init__(self, directory):
+        self.dir, self.last = directory, 0
+        self.lists, self.mu, self.rewards = [], [], []
+
+    def on_round(self, run):
+        if run.db is None or run.ranker.offline:
+            return
+        run.db.execute("select c.list_id, c.account_ids from icpml.recommendation_candidates as c"
+                       " where c.list_id > %s order by c.list_id desc limit 1", (self.last,))
+        row = run.db.cur.fetchone()
+        if row is None:
+            return
+        self.last = row[0]
+        w = run.world
+        idx = np.array([w.index.get(int(a), -1) for a in row[1]], dtype=np.int64)
+        self.lists.append(row[0])
+        self.mu.append(np.where(idx >= 0, w.mu_served[np.maximum(idx, 0)], 0.0).astype(np.float64))
+        self.rewards.append(np.asarray(w.item_reward, dtype=np.float64).copy())
+
+    def finish(self, run):
+        os.makedirs(self.dir, exist_ok=True)
+        path = os.path.join(self.dir, re.sub("[^A-Za-z0-9_.-]", "_", run.label) + ".npz")
+        np.savez_compressed(path, list_id=np.array(self.lists, dtype=np.int64),
+                            ncand=np.array([m.size for m in self.mu], dtype=np.int64),
+                            mu=np.concatenate(self.mu) if self.mu else np.zeros(0),
+                            nserved=np.array([r.size for r in self.rewards], dtype=np.int64),
+                            reward=np.concatenate(self.rewards) if self.rewards else np.zeros(0),
+                            exam=np.asarray(run.world.exam, dtype=np.float64),
+                            db=np.array(run.db.name if run.db is not None else ""))
+        return path
+
+
 # ---------------------------------------------------------------------------
 # one run
 
@@ -391,6 +434,8 @@ class Run:
         if not self.ranker.offline or scenario.dynamic or self.maintenance:
             self.db = Database(args, spec)
         self.observers = [Trace(args.trace)] if args.trace else []
+        if args.ope and not self.ranker.offline:
+            self.observers.append(OpeTruth(args.ope))
         self.t = self.u = 0
         self.shown, self.mus, self.cand = [], None, None
 
@@ -777,7 +822,9 @@ def main():
                          "ICP-top mirror (mirror; references always use the mirror)")
     ap.add_argument("--window", type=int, default=100, help="rounds per window of the reward curve")
     ap.add_argument("--trace", default=os.environ.get("TRACE"), help="directory for per-impression truth")
-    ap.add_argument("--keep-dbs", action="store_true")
+    ap.add_argument("--ope", default=os.environ.get("OPE"),
+                    help="directory for the off-policy truth of every list (logs every list's candidates)")
+    ap.add_argument("--keep-dbs", action="store_true", default=os.environ.get("KEEP_DBS") == "1")
     ap.add_argument("--set-nthread", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--verbose", action="store_true")

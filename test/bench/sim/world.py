@@ -314,6 +314,7 @@ class World:
         realised reward, mu of each shown item) and updates the state."""
         self.fatigue[u] *= FATIGUE_DECAY
         m = self.mu(u)
+        self.mu_served = m          # every account's mu as this list was served (--ope)
         idx = [self.index.get(int(a), -1) for a in accounts]
         mus = np.array([m[i] if i >= 0 else 0.0 for i in idx])
         expected = float(np.dot(W[:len(idx)], mus))
