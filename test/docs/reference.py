@@ -50,7 +50,7 @@ groups = [
  ("Training and models", ["30_train.sql", "20_models.sql", "35_tree.sql"]),
  ("Watching a deployed model", ["36_health.sql"]),
  ("Recommending and feedback", ["40_bandit.sql", "41_feedback.sql", "42_retrieval.sql"]),
- ("Experiments and bandit health", ["45_experiments.sql", "46_bandit_health.sql"]),
+ ("Experiments and bandit health", ["45_experiments.sql", "46_bandit_health.sql", "47_ope.sql"]),
  ("Scheduling and maintenance", ["60_schedule.sql", "65_maintenance.sql"]),
  ("Roles and backups", ["99_privileges.sql", "90_dump.sql"]),
 ]
