@@ -484,44 +484,6 @@ FeedbackAttributeAll(FeedbackCtx *ctx, const FeedbackInteraction *xs, int n, int
 }
 
 /*
- * The trigger reads the new rows as the extension owner: every column it
- * reads must be of a built-in type (or a domain over one), so that no cast
- * or operator the table's owner defined runs with the owner's rights.
- */
-static void
-FeedbackCheckColumnTypes(TupleDesc desc, const char *relname)
-{
-	static const char *const columns[] = {
-		"interaction_id", "user_id", "account_id", "interaction_type", "created_at"
-	};
-	int			c,
-				i;
-
-	for (c = 0; c < lengthof(columns); c++)
-	{
-		for (i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), columns[c]) == 0)
-				break;
-		}
-		if (i == desc->natts)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" does not exist in interactions relation \"%s\"",
-							columns[c], relname),
-					 errhint("The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.")));
-		if (getBaseType(TupleDescAttr(desc, i)->atttypid) >= FirstNormalObjectId)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of interactions relation \"%s\" has a user-defined type",
-							columns[c], relname),
-					 errhint("The online feedback trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).")));
-	}
-}
-
-/*
  * AFTER INSERT ... REFERENCING NEW TABLE AS icpml_new FOR EACH STATEMENT
  * trigger on the interactions relation (see enable_online_feedback()).
  * A statement with no rewarding interaction takes no lock; one whose
@@ -556,8 +518,15 @@ feedback_trigger(PG_FUNCTION_ARGS)
 				 errmsg("icpml.feedback_trigger() must be an AFTER INSERT statement trigger with a transition table"),
 				 errhint("Install it with SELECT icpml.enable_online_feedback().")));
 
-	FeedbackCheckColumnTypes(RelationGetDescr(trigdata->tg_relation),
-							 RelationGetRelationName(trigdata->tg_relation));
+	{
+		static const char *const columns[] = {
+			"interaction_id", "user_id", "account_id", "interaction_type", "created_at"
+		};
+
+		RelationCheckBuiltinColumns(RelationGetDescr(trigdata->tg_relation),
+									RelationGetRelationName(trigdata->tg_relation),
+									columns, lengthof(columns), "online feedback trigger");
+	}
 
 	SPI_connect();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)

@@ -1011,41 +1011,6 @@ ProfileFoldAll(ProfileInteraction *items, int n, const BanditSettings *cfg)
 	}
 }
 
-/*
- * The trigger reads the transition table as the extension owner: every
- * column it reads must be of a built-in type (or a domain over one).
- */
-static void
-ProfileCheckColumns(TupleDesc desc, const char *relname)
-{
-	static const char *const columns[] = {"user_id", "account_id", "interaction_type", "created_at"};
-	int			c,
-				i;
-
-	for (c = 0; c < lengthof(columns); c++)
-	{
-		for (i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), columns[c]) == 0)
-				break;
-		}
-		if (i == desc->natts)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" does not exist in interactions relation \"%s\"",
-							columns[c], relname),
-					 errhint("The interactions relation needs user_id, account_id, interaction_type and created_at.")));
-		if (getBaseType(TupleDescAttr(desc, i)->atttypid) >= FirstNormalObjectId)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of interactions relation \"%s\" has a user-defined type",
-							columns[c], relname),
-					 errhint("The profile trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).")));
-	}
-}
-
 /* Read (user, account, type, time) rows of a query into an array, sorted. */
 static ProfileInteraction *
 ProfileCollect(const char *sql, int *n_out)
@@ -1127,7 +1092,15 @@ profile_trigger(PG_FUNCTION_ARGS)
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	ProfileCheckColumns(RelationGetDescr(td->tg_relation), RelationGetRelationName(td->tg_relation));
+	{
+		static const char *const columns[] = {
+			"user_id", "account_id", "interaction_type", "created_at"
+		};
+
+		RelationCheckBuiltinColumns(RelationGetDescr(td->tg_relation),
+									RelationGetRelationName(td->tg_relation),
+									columns, lengthof(columns), "profile trigger");
+	}
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{

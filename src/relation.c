@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
@@ -187,6 +188,56 @@ RelationResolveInteractions(void)
 					 errmsg("column \"%s\" does not exist in interactions relation %s", needed[i], display),
 					 errhint("The interactions relation needs interaction_id, user_id (uuid), account_id, interaction_type and created_at; expose them in a view.")));
 	return display;
+}
+
+/*
+ * A trigger reads these columns of the interactions relation's transition
+ * table as the extension owner: each must exist and be of a built-in type
+ * (or a domain over one), so that no cast or operator the table's owner
+ * defined runs with the owner's rights.  `reader` names the trigger in the
+ * hint ("profile trigger").
+ */
+void
+RelationCheckBuiltinColumns(TupleDesc desc, const char *relname,
+							const char *const *columns, int ncolumns,
+							const char *reader)
+{
+	int			c,
+				i;
+
+	for (c = 0; c < ncolumns; c++)
+	{
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), columns[c]) == 0)
+				break;
+		}
+		if (i == desc->natts)
+		{
+			StringInfoData needs;
+			int			k;
+
+			initStringInfo(&needs);
+			for (k = 0; k < ncolumns; k++)
+				appendStringInfo(&needs, "%s%s",
+								 k == 0 ? "" : (k == ncolumns - 1 ? " and " : ", "),
+								 columns[k]);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" does not exist in interactions relation \"%s\"",
+							columns[c], relname),
+					 errhint("The interactions relation needs %s.", needs.data)));
+		}
+		if (getBaseType(TupleDescAttr(desc, i)->atttypid) >= FirstNormalObjectId)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of interactions relation \"%s\" has a user-defined type",
+							columns[c], relname),
+					 errhint("The %s reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).",
+							 reader)));
+	}
 }
 
 /* Check that column `name` exists in relid and can be read as `type`. */

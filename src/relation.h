@@ -5,6 +5,7 @@
 #ifndef ICPML_RELATION_H
 #define ICPML_RELATION_H
 
+#include "access/tupdesc.h"
 #include "executor/spi.h"
 #include "utils/guc.h"
 
@@ -92,6 +93,15 @@ extern char *RelationResolveInteractions(void);
  * text is not a name, (undefined_table) when it names nothing.
  */
 extern char *RelationResolveStored(const char *stored, int32 version);
+
+/*
+ * ERROR unless each of columns[] exists in desc (a trigger's transition
+ * table of interactions relation `relname`) with a built-in type (or a
+ * domain over one); `reader` names the trigger in the hint.
+ */
+extern void RelationCheckBuiltinColumns(TupleDesc desc, const char *relname,
+										const char *const *columns, int ncolumns,
+										const char *reader);
 
 /* Is text a syntactically valid (1 to 3 part) relation name? */
 extern bool RelationNameIsValid(const char *name);
