@@ -49,13 +49,7 @@ ExperimentHash(const char *experiment, const pg_uuid_t *user, unsigned char salt
 	for (i = 0; i < UUID_LEN; i++)
 		h = (h ^ user->data[i]) * UINT64CONST(1099511628211);
 
-	/* splitmix64 finaliser: every input bit reaches every output bit */
-	h ^= h >> 30;
-	h *= UINT64CONST(0xbf58476d1ce4e5b9);
-	h ^= h >> 27;
-	h *= UINT64CONST(0x94d049bb133111eb);
-	h ^= h >> 31;
-	return h;
+	return IcpmlMix64(h);
 }
 
 /* A hash's top 53 bits as a number in [0, 1). */

@@ -55,6 +55,23 @@ IcpmlScoreFromProbability(double p)
 }
 
 /*
+ * splitmix64's finaliser: every input bit reaches every output bit.  The
+ * hash of the score tables' int64 keys (cast to uint32), the experiments'
+ * variant assignment and the training's shuffle stream: their values (and
+ * so outputs and iteration orders) depend on it bit for bit.
+ */
+static inline uint64
+IcpmlMix64(uint64 h)
+{
+	h ^= h >> 30;
+	h *= UINT64CONST(0xbf58476d1ce4e5b9);
+	h ^= h >> 27;
+	h *= UINT64CONST(0x94d049bb133111eb);
+	h ^= h >> 31;
+	return h;
+}
+
+/*
  * Sort order[0..n-1] (indexes into contrib) by |contrib|, largest first;
  * stable, for the handful of factors an explanation shows.
  */

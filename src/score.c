@@ -246,25 +246,11 @@ typedef struct ScoreBatchEntry
 	char		status;			/* simplehash's */
 } ScoreBatchEntry;
 
-/* A 64-bit key mixed to 32 bits (splitmix64's finaliser). */
-static inline uint32
-ScoreBatchHashKey(int64 key)
-{
-	uint64		h = (uint64) key;
-
-	h ^= h >> 30;
-	h *= UINT64CONST(0xbf58476d1ce4e5b9);
-	h ^= h >> 27;
-	h *= UINT64CONST(0x94d049bb133111eb);
-	h ^= h >> 31;
-	return (uint32) h;
-}
-
 #define SH_PREFIX		scorebatch
 #define SH_ELEMENT_TYPE	ScoreBatchEntry
 #define SH_KEY_TYPE		int64
 #define SH_KEY			key
-#define SH_HASH_KEY(tb, k)	ScoreBatchHashKey(k)
+#define SH_HASH_KEY(tb, k)	((uint32) IcpmlMix64((uint64) (k)))
 #define SH_EQUAL(tb, a, b)	((a) == (b))
 #define SH_SCOPE		static inline
 #define SH_DECLARE

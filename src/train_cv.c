@@ -27,11 +27,7 @@ PG_FUNCTION_INFO_V1(cv_folds);
 static inline uint64
 TrainSplitmix64(uint64 *state)
 {
-	uint64		z = (*state += UINT64CONST(0x9E3779B97F4A7C15));
-
-	z = (z ^ (z >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64CONST(0x94D049BB133111EB);
-	return z ^ (z >> 31);
+	return IcpmlMix64(*state += UINT64CONST(0x9E3779B97F4A7C15));
 }
 
 /* Fisher-Yates shuffle of n int64 with the stream. */
