@@ -803,6 +803,32 @@ ExportModel(StringInfo buf, ModelRecord *rec, const char *relation)
  * --------------------------------------------------------------------- */
 
 /*
+ * Rule factor c<i> of a count column v<i>: weight * min(ln(1 + v) /
+ * ln(1 + cap), 1) when v is a finite count, else 0.
+ */
+static void
+ExportRuleCount(StringInfo buf, int i, double weight, double cap)
+{
+	appendStringInfo(buf, ",\n  CASE WHEN raw.v%d IS NOT NULL AND raw.v%d NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8) AND raw.v%d >= 0 THEN ",
+					 i, i, i);
+	ExportFloat8(buf, weight);
+	appendStringInfo(buf, " * LEAST(pg_catalog.ln(1 + raw.v%d) / ", i);
+	ExportFloat8(buf, log1p(cap));
+	appendStringInfo(buf, ", 1) ELSE 0 END AS c%d", i);
+}
+
+/* Rule factor c<i> of a boolean column v<i>: weight when true, else 0. */
+static void
+ExportRuleFlag(StringInfo buf, int i, double weight)
+{
+	appendStringInfo(buf, ",\n  CASE WHEN raw.v%d THEN ", i);
+	ExportFloat8(buf, weight);
+	appendStringInfo(buf, " * 1 WHEN NOT raw.v%d THEN ", i);
+	ExportFloat8(buf, weight);
+	appendStringInfo(buf, " * 0 ELSE 0 END AS c%d", i);
+}
+
+/*
  * The rules' scorer: the same formulas as rules.c over the rule columns the
  * relation has (a missing column reads as NULL and contributes nothing),
  * with the weights and settings of the moment of export.  In double
@@ -898,29 +924,10 @@ ExportRules(StringInfo buf, const char *relation, const char *key, Oid relid)
 
 	/* each factor: weight * scaled value, 0 when its input is missing */
 #define COUNT_OK(v) "raw." v " IS NOT NULL AND raw." v " NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8) AND raw." v " >= 0"
-	appendStringInfoString(buf, ",\n  CASE WHEN " COUNT_OK("v0") " THEN ");
-	ExportFloat8(buf, w.weight[RULE_ENGINEERING_ROLES]);
-	appendStringInfoString(buf, " * LEAST(pg_catalog.ln(1 + raw.v0) / ");
-	ExportFloat8(buf, log1p(sc->roles_cap));
-	appendStringInfoString(buf, ", 1) ELSE 0 END AS c0");
-
-	appendStringInfoString(buf, ",\n  CASE WHEN raw.v1 THEN ");
-	ExportFloat8(buf, w.weight[RULE_OPEN_ENGINEERING_ROLES]);
-	appendStringInfoString(buf, " * 1 WHEN NOT raw.v1 THEN ");
-	ExportFloat8(buf, w.weight[RULE_OPEN_ENGINEERING_ROLES]);
-	appendStringInfoString(buf, " * 0 ELSE 0 END AS c1");
-
-	appendStringInfoString(buf, ",\n  CASE WHEN " COUNT_OK("v2") " THEN ");
-	ExportFloat8(buf, w.weight[RULE_TOTAL_OPEN_ROLES]);
-	appendStringInfoString(buf, " * LEAST(pg_catalog.ln(1 + raw.v2) / ");
-	ExportFloat8(buf, log1p(sc->open_roles_cap));
-	appendStringInfoString(buf, ", 1) ELSE 0 END AS c2");
-
-	appendStringInfoString(buf, ",\n  CASE WHEN raw.v3 THEN ");
-	ExportFloat8(buf, w.weight[RULE_ENGINEERING_BLOG]);
-	appendStringInfoString(buf, " * 1 WHEN NOT raw.v3 THEN ");
-	ExportFloat8(buf, w.weight[RULE_ENGINEERING_BLOG]);
-	appendStringInfoString(buf, " * 0 ELSE 0 END AS c3");
+	ExportRuleCount(buf, 0, w.weight[RULE_ENGINEERING_ROLES], sc->roles_cap);
+	ExportRuleFlag(buf, 1, w.weight[RULE_OPEN_ENGINEERING_ROLES]);
+	ExportRuleCount(buf, 2, w.weight[RULE_TOTAL_OPEN_ROLES], sc->open_roles_cap);
+	ExportRuleFlag(buf, 3, w.weight[RULE_ENGINEERING_BLOG]);
 
 	appendStringInfoString(buf, ",\n  CASE WHEN " COUNT_OK("v4") " THEN ");
 	ExportFloat8(buf, w.weight[RULE_COMPANY_SIZE_FIT]);
