@@ -573,6 +573,21 @@ ExportSumAdd(ExportSum *s, const char *term)
 	s->n++;
 }
 
+/* The head of icpml.scorer_rows(), the same for the model and the rules. */
+#define SCORER_ROWS_HEAD \
+	"CREATE OR REPLACE FUNCTION icpml.scorer_rows(account_ids bigint[])\n" \
+	"RETURNS TABLE (account_id bigint, score integer, priority text,\n" \
+	"               probability double precision, factors jsonb)\n" \
+	"LANGUAGE plpgsql STABLE PARALLEL SAFE\n" \
+	"SET search_path = pg_catalog, pg_temp\n" \
+	"SET plan_cache_mode = force_generic_plan\n" \
+	"SET jit = off\n" \
+	"AS $scorer$\n" \
+	"#variable_conflict use_column\n" \
+	"BEGIN\n" \
+	"-- PL/pgSQL keeps the plan of this (large) query for the session\n" \
+	"RETURN QUERY\n"
+
 /* The scorer of a model: icpml.scorer_rows() over its spec and trees. */
 static void
 ExportModel(StringInfo buf, ModelRecord *rec, const char *relation)
@@ -668,19 +683,7 @@ ExportModel(StringInfo buf, ModelRecord *rec, const char *relation)
 	ExportHelperF4(buf);
 	ExportHelperSigmoid(buf);
 
-	appendStringInfo(buf,
-					 "CREATE OR REPLACE FUNCTION icpml.scorer_rows(account_ids bigint[])\n"
-					 "RETURNS TABLE (account_id bigint, score integer, priority text,\n"
-					 "               probability double precision, factors jsonb)\n"
-					 "LANGUAGE plpgsql STABLE PARALLEL SAFE\n"
-					 "SET search_path = pg_catalog, pg_temp\n"
-					 "SET plan_cache_mode = force_generic_plan\n"
-					 "SET jit = off\n"
-					 "AS $scorer$\n"
-					 "#variable_conflict use_column\n"
-					 "BEGIN\n"
-					 "-- PL/pgSQL keeps the plan of this (large) query for the session\n"
-					 "RETURN QUERY\n");
+	appendStringInfoString(buf, SCORER_ROWS_HEAD);
 
 	/* outer: probability, score, priority, the top factors */
 	appendStringInfoString(buf, "SELECT s.k, s.score,\n"
@@ -853,19 +856,7 @@ ExportRules(StringInfo buf, const char *relation, const char *key, Oid relid)
 		have[i] = OidIsValid(relid) && get_attnum(relid, RulesColumns[i].name) != InvalidAttrNumber;
 
 	ExportHead(buf, "the rule-based score", relation, key);
-	appendStringInfoString(buf,
-						   "CREATE OR REPLACE FUNCTION icpml.scorer_rows(account_ids bigint[])\n"
-						   "RETURNS TABLE (account_id bigint, score integer, priority text,\n"
-						   "               probability double precision, factors jsonb)\n"
-						   "LANGUAGE plpgsql STABLE PARALLEL SAFE\n"
-						   "SET search_path = pg_catalog, pg_temp\n"
-						   "SET plan_cache_mode = force_generic_plan\n"
-						   "SET jit = off\n"
-						   "AS $scorer$\n"
-						   "#variable_conflict use_column\n"
-						   "BEGIN\n"
-						   "-- PL/pgSQL keeps the plan of this (large) query for the session\n"
-						   "RETURN QUERY\n");
+	appendStringInfoString(buf, SCORER_ROWS_HEAD);
 	appendStringInfo(buf,
 					 "SELECT s.k, s.score,\n"
 					 "       CASE WHEN s.score >= %d THEN 'high' WHEN s.score >= %d THEN 'medium' ELSE 'low' END,\n"
