@@ -138,6 +138,40 @@ SELECT variant, users FROM icpml.experiment_results('rv-wide') ORDER BY variant;
 SELECT (icpml.stop_experiment('rv-wide')).status;
 DELETE FROM icpml.experiments WHERE name = 'rv-wide';
 
+-- 6. A listed account's reason shows its signals as the caller reads them.
+--    With all research hidden from the rep (row-level security on
+--    research_runs, which the feature view joins for funding and research),
+--    no reason of the rep's list mentions funding or research; an
+--    administrator's list, who reads all research, does.  Before the fix the
+--    reasons came from account_candidates, as the scorer read them, and the
+--    rep's said "recently funded".
+ALTER TABLE public.research_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rv_no_research ON public.research_runs FOR SELECT TO icpml_rv_rep USING (false);
+SET request.jwt.claims = :'claims';
+SET ROLE icpml_rv_rep;
+SELECT count(*) AS listed,
+       count(*) FILTER (WHERE reason->>'summary' LIKE '%funded%') AS funded_summaries,
+       count(*) FILTER (WHERE EXISTS (SELECT FROM jsonb_array_elements(reason->'top_signals') AS s
+                                      WHERE s->>'signal' IN ('recent_funding', 'research_recency'))) AS research_signals
+FROM icpml.recommend_accounts(:'rep', 100, candidates => 400, seed => 1);
+RESET ROLE;
+SELECT count(*) AS listed,
+       count(*) FILTER (WHERE reason->>'summary' LIKE '%funded%') > 0 AS funded_summaries,
+       count(*) FILTER (WHERE EXISTS (SELECT FROM jsonb_array_elements(reason->'top_signals') AS s
+                                      WHERE s->>'signal' IN ('recent_funding', 'research_recency'))) > 0 AS research_signals
+FROM icpml.recommend_accounts(:'rep', 100, candidates => 400, seed => 1);
+RESET request.jwt.claims;
+DROP POLICY rv_no_research ON public.research_runs;
+ALTER TABLE public.research_runs DISABLE ROW LEVEL SECURITY;
+
+-- 7. enable_score_queue() with no model deployed, in a new session that has
+--    not loaded icpml's library: it read icpml.feature_relation without
+--    missing_ok and failed with "unrecognized configuration parameter".
+\c -
+SELECT count(*) FROM icpml.models WHERE status = 'deployed';
+SELECT table_name, queued FROM icpml.enable_score_queue() ORDER BY 1::text;
+SELECT count(*) > 0 AS removed FROM icpml.disable_score_queue();
+
 -- clean up
 ALTER TABLE public.account_signals DISABLE ROW LEVEL SECURITY;
 DROP POLICY rv_even ON public.account_signals;

@@ -22,7 +22,9 @@
  *  5. logging   one INSERT of the k served rows into icpml.recommendations
  *               (as the owner) with context, ranking score, propensity and
  *               the retrieval source; each row's reason (jsonb) names its
- *               largest contributions.
+ *               largest contributions, with the listed rows' signals read
+ *               again as the caller when they came from account_candidates
+ *               (RetrievalReadListed: one `= ANY` read of the k ids).
  *
  * Experiments: while one runs (icpml.experiments) and the caller passes no
  * policy, the user's hashed variant (experiments.c) chooses the policy and,
@@ -314,12 +316,50 @@ RecommendVerb(int t)
 	return verbs[t];
 }
 
-/* The reason jsonb of one listed candidate. */
+/*
+ * The context entries a reason may show for row r, as the caller reads its
+ * signals: x (what was ranked and logged) with the entries of the feature
+ * columns taken from r, read again as the caller (RetrievalReadListed), and
+ * the entries derived from them with the history (industry and size share,
+ * technology affinity) left out when the caller reads other values than
+ * the scorer did (s: the row as ranked).
+ */
+static void
+RecommendCallerContext(RecommendCall *call, const RecommendRow *s, const RecommendRow *r,
+					   double *xr)
+{
+	int			t;
+
+	xr[CTX_ENG_ROLES] = (float4) SignalLogScale(r->eng_roles, call->scaling->roles_cap);
+	xr[CTX_OPEN_ENG] = r->hiring ? 1.0 : 0.0;
+	xr[CTX_OPEN_ROLES] = (float4) SignalLogScale(r->open_roles, call->scaling->open_roles_cap);
+	xr[CTX_BLOG] = r->blog ? 1.0 : 0.0;
+	xr[CTX_FUNDING] = (float4) r->funding;
+	xr[CTX_RESEARCH] = (float4) r->research;
+	for (t = 0; t < CTX_NSIZE_BANDS; t++)
+		xr[CTX_SIZE_BAND + t] = r->size_band == t ? 1.0 : 0.0;
+	for (t = 0; t < CTX_NINDUSTRY_SLOTS; t++)
+		xr[CTX_INDUSTRY_SLOT + t] = r->industry_slot == t ? 1.0 : 0.0;
+	for (t = 0; t < CTX_NTECH_SLOTS; t++)
+		xr[CTX_TECH_SLOT + t] = (r->tech_slots & ((uint32) 1 << t)) ? 1.0 : 0.0;
+	if (r->tech_known != s->tech_known || r->tech_slots != s->tech_slots)
+		xr[CTX_TECH_AFFINITY] = 0.0;
+	if (r->ind != s->ind)
+		xr[CTX_INDUSTRY_SHARE] = xr[CTX_INDUSTRY_REWARD] = 0.0;
+	if (r->size_band != s->size_band)
+		xr[CTX_SIZE_SHARE] = 0.0;
+}
+
+/*
+ * The reason jsonb of one listed candidate; scored: the row as ranked when
+ * its signals were read again as the caller (NULL: they were read as the
+ * caller to begin with).
+ */
 static Jsonb *
-RecommendReason(RecommendCall *call, int c, bool explored)
+RecommendReason(RecommendCall *call, int c, const RecommendRow *scored, bool explored)
 {
 	RecommendRow *r = &call->rows[call->cand[c]];
-	const double *x = call->X + c * BANDIT_DIM;
+	double		x[BANDIT_DIM];
 	StringInfoData buf,
 				summary;
 	int			order[BANDIT_DIM];
@@ -327,6 +367,10 @@ RecommendReason(RecommendCall *call, int c, bool explored)
 	int			n = 0,
 				i,
 				ind;
+
+	memcpy(x, call->X + c * BANDIT_DIM, sizeof(x));
+	if (scored != NULL)
+		RecommendCallerContext(call, scored, r, x);
 
 	initStringInfo(&summary);
 	appendStringInfo(&summary, "%s ICP fit (%d/10)",
@@ -668,6 +712,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RecommendCall *call;
 	int64		ids[RECOMMEND_MAX_K];
+	RecommendRow *scored = NULL;
 	int			j;
 
 	call = RecommendBegin(fcinfo, 1, 2, 3, 4);
@@ -693,6 +738,14 @@ recommend_accounts(PG_FUNCTION_ARGS)
 		RecommendFillPriorities(call);
 		RecommendLog(call, ids);
 		OpeLogCandidates(call, ids);
+		/* the reasons show the signals as the caller reads them (DESIGN rule 4) */
+		if (call->materialised)
+		{
+			scored = palloc(sizeof(RecommendRow) * call->nchosen);
+			for (j = 0; j < call->nchosen; j++)
+				scored[j] = call->rows[call->cand[call->chosen[j]]];
+			RetrievalReadListed(call);
+		}
 	}
 
 	for (j = 0; j < call->nchosen; j++)
@@ -710,7 +763,7 @@ recommend_accounts(PG_FUNCTION_ARGS)
 		values[4] = Float8GetDatum(call->explore[c]);
 		values[5] = Int32GetDatum(r->icp_score);
 		values[6] = CStringGetTextDatum(r->priority);
-		values[7] = JsonbPGetDatum(RecommendReason(call, c, call->explored[j]));
+		values[7] = JsonbPGetDatum(RecommendReason(call, c, scored ? &scored[j] : NULL, call->explored[j]));
 		values[8] = Int64GetDatum(ids[j]);
 		values[9] = values[2];
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

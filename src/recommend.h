@@ -263,4 +263,11 @@ RecommendOwnerScan(SPIPlanPtr plan, Datum *args, bool read_only, SpiRowCallback 
 extern void RetrievalRun(RecommendCall *call);
 extern int	RetrievalVerifyChosen(RecommendCall *call);
 
+/*
+ * retrieval.c: after logging, the listed rows' signals read again as the
+ * caller (from account_candidates they are as the scorer read them), for
+ * their reasons.
+ */
+extern void RetrievalReadListed(RecommendCall *call);
+
 #endif							/* ICPML_RECOMMEND_H */

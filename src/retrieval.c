@@ -951,6 +951,48 @@ RetrievalVerifyChosen(RecommendCall *call)
 	return gone;
 }
 
+/*
+ * After ranking and logging, when the rows came from account_candidates:
+ * read the listed accounts' feature rows again, as the caller (one `= ANY`
+ * of the k ids), so that their reasons show the signals the caller can
+ * read, not those the scoring role materialised.  A column the caller
+ * cannot read (a joined table's row-level security) comes back NULL and the
+ * reason leaves it out; a row the caller cannot read leaves all signals
+ * unknown.  The ranking and the logged context are not changed.
+ */
+void
+RetrievalReadListed(RecommendCall *call)
+{
+	Datum	   *ids;
+	int			j;
+
+	if (!call->materialised || call->nchosen == 0)
+		return;
+	ids = palloc(sizeof(Datum) * call->nchosen);
+	for (j = 0; j < call->nchosen; j++)
+	{
+		RecommendRow *r = &call->rows[call->cand[call->chosen[j]]];
+		RecommendAccount *e = hash_search(call->accounts, &r->account_id, HASH_FIND, NULL);
+
+		ids[j] = Int64GetDatum(r->account_id);
+		e->seen = false;
+		r->visible = false;
+		r->features = false;
+		r->industry = NULL;
+		r->ind = -1;
+		r->industry_slot = -1;
+		r->eng_roles = r->open_roles = -1;
+		r->hiring = r->blog = false;
+		r->size_band = -1;
+		r->funding = r->research = 0.0;
+		r->tech_slots = 0;
+		r->tech_known = false;
+	}
+	RetrievalReadFeatures(call, ids, call->nchosen);
+	for (j = 0; j < call->nchosen; j++)
+		call->rows[call->cand[call->chosen[j]]].visible = true;
+}
+
 /* Exclusions of rows[first..]: from the profile, or the interactions read live. */
 static void
 RetrievalMarkUser(RecommendCall *call, int first)

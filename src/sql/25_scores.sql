@@ -242,15 +242,18 @@ BEGIN
     FROM icpml.models AS m WHERE m.status OPERATOR(pg_catalog.=) 'deployed';
     IF v_rel IS NULL THEN
       -- (resolved with the pinned search_path: a schema-qualified name)
-      v_rel := pg_catalog.to_regclass(pg_catalog.current_setting('icpml.feature_relation'));
+      -- (missing_ok and the built-in defaults: icpml's library may not be loaded yet)
+      v_rel := pg_catalog.to_regclass(COALESCE(NULLIF(pg_catalog.current_setting('icpml.feature_relation', true), ''),
+                                               'public.account_features'));
       IF v_rel IS NULL THEN
-        RAISE EXCEPTION 'relation "%" (icpml.feature_relation) was not found', pg_catalog.current_setting('icpml.feature_relation')
+        RAISE EXCEPTION 'relation "%" (icpml.feature_relation) was not found',
+          COALESCE(NULLIF(pg_catalog.current_setting('icpml.feature_relation', true), ''), 'public.account_features')
           USING ERRCODE = 'undefined_table',
                 HINT = 'Pass the relation: SELECT * FROM icpml.enable_score_queue(''myschema.my_features'').';
       END IF;
     END IF;
   END IF;
-  v_key := COALESCE(key_column, v_key, pg_catalog.current_setting('icpml.feature_key'));
+  v_key := COALESCE(key_column, v_key, NULLIF(pg_catalog.current_setting('icpml.feature_key', true), ''), 'account_id');
   FOR t IN SELECT * FROM icpml.score_queue_tables(v_rel, v_key) AS q ORDER BY q.table_name::pg_catalog.text LOOP
     IF NOT t.has_key THEN
       RETURN QUERY SELECT t.table_name, false,
