@@ -8,6 +8,8 @@
 
 #include "postgres.h"
 
+#include "utils/array.h"
+
 struct RecommendCall;
 
 /* Names of the statement triggers enable_online_feedback() installs. */
@@ -34,5 +36,29 @@ extern bool ProfileLoad(struct RecommendCall *call);
  * profile: own (decayed) engagement, dismissed, worked.
  */
 extern void ProfileMarkRows(struct RecommendCall *call, int first);
+
+/* Profile-local technology vocabulary: 63 names, bit 63 = stack known. */
+#define PROFILE_MAX_TECH 63
+#define PROFILE_TECH_KNOWN ((uint64) 1 << 63)
+/* Distinct interaction types and industries a row names. */
+#define PROFILE_MAX_TYPES 32
+#define PROFILE_MAX_INDUSTRIES 1000
+
+/* The columns every read of a row selects, in this order. */
+#define PROFILE_SELECT "p.valid, p.types, p.sticky_types, p.sticky_accounts, p.sticky_masks," \
+	" p.industries, p.technologies, p.recent_accounts, p.recent_types, p.recent_at," \
+	" p.recent_industries, p.recent_size_bands, p.recent_techs"
+#define PROFILE_NCOLS 13
+
+/* Arrays of a row, shared by profile.c and profile_read.c. */
+extern ArrayType *ProfileArray(Datum d, bool isnull, Oid elemtype);
+extern int	ProfileTextArray(Datum d, bool isnull, char **out, int max);
+extern int	ProfileFind(char **list, int n, const char *name);
+
+static inline int
+ProfileArrayLength(ArrayType *a)
+{
+	return ARR_NDIM(a) == 0 ? 0 : ARR_DIMS(a)[0];
+}
 
 #endif							/* ICPML_PROFILE_H */
