@@ -590,17 +590,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION icpml.describe_model(version integer DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'model')
-         OPERATOR(pg_catalog.||)
-         pg_catalog.jsonb_build_object('model_bytes', pg_catalog.octet_length(m.model))
-  FROM icpml.models AS m
-  WHERE m.version OPERATOR(pg_catalog.=) icpml.model_version_or_deployed(describe_model.version)
-$$;
+-- describe_model() is replaced once, in the "Watching a deployed model" section below.
 
 CREATE OR REPLACE FUNCTION icpml.model_roc_curve(version integer DEFAULT NULL)
 RETURNS TABLE (threshold double precision, fpr double precision, tpr double precision)
@@ -743,265 +733,10 @@ CREATE TRIGGER models_guard
   BEFORE INSERT OR UPDATE ON icpml.models
   FOR EACH ROW EXECUTE FUNCTION icpml.models_guard();
 
--- Online feedback and the vocabularies: qualified, and working before the
--- library is loaded
-CREATE OR REPLACE FUNCTION icpml.enable_online_feedback()
-RETURNS regclass
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  rel pg_catalog.regclass;
-  col pg_catalog.text;
-  typ pg_catalog.oid;
-  base pg_catalog.oid;
-  kind pg_catalog."char";
-BEGIN
-  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
-                  'public.user_interactions')::pg_catalog.regclass;
-  FOREACH col IN ARRAY ARRAY['interaction_id', 'user_id', 'account_id', 'interaction_type', 'created_at']::pg_catalog.text[] LOOP
-    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute AS a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) col
-      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'column "%" does not exist in interactions relation %', col, rel
-        USING ERRCODE = 'undefined_column',
-              HINT = 'The interactions relation needs interaction_id, user_id, account_id, interaction_type and created_at.';
-    END IF;
-    -- the trigger reads these columns as the extension owner: built-in
-    -- types (or domains over them) only
-    LOOP
-      SELECT t.typtype, t.typbasetype INTO kind, base FROM pg_catalog.pg_type AS t
-      WHERE t.oid OPERATOR(pg_catalog.=) typ;
-      EXIT WHEN kind OPERATOR(pg_catalog.<>) 'd';
-      typ := base;
-    END LOOP;
-    IF typ OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid THEN
-      RAISE EXCEPTION 'column "%" of interactions relation % has a user-defined type', col, rel
-        USING ERRCODE = 'datatype_mismatch',
-              HINT = 'The online feedback trigger reads these columns as the extension owner; use built-in types (uuid, bigint, text, timestamptz).';
-    END IF;
-  END LOOP;
-  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
-                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
-                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
-                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
-  EXECUTE pg_catalog.format(
-    'CREATE TRIGGER icpml_feedback AFTER INSERT ON %I.%I REFERENCING NEW TABLE AS icpml_new '
-    'FOR EACH STATEMENT EXECUTE FUNCTION icpml.feedback_trigger()',
-    (SELECT n.nspname FROM pg_catalog.pg_class AS c
-     JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-     WHERE c.oid OPERATOR(pg_catalog.=) rel),
-    (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
-  RETURN rel;
-END
-$$;
+-- Online feedback and the vocabularies: set_bandit_vocabulary() is replaced once, in the Feedback section
+-- below; enable/disable_online_feedback() once, in the Retrieval section below.
 
-CREATE OR REPLACE FUNCTION icpml.disable_online_feedback()
-RETURNS regclass
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  rel pg_catalog.regclass;
-BEGIN
-  rel := COALESCE(pg_catalog.current_setting('icpml.interactions_relation', true),
-                  'public.user_interactions')::pg_catalog.regclass;
-  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS icpml_feedback ON %I.%I',
-                            (SELECT n.nspname FROM pg_catalog.pg_class AS c
-                             JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                             WHERE c.oid OPERATOR(pg_catalog.=) rel),
-                            (SELECT c.relname FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) rel));
-  RETURN rel;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION icpml.set_bandit_vocabulary(
-  industries text[] DEFAULT NULL,
-  technologies text[] DEFAULT NULL,
-  reset boolean DEFAULT false)
-RETURNS TABLE(industry_slots text[], technology_slots text[])
-LANGUAGE plpgsql VOLATILE
-AS $$
-#variable_conflict use_variable
-DECLARE
-  rel pg_catalog.regclass;
-  v_ind pg_catalog.text[] := industries;
-  v_tech pg_catalog.text[] := technologies;
-  old_ind pg_catalog.text[];
-  old_tech pg_catalog.text[];
-  learned boolean;
-BEGIN
-  IF v_ind IS NULL OR v_tech IS NULL THEN
-    rel := COALESCE(pg_catalog.current_setting('icpml.feature_relation', true),
-                    'public.account_features')::pg_catalog.regclass;
-  END IF;
-  IF v_ind IS NULL THEN
-    v_ind := '{}';
-    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
-               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'industry'
-                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-      EXECUTE pg_catalog.format(
-        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT f.industry::pg_catalog.text AS v,'
-        ' pg_catalog.count(*) AS n FROM %s AS f WHERE f.industry IS NOT NULL GROUP BY 1'
-        ' ORDER BY 2 DESC, 1 LIMIT 12) AS s', rel) INTO v_ind;
-    END IF;
-  END IF;
-  IF v_tech IS NULL THEN
-    v_tech := '{}';
-    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
-               WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attname OPERATOR(pg_catalog.=) 'tech_stack'
-                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-      EXECUTE pg_catalog.format(
-        'SELECT pg_catalog.array_agg(v ORDER BY n DESC, v) FROM (SELECT t.v, pg_catalog.count(*) AS n'
-        ' FROM %s AS f, pg_catalog.unnest(f.tech_stack::pg_catalog.text[]) AS t(v)'
-        ' WHERE t.v IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 24) AS s', rel) INTO v_tech;
-    END IF;
-  END IF;
-  v_ind := COALESCE(v_ind, '{}');
-  v_tech := COALESCE(v_tech, '{}');
-  IF pg_catalog.cardinality(v_ind) OPERATOR(pg_catalog.>) 12
-     OR pg_catalog.cardinality(v_tech) OPERATOR(pg_catalog.>) 24 THEN
-    RAISE EXCEPTION 'too many vocabulary entries: % industries, % technologies',
-        pg_catalog.cardinality(v_ind), pg_catalog.cardinality(v_tech)
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'The context has 12 industry slots and 24 technology slots; pass the most common ones.';
-  END IF;
-  IF pg_catalog.array_position(v_ind, NULL) IS NOT NULL OR pg_catalog.array_position(v_tech, NULL) IS NOT NULL
-     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_ind)
-         FROM pg_catalog.unnest(v_ind) AS e)
-     OR (SELECT pg_catalog.count(DISTINCT e) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_tech)
-         FROM pg_catalog.unnest(v_tech) AS e) THEN
-    RAISE EXCEPTION 'vocabulary entries must be distinct and not NULL'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-
-  SELECT s.industries, s.technologies INTO old_ind, old_tech
-  FROM icpml.bandit_settings AS s FOR UPDATE;
-  -- "IS DISTINCT FROM", spelt with the qualified operator
-  IF (old_ind IS NULL) OPERATOR(pg_catalog.<>) (v_ind IS NULL)
-     OR (old_tech IS NULL) OPERATOR(pg_catalog.<>) (v_tech IS NULL)
-     OR old_ind OPERATOR(pg_catalog.<>) v_ind OR old_tech OPERATOR(pg_catalog.<>) v_tech THEN
-    learned := EXISTS (SELECT FROM icpml.bandit_state AS st WHERE st.n OPERATOR(pg_catalog.>) 0);
-    IF learned AND (old_ind IS NOT NULL OR old_tech IS NOT NULL) AND NOT reset THEN
-      RAISE EXCEPTION 'the bandit has learned with another vocabulary'
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'Pass reset => true to restart the bandit from its prior (icpml.recommendations is kept), or keep the current vocabulary.';
-    END IF;
-    IF reset THEN
-      DELETE FROM icpml.bandit_state;
-    END IF;
-    UPDATE icpml.bandit_settings AS s SET industries = v_ind, technologies = v_tech;
-  END IF;
-  RETURN QUERY SELECT v_ind, v_tech;
-END
-$$;
-
--- Experiments: qualified
-CREATE OR REPLACE FUNCTION icpml.experiments_guard()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF (SELECT pg_catalog.count(DISTINCT v) FROM pg_catalog.unnest(NEW.variants) AS v)
-     OPERATOR(pg_catalog.<>) pg_catalog.cardinality(NEW.variants) THEN
-    RAISE EXCEPTION 'variants must be distinct: %', NEW.variants
-      USING ERRCODE = 'check_violation';
-  END IF;
-  -- (the four columns are NOT NULL: <> is IS DISTINCT FROM here)
-  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
-     AND (NEW.name OPERATOR(pg_catalog.<>) OLD.name OR NEW.variants OPERATOR(pg_catalog.<>) OLD.variants
-          OR NEW.weights OPERATOR(pg_catalog.<>) OLD.weights
-          OR NEW.started_at OPERATOR(pg_catalog.<>) OLD.started_at) THEN
-    RAISE EXCEPTION 'the design of experiment "%" cannot change once it exists', OLD.name
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'Stop it and start a new experiment under another name.';
-  END IF;
-  RETURN NEW;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION icpml.start_experiment(
-  name text,
-  variants text[],
-  weights double precision[] DEFAULT NULL,
-  description text DEFAULT NULL)
-RETURNS icpml.experiments
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  policies constant pg_catalog.text[] := ARRAY['linucb', 'thompson', 'greedy', 'epsilon_greedy', 'icp', 'random'];
-  w double precision[] := weights;
-  v pg_catalog.text;
-  running pg_catalog.text;
-  result icpml.experiments;
-BEGIN
-  IF name IS NULL OR name OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
-    RAISE EXCEPTION 'invalid experiment name "%"', name
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit.';
-  END IF;
-  IF variants IS NULL OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.<) 2
-     OR pg_catalog.cardinality(variants) OPERATOR(pg_catalog.>) 8
-     OR pg_catalog.array_ndims(variants) OPERATOR(pg_catalog.<>) 1 THEN
-    RAISE EXCEPTION 'an experiment needs 2 to 8 variants, not %', COALESCE(pg_catalog.cardinality(variants), 0)
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass the policies to compare, the control first: ARRAY[''linucb'', ''thompson''].';
-  END IF;
-  FOREACH v IN ARRAY variants LOOP
-    IF v IS NULL OR NOT v OPERATOR(pg_catalog.=) ANY (policies) THEN
-      RAISE EXCEPTION 'unknown policy "%" in variants', v
-        USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'A variant is a policy: linucb, thompson, greedy, epsilon_greedy, icp or random.';
-    END IF;
-  END LOOP;
-  IF (SELECT pg_catalog.count(DISTINCT u) FROM pg_catalog.unnest(variants) AS u)
-     OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants) THEN
-    RAISE EXCEPTION 'variants must be distinct: %', variants
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'List each policy once; weights set how many users each gets.';
-  END IF;
-  IF w IS NULL THEN
-    w := pg_catalog.array_fill(1.0::double precision, ARRAY[pg_catalog.cardinality(variants)]);
-  END IF;
-  IF pg_catalog.array_ndims(w) OPERATOR(pg_catalog.<>) 1
-     OR pg_catalog.cardinality(w) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(variants)
-     OR EXISTS (SELECT FROM pg_catalog.unnest(w) AS x
-                WHERE x IS NULL OR NOT (x OPERATOR(pg_catalog.>) 0
-                                        AND x OPERATOR(pg_catalog.<) 'Infinity'::double precision)) THEN
-    RAISE EXCEPTION 'weights must be % positive finite numbers, one per variant', pg_catalog.cardinality(variants)
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Omit weights for an even split.';
-  END IF;
-
-  -- one start at a time: the checks below and the insert see the same table
-  LOCK TABLE icpml.experiments IN SHARE ROW EXCLUSIVE MODE;
-  IF EXISTS (SELECT FROM icpml.experiments AS e WHERE e.name OPERATOR(pg_catalog.=) start_experiment.name) THEN
-    RAISE EXCEPTION 'experiment "%" already exists', name
-      USING ERRCODE = 'duplicate_object',
-            HINT = 'Choose another name; the results of the old one stay in icpml.experiment_results().';
-  END IF;
-  SELECT e.name INTO running FROM icpml.experiments AS e WHERE e.status OPERATOR(pg_catalog.=) 'running';
-  IF FOUND THEN
-    RAISE EXCEPTION 'experiment "%" is running', running
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = pg_catalog.format('Stop it first: SELECT icpml.stop_experiment(%L).', running);
-  END IF;
-
-  BEGIN
-    INSERT INTO icpml.experiments AS e (name, variants, weights, description)
-    VALUES (start_experiment.name, start_experiment.variants, w, start_experiment.description)
-    RETURNING e.* INTO result;
-  EXCEPTION WHEN unique_violation THEN
-    -- a concurrent start committed after this transaction's snapshot
-    RAISE EXCEPTION 'experiment "%" cannot start: another experiment started meanwhile, or the name was taken', name
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'SELECT name, status FROM icpml.experiments shows the experiments; stop the running one first.';
-  END;
-  RETURN result;
-END
-$$;
+-- Experiments, qualified (experiments_guard() and start_experiment() are replaced in the variants section below).
 
 CREATE OR REPLACE FUNCTION icpml.stop_experiment(name text)
 RETURNS icpml.experiments
@@ -1028,125 +763,7 @@ BEGIN
 END
 $$;
 
--- Training and scheduling
-CREATE OR REPLACE PROCEDURE icpml.run_training(deploy text DEFAULT 'best',
-                                    triggered_by text DEFAULT 'schedule')
-LANGUAGE plpgsql
--- No SET clause and no SECURITY DEFINER: either would forbid the COMMITs
--- below.  It runs as the caller, and every function, operator and type it
--- names is schema-qualified instead.
-AS $$
-DECLARE
-  v_run_key   constant bigint := pg_catalog.hashtext('icpml.run_training')::bigint;
-  v_run_id    bigint;
-  v_result    pg_catalog.jsonb;
-  v_version   integer;
-  v_state     pg_catalog.text;
-  v_message   pg_catalog.text;
-  v_detail    pg_catalog.text;
-  v_hint      pg_catalog.text;
-BEGIN
-  IF run_training.deploy IS NULL
-     OR NOT run_training.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
-    RAISE EXCEPTION 'unknown deploy policy "%"', run_training.deploy
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
-  END IF;
-  IF run_training.triggered_by IS NULL
-     OR NOT run_training.triggered_by OPERATOR(pg_catalog.=) ANY (ARRAY['manual', 'schedule']) THEN
-    RAISE EXCEPTION 'triggered_by must be ''manual'' or ''schedule'', not "%"', run_training.triggered_by
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Leave it out for scheduled runs; pass triggered_by => ''manual'' otherwise.';
-  END IF;
-
-  -- Fails here, before any lock is taken, when called inside a transaction
-  -- block (the COMMITs below need their own transactions).
-  COMMIT;
-
-  -- The run lock is held across this procedure's transactions (session
-  -- level) and released on every way out; a backend that exits releases it.
-  BEGIN
-    IF NOT pg_catalog.pg_try_advisory_lock(v_run_key) THEN
-      RAISE EXCEPTION 'another icpml.run_training() is in progress'
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'See the row with status ''running'' in icpml.training_history; only one training runs at a time.';
-    END IF;
-    IF NOT pg_catalog.pg_try_advisory_xact_lock(icpml.training_lock_key()) THEN
-      RAISE EXCEPTION 'a model is being trained in another session'
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'Wait for that icpml.train_icp_model() call to finish; only one training runs at a time.';
-    END IF;
-
-    -- Nobody trains (both locks are ours): a 'running' row is left over
-    -- from a run whose backend exited.
-    UPDATE icpml.training_runs AS r
-       SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
-           error = 'the run ended without recording an outcome (its backend exited)'
-     WHERE r.status OPERATOR(pg_catalog.=) 'running';
-
-    INSERT INTO icpml.training_runs (triggered_by, deploy_policy)
-    VALUES (run_training.triggered_by, run_training.deploy)
-    RETURNING run_id INTO v_run_id;
-  EXCEPTION
-    WHEN OTHERS OR query_canceled THEN
-      -- session-level advisory locks survive the rollback: release ours
-      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
-      RAISE;
-  END;
-  COMMIT;   -- the 'running' row is visible while the model trains
-
-  BEGIN
-    SELECT pg_catalog.to_jsonb(t) INTO v_result
-      FROM icpml.train_icp_model(deploy => run_training.deploy) AS t;
-  EXCEPTION
-    WHEN OTHERS OR query_canceled THEN
-      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                              v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-  END;
-
-  BEGIN
-    IF v_state IS NULL THEN
-      -- train_icp_model's row: version, deployed, deploy_reason, cv_* figures
-      v_version := (v_result OPERATOR(pg_catalog.->>) 'version')::integer;
-      UPDATE icpml.training_runs AS r
-         SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
-             version = v_version,
-             deployed = (v_result OPERATOR(pg_catalog.->>) 'deployed')::boolean,
-             deploy_reason = v_result OPERATOR(pg_catalog.->>) 'deploy_reason',
-             metrics = COALESCE(
-                         (SELECT m.metrics OPERATOR(pg_catalog.->) 'cv' FROM icpml.models AS m
-                           WHERE m.version OPERATOR(pg_catalog.=) v_version),
-                         v_result)
-       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
-    ELSE
-      UPDATE icpml.training_runs AS r
-         SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
-             error = v_message
-       WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
-    END IF;
-  EXCEPTION
-    WHEN OTHERS OR query_canceled THEN
-      PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
-      RAISE;
-  END;
-  COMMIT;
-  PERFORM pg_catalog.pg_advisory_unlock(v_run_key);
-
-  -- A failure is recorded, then reported to the caller too (pg_cron shows
-  -- it in cron.job_run_details).
-  IF v_state IS NOT NULL THEN
-    IF v_detail OPERATOR(pg_catalog.<>) '' AND v_hint OPERATOR(pg_catalog.<>) '' THEN
-      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
-    ELSIF v_detail OPERATOR(pg_catalog.<>) '' THEN
-      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail;
-    ELSIF v_hint OPERATOR(pg_catalog.<>) '' THEN
-      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
-    ELSE
-      RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message;
-    END IF;
-  END IF;
-END
-$$;
+-- Training and scheduling: run_training() is replaced once, in the "Watching a deployed model" section below (DROP + CREATE).
 
 CREATE OR REPLACE VIEW icpml.training_history WITH (security_invoker = true) AS
   SELECT r.run_id, r.started_at, r.finished_at,
@@ -1176,83 +793,7 @@ $$;
 
 DROP FUNCTION icpml.schedule_retraining(text, text, text);
 DROP FUNCTION icpml.unschedule_retraining(text);
-CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
-                                          deploy text DEFAULT 'best',
-                                          job_name text DEFAULT 'icpml-retrain',
-                                          run_as name DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_fields pg_catalog.text[];
-  v_super boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
-                      WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
-  v_role pg_catalog.name;
-BEGIN
-  v_fields := pg_catalog.regexp_split_to_array(pg_catalog.btrim(COALESCE(schedule_retraining.cron, '')), '\s+');
-  IF schedule_retraining.cron IS NULL OR pg_catalog.cardinality(v_fields) OPERATOR(pg_catalog.<>) 5
-     OR v_fields[1] OPERATOR(pg_catalog.=) '' THEN
-    RAISE EXCEPTION 'cron schedule "%" does not have five fields', schedule_retraining.cron
-      USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'A schedule is minute, hour, day of month, month and day of week, separated by spaces.',
-            HINT = 'For example ''0 3 * * *'' runs every night at 03:00 (in the time zone pg_cron uses, GMT by default).';
-  END IF;
-  IF schedule_retraining.deploy IS NULL
-     OR NOT schedule_retraining.deploy OPERATOR(pg_catalog.=) ANY (ARRAY['best', 'always', 'never']) THEN
-    RAISE EXCEPTION 'unknown deploy policy "%"', schedule_retraining.deploy
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use ''best'' (deploy if cross-validation beats the deployed model, or the rules), ''always'' or ''never''.';
-  END IF;
-  IF schedule_retraining.job_name IS NULL OR schedule_retraining.job_name OPERATOR(pg_catalog.=) '' THEN
-    RAISE EXCEPTION 'job_name must not be empty'
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Leave it out to use ''icpml-retrain''.';
-  END IF;
-
-  -- who the job runs as: never a superuser (docs/security.md)
-  v_role := COALESCE(schedule_retraining.run_as,
-                     CASE WHEN v_super THEN 'icpml_jobs'::pg_catalog.name ELSE CURRENT_USER END);
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
-    RAISE EXCEPTION 'role "%" does not exist', v_role
-      USING ERRCODE = 'undefined_object',
-            HINT = 'Scheduled jobs run as icpml_jobs by default; ALTER EXTENSION icpml UPDATE creates it.';
-  END IF;
-  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) v_role) THEN
-    RAISE EXCEPTION 'icpml''s scheduled jobs do not run as a superuser ("%")', v_role
-      USING ERRCODE = 'insufficient_privilege',
-            DETAIL = 'A superuser''s job would run the code of every view, policy and function the feature relation reaches with a superuser''s rights.',
-            HINT = 'Leave run_as out: the job then runs as icpml_jobs; grant it SELECT on the feature relation (docs/security.md).';
-  END IF;
-  IF v_role OPERATOR(pg_catalog.<>) CURRENT_USER AND NOT v_super THEN
-    RAISE EXCEPTION 'only a superuser can schedule a job to run as another role ("%")', v_role
-      USING ERRCODE = 'insufficient_privilege',
-            HINT = 'Leave run_as out: the job then runs as you.';
-  END IF;
-  IF NOT pg_catalog.has_function_privilege(v_role, 'icpml.run_training(text, text)', 'EXECUTE') THEN
-    RAISE EXCEPTION 'role "%" may not run icpml.run_training()', v_role
-      USING ERRCODE = 'insufficient_privilege',
-            HINT = pg_catalog.format('Make it an administrator: SELECT icpml.grant_admin(%L).', v_role);
-  END IF;
-  PERFORM icpml.require_pg_cron();
-
-  -- pg_cron replaces the role's job of the same name
-  IF v_role OPERATOR(pg_catalog.=) CURRENT_USER THEN
-    RETURN cron.schedule(schedule_retraining.job_name,
-                         pg_catalog.array_to_string(v_fields, ' '),
-                         pg_catalog.format('CALL icpml.run_training(deploy => %L)',
-                                           schedule_retraining.deploy));
-  END IF;
-  RETURN cron.schedule_in_database(schedule_retraining.job_name,
-                                   pg_catalog.array_to_string(v_fields, ' '),
-                                   pg_catalog.format('CALL icpml.run_training(deploy => %L)',
-                                                     schedule_retraining.deploy),
-                                   pg_catalog.current_database(), v_role);
-END
-$$;
-
-COMMENT ON FUNCTION icpml.schedule_retraining(text, text, text, name) IS
-  'Schedule CALL icpml.run_training(deploy => ...) with pg_cron (five-field cron schedule, GMT) to run as run_as (default: icpml_jobs when a superuser schedules, the caller otherwise; never a superuser); returns the job id; rescheduling a job name replaces it';
+-- schedule_retraining() (dropped above) is created once, with its final signature, in the "Watching a deployed model" section below.
 
 CREATE FUNCTION icpml.unschedule_retraining(job_name text DEFAULT 'icpml-retrain',
                                             run_as name DEFAULT NULL)
@@ -1283,33 +824,7 @@ $$;
 COMMENT ON FUNCTION icpml.unschedule_retraining(text, name) IS
   'Remove the retraining job of that name that runs as run_as (default as for schedule_retraining); false (with a notice) when there is none';
 
--- Backups: the settings trigger, qualified
-CREATE OR REPLACE FUNCTION icpml.replace_settings_row()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  -- only a COPY (how pg_dump's data is restored); INSERT keeps its meaning
-  -- (a duplicate key fails, ON CONFLICT works)
-  IF pg_catalog.current_query() OPERATOR(pg_catalog.!~*) '^\s*copy\s' THEN
-    RETURN NEW;
-  END IF;
-  IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_weights' THEN
-    DELETE FROM icpml.rule_weights AS t WHERE t.factor OPERATOR(pg_catalog.=) NEW.factor;
-  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'rule_settings' THEN
-    DELETE FROM icpml.rule_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
-  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'bandit_settings' THEN
-    DELETE FROM icpml.bandit_settings AS t WHERE t.singleton OPERATOR(pg_catalog.=) NEW.singleton;
-  ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'reward_map' THEN
-    DELETE FROM icpml.reward_map AS t WHERE t.interaction_type OPERATOR(pg_catalog.=) NEW.interaction_type;
-  ELSE
-    RAISE EXCEPTION 'icpml.replace_settings_row() is not a trigger of %', TG_TABLE_NAME
-      USING ERRCODE = 'triggered_action_exception';
-  END IF;
-  RETURN NEW;
-END
-$$;
+-- Backups: the settings trigger: replace_settings_row() is defined once, in the "Watching a deployed model" section below.
 
 -- Privileges
 CREATE OR REPLACE FUNCTION icpml.grant_scoring(role_name name)
@@ -1360,7 +875,7 @@ COMMENT ON FUNCTION icpml.grant_admin(name) IS
   'Let a role administer icpml (training, deploys, configuration, internal tables): every privilege and membership in icpml_admin';
 
 REVOKE ALL ON FUNCTION icpml.is_relation_name(text), icpml.models_guard(),
-  icpml.schedule_retraining(text, text, text, name), icpml.unschedule_retraining(text, name) FROM PUBLIC;
+  icpml.unschedule_retraining(text, name) FROM PUBLIC;
 ALTER TABLE icpml.rule_weights ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.rule_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE icpml.models ENABLE ROW LEVEL SECURITY;
@@ -2823,7 +2338,6 @@ REVOKE ALL ON PROCEDURE icpml.run_training(text, text, text) FROM PUBLIC;
 COMMENT ON PROCEDURE icpml.run_training(text, text, text) IS
   'Train a model (the deployed model''s recipe: relation, key, label, columns, parameters, encoding; the defaults when none is deployed) with icpml.train_icp_model(deploy => ...) and record the run and why in icpml.training_runs; retrain => needed trains only when icpml.retraining_needed() says so (else the run is skipped); never overlaps another training; call outside a transaction block';
 
-DROP FUNCTION icpml.schedule_retraining(text, text, text, name);
 CREATE FUNCTION icpml.schedule_retraining(cron text DEFAULT '0 3 * * *',
                                           deploy text DEFAULT 'best',
                                           job_name text DEFAULT 'icpml-retrain',
